@@ -1,0 +1,387 @@
+//! The configuration tree of bhyve_config(5).
+//!
+//! bhyve keeps its settings in a tree of nvlists: interior nodes hold named
+//! children, leaves hold string values. Paths are dot-separated
+//! (`pci.0.3.0.device`). Like an nvlist, a node keeps its entries in
+//! insertion order and setting an existing variable again moves it to the
+//! end; `config.dump` output depends on that order.
+
+use std::fmt::Write as _;
+
+use crate::ConfigError;
+
+/// Longest chain of `%(var)` references followed before giving up; guards
+/// against self-referencing variables (`a=%(a)`).
+const MAX_EXPANSION_DEPTH: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Value(String),
+    Node(Node),
+}
+
+/// One node of the tree: an ordered list of named entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    entries: Vec<(String, Entry)>,
+}
+
+impl Node {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.entries.iter().position(|(n, _)| n == name)
+    }
+
+    /// Child node `name`, if it exists and is a node.
+    pub fn child(&self, name: &str) -> Option<&Node> {
+        match self.find(name).map(|i| &self.entries[i].1) {
+            Some(Entry::Node(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Walks a dotted path of nodes below this one.
+    pub fn node(&self, path: &str) -> Option<&Node> {
+        path.split('.').try_fold(self, |node, part| node.child(part))
+    }
+
+    /// Raw (unexpanded) value at a dotted path below this node.
+    pub fn raw_value(&self, path: &str) -> Option<&str> {
+        let (parent, leaf) = match path.rsplit_once('.') {
+            Some((p, l)) => (self.node(p)?, l),
+            None => (self, path),
+        };
+        match parent.find(leaf).map(|i| &parent.entries[i].1) {
+            Some(Entry::Value(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Sets a value at a dotted path below this node, creating interior
+    /// nodes as needed. Fails when a path component is already a variable
+    /// or the leaf is already a node, as bhyve does.
+    pub fn set(&mut self, path: &str, value: &str) -> Result<(), ConfigError> {
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(ConfigError::BadName(path.to_string()));
+        }
+        let mut node = self;
+        let mut parts = path.split('.').peekable();
+        let mut walked = String::new();
+        while let Some(part) = parts.next() {
+            if !walked.is_empty() {
+                walked.push('.');
+            }
+            walked.push_str(part);
+            if parts.peek().is_none() {
+                if let Some(i) = node.find(part) {
+                    if matches!(node.entries[i].1, Entry::Node(_)) {
+                        return Err(ConfigError::IsNode(walked));
+                    }
+                    node.entries.remove(i);
+                }
+                node.entries
+                    .push((part.to_string(), Entry::Value(value.to_string())));
+                return Ok(());
+            }
+            let i = match node.find(part) {
+                Some(i) => i,
+                None => {
+                    node.entries
+                        .push((part.to_string(), Entry::Node(Node::new())));
+                    node.entries.len() - 1
+                }
+            };
+            node = match &mut node.entries[i].1 {
+                Entry::Node(n) => n,
+                Entry::Value(_) => return Err(ConfigError::IsVariable(walked)),
+            };
+        }
+        unreachable!("path has at least one component")
+    }
+
+    /// Creates (or finds) the node at a dotted path.
+    pub fn create_node(&mut self, path: &str) -> Result<&mut Node, ConfigError> {
+        let mut node = self;
+        let mut walked = String::new();
+        for part in path.split('.') {
+            if part.is_empty() {
+                return Err(ConfigError::BadName(path.to_string()));
+            }
+            if !walked.is_empty() {
+                walked.push('.');
+            }
+            walked.push_str(part);
+            let i = match node.find(part) {
+                Some(i) => i,
+                None => {
+                    node.entries
+                        .push((part.to_string(), Entry::Node(Node::new())));
+                    node.entries.len() - 1
+                }
+            };
+            node = match &mut node.entries[i].1 {
+                Entry::Node(n) => n,
+                Entry::Value(_) => return Err(ConfigError::IsVariable(walked)),
+            };
+        }
+        Ok(node)
+    }
+
+    /// Removes a variable or node; returns whether it existed.
+    pub fn remove(&mut self, path: &str) -> bool {
+        let (parent, leaf) = match path.rsplit_once('.') {
+            Some((p, l)) => match self.node_mut(p) {
+                Some(n) => (n, l),
+                None => return false,
+            },
+            None => (self, path),
+        };
+        match parent.find(leaf) {
+            Some(i) => {
+                parent.entries.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
+        let mut node = self;
+        for part in path.split('.') {
+            let i = node.find(part)?;
+            node = match &mut node.entries[i].1 {
+                Entry::Node(n) => n,
+                Entry::Value(_) => return None,
+            };
+        }
+        Some(node)
+    }
+
+    /// Names of the child nodes, in order.
+    pub fn child_names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|(n, e)| match e {
+            Entry::Node(_) => Some(n.as_str()),
+            Entry::Value(_) => None,
+        })
+    }
+
+    /// Variables directly in this node, in order, unexpanded.
+    pub fn values(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().filter_map(|(n, e)| match e {
+            Entry::Value(v) => Some((n.as_str(), v.as_str())),
+            Entry::Node(_) => None,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn dump_into(&self, prefix: &str, out: &mut String) {
+        for (name, entry) in &self.entries {
+            match entry {
+                Entry::Value(v) => {
+                    let _ = writeln!(out, "{prefix}{name}={v}");
+                }
+                Entry::Node(n) => n.dump_into(&format!("{prefix}{name}."), out),
+            }
+        }
+    }
+}
+
+/// The whole configuration: the root node plus bhyve's lookup rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    root: Node,
+}
+
+impl Config {
+    /// An empty tree (no defaults); see [`Config::with_defaults`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tree bhyve starts from before parsing its command line.
+    pub fn with_defaults() -> Self {
+        let mut c = Self::new();
+        for (k, v) in crate::DEFAULTS {
+            c.set(k, v).expect("defaults are valid paths");
+        }
+        c
+    }
+
+    pub fn root(&self) -> &Node {
+        &self.root
+    }
+
+    pub fn root_mut(&mut self) -> &mut Node {
+        &mut self.root
+    }
+
+    pub fn set(&mut self, path: &str, value: &str) -> Result<(), ConfigError> {
+        self.root.set(path, value)
+    }
+
+    pub fn set_bool(&mut self, path: &str, value: bool) -> Result<(), ConfigError> {
+        self.root.set(path, if value { "true" } else { "false" })
+    }
+
+    /// The value at `path` with `%(var)` references expanded.
+    pub fn get(&self, path: &str) -> Option<String> {
+        self.root.raw_value(path).map(|v| self.expand(v))
+    }
+
+    /// Value of `name` looked up in `node` (a path below the root) with
+    /// expansion; the form device models use for their own variables.
+    pub fn get_in(&self, node: &str, name: &str) -> Option<String> {
+        self.get(&format!("{node}.{name}"))
+    }
+
+    /// A boolean variable; `Ok(None)` when unset.
+    pub fn get_bool(&self, path: &str) -> Result<Option<bool>, ConfigError> {
+        match self.get(path) {
+            None => Ok(None),
+            Some(v) => parse_bool(&v)
+                .map(Some)
+                .ok_or_else(|| ConfigError::BadBool {
+                    name: path.to_string(),
+                    value: v,
+                }),
+        }
+    }
+
+    pub fn get_bool_default(&self, path: &str, default: bool) -> Result<bool, ConfigError> {
+        Ok(self.get_bool(path)?.unwrap_or(default))
+    }
+
+    /// Expands `%(name)` with the (expanded) value of the variable `name`
+    /// (unset: empty) and `%%` to `%`, as bhyve's config.c does.
+    pub fn expand(&self, value: &str) -> String {
+        self.expand_depth(value, 0)
+    }
+
+    fn expand_depth(&self, value: &str, depth: usize) -> String {
+        if !value.contains('%') {
+            return value.to_string();
+        }
+        let mut out = String::with_capacity(value.len());
+        let mut rest = value;
+        while let Some(pos) = rest.find('%') {
+            out.push_str(&rest[..pos]);
+            let tail = &rest[pos + 1..];
+            if let Some(after) = tail.strip_prefix('%') {
+                out.push('%');
+                rest = after;
+            } else if let Some(inner) = tail.strip_prefix('(') {
+                match inner.find(')') {
+                    Some(end) => {
+                        let name = &inner[..end];
+                        if depth < MAX_EXPANSION_DEPTH {
+                            if let Some(v) = self.root.raw_value(name) {
+                                out.push_str(&self.expand_depth(v, depth + 1));
+                            }
+                        }
+                        rest = &inner[end + 1..];
+                    }
+                    None => {
+                        // Unmatched "(": keep the text as written.
+                        out.push('%');
+                        rest = tail;
+                    }
+                }
+            } else {
+                out.push('%');
+                rest = tail;
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Every variable as `path=value` lines, unexpanded, in tree order
+    /// (what `-o config.dump=1` prints).
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        self.root.dump_into("", &mut out);
+        out
+    }
+}
+
+/// bhyve's boolean spellings (case-insensitive).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Some(true),
+        "false" | "off" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_get_and_order() {
+        let mut c = Config::new();
+        c.set("pci.0.3.0.device", "virtio-blk").unwrap();
+        c.set("pci.0.3.0.path", "/img").unwrap();
+        c.set("memory.size", "256M").unwrap();
+        c.set("pci.0.3.0.device", "ahci").unwrap();
+        assert_eq!(c.get("pci.0.3.0.device").as_deref(), Some("ahci"));
+        assert_eq!(
+            c.dump(),
+            "pci.0.3.0.path=/img\npci.0.3.0.device=ahci\nmemory.size=256M\n"
+        );
+    }
+
+    #[test]
+    fn node_and_variable_conflicts() {
+        let mut c = Config::new();
+        c.set("a.b", "1").unwrap();
+        assert_eq!(c.set("a.b.c", "2"), Err(ConfigError::IsVariable("a.b".into())));
+        assert_eq!(c.set("a", "2"), Err(ConfigError::IsNode("a".into())));
+        assert!(matches!(c.set("a..b", "1"), Err(ConfigError::BadName(_))));
+        assert!(matches!(c.set("", "1"), Err(ConfigError::BadName(_))));
+    }
+
+    #[test]
+    fn expansion() {
+        let mut c = Config::new();
+        c.set("name", "vm1").unwrap();
+        c.set("disk", "/vms/%(name)/disk.img").unwrap();
+        c.set("pct", "100%% %(missing)x %(name").unwrap();
+        c.set("loop", "%(loop)").unwrap();
+        assert_eq!(c.get("disk").unwrap(), "/vms/vm1/disk.img");
+        assert_eq!(c.get("pct").unwrap(), "100% x %(name");
+        assert_eq!(c.get("loop").unwrap(), "");
+        // dump shows raw values
+        assert!(c.dump().contains("disk=/vms/%(name)/disk.img"));
+    }
+
+    #[test]
+    fn booleans() {
+        let mut c = Config::new();
+        for (v, b) in [("yes", true), ("On", true), ("1", true), ("FALSE", false), ("off", false), ("0", false)] {
+            c.set("x", v).unwrap();
+            assert_eq!(c.get_bool("x").unwrap(), Some(b));
+        }
+        c.set("x", "maybe").unwrap();
+        assert!(c.get_bool("x").is_err());
+        assert_eq!(c.get_bool_default("nope", true).unwrap(), true);
+    }
+
+    #[test]
+    fn remove_and_children() {
+        let mut c = Config::new();
+        c.set("pci.0.1.0.device", "lpc").unwrap();
+        c.set("pci.0.3.0.device", "virtio-net").unwrap();
+        let names: Vec<_> = c.root().node("pci.0").unwrap().child_names().collect();
+        assert_eq!(names, ["1", "3"]);
+        assert!(c.root_mut().remove("pci.0.1"));
+        assert!(!c.root_mut().remove("pci.0.1"));
+        assert!(c.get("pci.0.1.0.device").is_none());
+    }
+}

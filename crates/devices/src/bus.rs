@@ -1,0 +1,137 @@
+//! The port-I/O and MMIO buses: address ranges mapped to devices.
+//!
+//! Lock order: the bus's range map (read lock) is taken before a device's
+//! mutex, and the map is never locked for writing while a device lock is
+//! held, so a device may not (un)register ranges from inside its own
+//! `read`/`write`; it must defer that work.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A device that owns one or more bus ranges.
+pub trait BusDevice: Send {
+    /// `base` is the start of the range that matched, `offset` the access's
+    /// distance from it. `data.len()` is the access size (1, 2, 4 or 8).
+    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]);
+    fn write(&mut self, base: u64, offset: u64, data: &[u8]);
+}
+
+pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    #[error("bus range {base:#x}+{len:#x} overlaps an existing range")]
+    Overlap { base: u64, len: u64 },
+    #[error("bus range {base:#x}+{len:#x} is empty or wraps")]
+    BadRange { base: u64, len: u64 },
+}
+
+#[derive(Clone)]
+struct Range {
+    len: u64,
+    dev: SharedDevice,
+}
+
+/// A set of non-overlapping ranges. Cheap to share: clone the `Arc`.
+#[derive(Default)]
+pub struct Bus {
+    ranges: RwLock<BTreeMap<u64, Range>>,
+}
+
+impl Bus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&self, base: u64, len: u64, dev: SharedDevice) -> Result<(), BusError> {
+        if len == 0 || base.checked_add(len - 1).is_none() {
+            return Err(BusError::BadRange { base, len });
+        }
+        let mut map = self.ranges.write().unwrap_or_else(|e| e.into_inner());
+        let end = base + (len - 1);
+        if let Some((b, r)) = map.range(..=end).next_back() {
+            if b + (r.len - 1) >= base {
+                return Err(BusError::Overlap { base, len });
+            }
+        }
+        map.insert(base, Range { len, dev });
+        Ok(())
+    }
+
+    /// Removes the range starting at `base`; returns whether it existed.
+    pub fn remove(&self, base: u64) -> bool {
+        let mut map = self.ranges.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(&base).is_some()
+    }
+
+    fn lookup(&self, addr: u64) -> Option<(u64, SharedDevice)> {
+        let map = self.ranges.read().unwrap_or_else(|e| e.into_inner());
+        let (base, r) = map.range(..=addr).next_back()?;
+        if addr - base < r.len {
+            Some((*base, r.dev.clone()))
+        } else {
+            None
+        }
+    }
+
+    /// Dispatches a read; returns false when no device claims `addr`.
+    pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
+        match self.lookup(addr) {
+            Some((base, dev)) => {
+                dev.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .read(base, addr - base, data);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Dispatches a write; returns false when no device claims `addr`.
+    pub fn write(&self, addr: u64, data: &[u8]) -> bool {
+        match self.lookup(addr) {
+            Some((base, dev)) => {
+                dev.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .write(base, addr - base, data);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rec(Vec<(u64, u64, Vec<u8>)>);
+    impl BusDevice for Rec {
+        fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
+            data.fill(offset as u8);
+        }
+        fn write(&mut self, base: u64, offset: u64, data: &[u8]) {
+            self.0.push((base, offset, data.to_vec()));
+        }
+    }
+
+    #[test]
+    fn dispatch_and_overlap() {
+        let bus = Bus::new();
+        let dev = Arc::new(Mutex::new(Rec(Vec::new())));
+        bus.insert(0x3f8, 8, dev.clone()).unwrap();
+        assert_eq!(bus.insert(0x3fc, 8, dev.clone()), Err(BusError::Overlap { base: 0x3fc, len: 8 }));
+        assert_eq!(bus.insert(0x3f0, 9, dev.clone()), Err(BusError::Overlap { base: 0x3f0, len: 9 }));
+        bus.insert(0x3f0, 8, dev.clone()).unwrap();
+        assert!(bus.insert(u64::MAX, 2, dev.clone()).is_err());
+        assert!(bus.insert(0, 0, dev.clone()).is_err());
+        let mut b = [0u8; 1];
+        assert!(bus.read(0x3fd, &mut b));
+        assert_eq!(b[0], 5);
+        assert!(!bus.read(0x400, &mut b));
+        assert!(bus.write(0x3f8, &[0x41]));
+        assert_eq!(dev.lock().unwrap().0, vec![(0x3f8, 0, vec![0x41])]);
+        assert!(bus.remove(0x3f8));
+        assert!(!bus.write(0x3f8, &[0x41]));
+    }
+}

@@ -1,0 +1,51 @@
+//! Device models as plain state machines.
+//!
+//! Nothing in this crate talks to KVM: a device sees register accesses
+//! through [`bus::BusDevice`], raises interrupts through an [`IrqLine`] and
+//! asks for VM-level actions (reset, power-off, test exit) through a
+//! [`VmControl`]. The vmm crate supplies KVM-backed implementations; unit
+//! tests supply recording ones.
+
+pub mod bus;
+
+pub use bus::{Bus, BusDevice, BusError};
+
+/// One interrupt input of the platform (an ISA IRQ / IOAPIC pin).
+pub trait IrqLine: Send + Sync {
+    /// Drives the line. Level-triggered users hold it high while their
+    /// condition lasts; edge users call `set_level(true)` then `false`.
+    fn set_level(&self, high: bool);
+}
+
+/// Why a device wants the VM to stop, mapped to bhyve(8)'s exit status by
+/// the vmm (0 reboot, 1 power-off, 2 halt, 3 triple fault, 4 error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitRequest {
+    Reboot,
+    PowerOff,
+    Halt,
+    TripleFault,
+    Error(String),
+    /// A raw exit status, used by pc-testdev's isa-debug-exit port.
+    Status(i32),
+}
+
+impl ExitRequest {
+    /// bhyve(8)'s exit status for this request.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            ExitRequest::Reboot => 0,
+            ExitRequest::PowerOff => 1,
+            ExitRequest::Halt => 2,
+            ExitRequest::TripleFault => 3,
+            ExitRequest::Error(_) => 4,
+            ExitRequest::Status(s) => *s,
+        }
+    }
+}
+
+/// The VM as seen from a device.
+pub trait VmControl: Send + Sync {
+    /// Asks the VM to stop. The first request wins; later ones are ignored.
+    fn request_exit(&self, req: ExitRequest);
+}
