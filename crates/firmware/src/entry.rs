@@ -34,6 +34,40 @@ pub struct EntryState {
     pub gdt_limit: u16,
 }
 
+/// Selector of the flat 32-bit code segment in the boot GDT.
+pub const SEL_CODE32: u16 = 0x08;
+/// Selector of the flat 64-bit code segment (Linux's `__BOOT_CS`).
+pub const SEL_CODE64: u16 = 0x10;
+/// Selector of the flat read/write data segment (Linux's `__BOOT_DS`).
+pub const SEL_DATA: u16 = 0x18;
+
+/// The GDT every loader writes at `gdt_base` (`gdt_limit` =
+/// `8 * BOOT_GDT.len() - 1`), indexed by selector / 8: null, code32,
+/// code64, data. All segments are flat (base 0, 4 GiB limit, DPL 0,
+/// accessed). Linux's 64-bit boot protocol requires code at 0x10 and data
+/// at 0x18; PVH only needs some flat 32-bit code and data.
+pub const BOOT_GDT: [u64; 4] = [
+    0,
+    0x00cf_9b00_0000_ffff,
+    0x00af_9b00_0000_ffff,
+    0x00cf_9300_0000_ffff,
+];
+
+impl EntryState {
+    /// CS at entry: 32-bit code for `Protected32`, 64-bit code for `Long64`.
+    pub fn code_selector(&self) -> u16 {
+        match self.mode {
+            EntryMode::Protected32 => SEL_CODE32,
+            EntryMode::Long64 => SEL_CODE64,
+        }
+    }
+
+    /// DS, ES, FS, GS and SS at entry.
+    pub fn data_selector(&self) -> u16 {
+        SEL_DATA
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid saved entry state: {0}")]
 pub struct EntryParseError(pub String);
@@ -65,7 +99,11 @@ impl EntryState {
         let mut mode = None;
         let mut vals = [None::<u64>; 7];
         const KEYS: [&str; 7] = ["rip", "rsp", "rbx", "rsi", "cr3", "gdt_base", "gdt_limit"];
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let (k, v) = line
                 .split_once('=')
                 .ok_or_else(|| EntryParseError(format!("line '{line}'")))?;

@@ -2,5 +2,9 @@
 //! kernel into guest memory (the job of bhyveload(8) on FreeBSD).
 
 pub mod entry;
+pub mod layout;
+pub mod loader;
 
 pub use entry::{EntryMode, EntryState};
+pub use layout::{E820Entry, E820Type, MemLayout, MemRegion};
+pub use loader::{load_linux, LoadError};
