@@ -74,7 +74,7 @@ impl MemLayout {
         if size > MAX_MEMORY {
             return Err(LayoutError::TooLarge(size));
         }
-        if size % PAGE_SIZE != 0 {
+        if !size.is_multiple_of(PAGE_SIZE) {
             return Err(LayoutError::Unaligned(size));
         }
         let lowmem = size.min(LOWMEM_LIMIT);
@@ -234,7 +234,7 @@ mod tests {
             Err(LayoutError::Unaligned(_))
         ));
         assert!(matches!(
-            MemLayout::new(u64::MAX & !0xfff),
+            MemLayout::new(!0xfff),
             Err(LayoutError::TooLarge(_))
         ));
     }

@@ -38,7 +38,7 @@ pub const CMDLINE_MAX: usize = 0xffff;
 pub const KERNEL_MIN_ADDR: u64 = 0x10_0000;
 
 const _: () = assert!(PD_ADDR + PD_COUNT * PAGE_SIZE <= 0x10000);
-const _: () = assert!(CMDLINE_ADDR + CMDLINE_MAX as u64 + 1 <= LEGACY_HOLE_START);
+const _: () = assert!(CMDLINE_ADDR + (CMDLINE_MAX as u64) < LEGACY_HOLE_START);
 
 pub fn write_bytes<M: GuestMemoryBackend>(
     mem: &M,

@@ -119,10 +119,7 @@ fn inspect(kernel: &mut File, layout: &MemLayout) -> Result<ElfInfo, LoadError> 
     let mut entry = None;
     let mut bss = Vec::new();
     for p in &phdrs {
-        if p.offset
-            .checked_add(p.filesz)
-            .map_or(true, |e| e > file_len)
-        {
+        if p.offset.checked_add(p.filesz).is_none_or(|e| e > file_len) {
             return Err(bad("segment extends past the end of the file"));
         }
         match p.p_type {
