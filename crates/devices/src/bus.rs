@@ -120,8 +120,20 @@ mod tests {
         let bus = Bus::new();
         let dev = Arc::new(Mutex::new(Rec(Vec::new())));
         bus.insert(0x3f8, 8, dev.clone()).unwrap();
-        assert_eq!(bus.insert(0x3fc, 8, dev.clone()), Err(BusError::Overlap { base: 0x3fc, len: 8 }));
-        assert_eq!(bus.insert(0x3f0, 9, dev.clone()), Err(BusError::Overlap { base: 0x3f0, len: 9 }));
+        assert_eq!(
+            bus.insert(0x3fc, 8, dev.clone()),
+            Err(BusError::Overlap {
+                base: 0x3fc,
+                len: 8
+            })
+        );
+        assert_eq!(
+            bus.insert(0x3f0, 9, dev.clone()),
+            Err(BusError::Overlap {
+                base: 0x3f0,
+                len: 9
+            })
+        );
         bus.insert(0x3f0, 8, dev.clone()).unwrap();
         assert!(bus.insert(u64::MAX, 2, dev.clone()).is_err());
         assert!(bus.insert(0, 0, dev.clone()).is_err());

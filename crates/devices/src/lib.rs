@@ -6,9 +6,21 @@
 //! [`VmControl`]. The vmm crate supplies KVM-backed implementations; unit
 //! tests supply recording ones.
 
+pub mod atkbdc;
 pub mod bus;
+pub mod chardev;
+pub mod pctestdev;
+pub mod reset;
+#[cfg(test)]
+mod testutil;
+pub mod uart;
 
+pub use atkbdc::Atkbdc;
 pub use bus::{Bus, BusDevice, BusError};
+pub use chardev::{CharFrontend, Notifier};
+pub use pctestdev::PcTestDev;
+pub use reset::ResetControl;
+pub use uart::Uart;
 
 /// One interrupt input of the platform (an ISA IRQ / IOAPIC pin).
 pub trait IrqLine: Send + Sync {
