@@ -1,0 +1,598 @@
+//! Named VMs: FreeBSD's `/dev/vmm/<name>` reproduced as a directory.
+//!
+//! On FreeBSD a VM is a kernel object that outlives the processes using it:
+//! bhyveload(8) creates it and loads the guest, bhyve(8) runs it, and
+//! bhyvectl(8) destroys it. Here the VM is `<rundir>/<name>/` holding
+//! `memory` (guest RAM, low part then the part above 4 GiB), `vm`
+//! (`memory.size=` then the loader's [`EntryState`] lines), `lock` (flock
+//! held by the running bhyve) and `ctl.sock` (its control socket).
+//!
+//! Directories appear and disappear atomically (built under a hidden name,
+//! then renamed), so a failed operation never leaves a half-made VM.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bhyve_firmware::EntryState;
+
+const MEMORY_FILE: &str = "memory";
+const VM_FILE: &str = "vm";
+const LOCK_FILE: &str = "lock";
+const CTL_SOCKET: &str = "ctl.sock";
+const MEM_KEY: &str = "memory.size";
+
+/// Longest accepted VM name. Keeps `<rundir>/<name>/ctl.sock` well within
+/// the 108 bytes of a unix socket path for the usual run directories.
+pub const MAX_NAME_LEN: usize = 48;
+
+/// Guest memory is mapped and handed to KVM in whole pages.
+const PAGE_SIZE: u64 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid VM name '{0}': use letters, digits, '.', '_' and '-' (not first '.'), at most {MAX_NAME_LEN} characters")]
+    BadName(String),
+    #[error("VM:{0} is not created")]
+    NotFound(String),
+    #[error("VM {0} is running")]
+    AlreadyRunning(String),
+    #[error("invalid memory size {0}: must be a non-zero multiple of 4 KiB")]
+    BadSize(u64),
+    #[error("VM {name}: corrupt state: {msg}")]
+    Corrupt { name: String, msg: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Checks a VM name: it becomes a path component, so no '/', no leading
+/// '.' (which also rules out `.` and `..` and our hidden work names).
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadName(name.to_string()))
+    }
+}
+
+/// One entry of [`VmStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmInfo {
+    pub name: String,
+    pub running: bool,
+}
+
+/// The directory holding all named VMs.
+#[derive(Debug, Clone)]
+pub struct VmStore {
+    root: PathBuf,
+}
+
+impl VmStore {
+    /// `$BHYVE_RUNDIR`, else `/run/bhyve` as root, else
+    /// `$XDG_RUNTIME_DIR/bhyve`, else `/tmp/bhyve-$UID`.
+    pub fn from_env() -> Self {
+        let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let root = if let Some(dir) = nonempty("BHYVE_RUNDIR") {
+            PathBuf::from(dir)
+        } else if uid == 0 {
+            PathBuf::from("/run/bhyve")
+        } else if let Some(xdg) = nonempty("XDG_RUNTIME_DIR") {
+            Path::new(&xdg).join("bhyve")
+        } else {
+            PathBuf::from(format!("/tmp/bhyve-{uid}"))
+        };
+        VmStore { root }
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        VmStore { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the run directory (0700) if needed. A pre-existing one must
+    /// belong to us: in a shared /tmp someone else could have planted it.
+    fn ensure_root(&self) -> Result<()> {
+        match fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+        {
+            Ok(()) => {}
+            Err(e) => return Err(io_err(&self.root)(e)),
+        }
+        let md = fs::metadata(&self.root).map_err(io_err(&self.root))?;
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        if uid != 0 && md.uid() != uid {
+            return Err(StoreError::Io {
+                path: self.root.clone(),
+                source: io::Error::new(io::ErrorKind::PermissionDenied, "owned by another user"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Existing VMs, sorted by name. A missing run directory means none.
+    pub fn list(&self) -> Result<Vec<VmInfo>> {
+        let rd = match fs::read_dir(&self.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.root)(e)),
+        };
+        let mut out = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(io_err(&self.root))?;
+            let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if validate_name(&name).is_err() || !ent.path().join(VM_FILE).is_file() {
+                continue;
+            }
+            let running = VmDir::at(&name, ent.path()).is_running();
+            out.push(VmInfo { name, running });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn vm_path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// An existing VM.
+    pub fn open(&self, name: &str) -> Result<VmDir> {
+        validate_name(name)?;
+        let path = self.vm_path(name);
+        if !path.join(VM_FILE).is_file() {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
+        Ok(VmDir::at(name, path))
+    }
+
+    /// bhyveload's view: a new VM of `mem_size` bytes, or an existing one
+    /// that is not running re-initialized (memory zeroed and re-sized,
+    /// entry state dropped), as FreeBSD's vm_reinit + vm_setup_memory do.
+    /// The returned lock keeps bhyve out while the loader works.
+    pub fn create_or_reinit(&self, name: &str, mem_size: u64) -> Result<Prepared> {
+        validate_name(name)?;
+        if mem_size == 0 || mem_size % PAGE_SIZE != 0 {
+            return Err(StoreError::BadSize(mem_size));
+        }
+        self.ensure_root()?;
+        match self.open(name) {
+            Ok(dir) => {
+                let lock = dir.lock_running()?;
+                dir.reinit(mem_size)?;
+                Ok(Prepared {
+                    dir,
+                    lock,
+                    created: false,
+                })
+            }
+            Err(StoreError::NotFound(_)) => self.create(name, mem_size),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create(&self, name: &str, mem_size: u64) -> Result<Prepared> {
+        let tmp = self
+            .root
+            .join(format!(".{name}.new-{}", std::process::id()));
+        let build = || -> Result<(VmDir, RunLock)> {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&tmp)
+                .map_err(io_err(&tmp))?;
+            let staged = VmDir::at(name, tmp.clone());
+            // flock follows the open file, so the lock survives the rename.
+            let lock = staged.lock_running()?;
+            staged.reinit(mem_size)?;
+            Ok((staged, lock))
+        };
+        let (_, lock) = match build() {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let path = self.vm_path(name);
+        // rename(2) onto an existing non-empty directory fails, so a racing
+        // bhyveload that created the same name first wins cleanly.
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(io_err(&path)(e));
+        }
+        Ok(Prepared {
+            dir: VmDir::at(name, path),
+            lock,
+            created: true,
+        })
+    }
+
+    /// Removes a VM that is not running.
+    pub fn destroy(&self, name: &str) -> Result<()> {
+        let dir = self.open(name)?;
+        let lock = dir.lock_running()?;
+        dir.remove(lock)
+    }
+}
+
+/// Result of [`VmStore::create_or_reinit`].
+#[derive(Debug)]
+pub struct Prepared {
+    pub dir: VmDir,
+    /// Held until the loader is done; dropping it lets bhyve run the VM.
+    pub lock: RunLock,
+    /// False when an existing VM was re-initialized.
+    pub created: bool,
+}
+
+/// The run lock of a VM: an exclusive flock on its `lock` file, released
+/// when dropped (or when the process dies, however it dies).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+/// One named VM.
+#[derive(Debug, Clone)]
+pub struct VmDir {
+    name: String,
+    path: PathBuf,
+}
+
+impl VmDir {
+    fn at(name: &str, path: PathBuf) -> Self {
+        VmDir {
+            name: name.to_string(),
+            path,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn memory_path(&self) -> PathBuf {
+        self.path.join(MEMORY_FILE)
+    }
+
+    pub fn ctl_socket_path(&self) -> PathBuf {
+        self.path.join(CTL_SOCKET)
+    }
+
+    fn open_lock_file(&self) -> Result<File> {
+        let p = self.path.join(LOCK_FILE);
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&p)
+            .map_err(io_err(&p))
+    }
+
+    /// Takes the run lock: held by bhyve for its whole life, and briefly by
+    /// bhyveload and destroy. Another holder → [`StoreError::AlreadyRunning`].
+    pub fn lock_running(&self) -> Result<RunLock> {
+        let file = self.open_lock_file()?;
+        // `is_running` probes hold the lock for microseconds; a few retries
+        // keep such a probe from being mistaken for a running bhyve.
+        for attempt in 0..20 {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(RunLock { _file: file });
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io_err(&self.path.join(LOCK_FILE))(e));
+            }
+            if attempt < 19 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Err(StoreError::AlreadyRunning(self.name.clone()))
+    }
+
+    /// Whether some process holds the run lock (a running bhyve, or a
+    /// loader at work).
+    pub fn is_running(&self) -> bool {
+        let Ok(file) = File::open(self.path.join(LOCK_FILE)) else {
+            return false;
+        };
+        // SAFETY: flock on a descriptor we own; closing it drops the lock.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+    }
+
+    fn read_vm_file(&self) -> Result<String> {
+        let p = self.path.join(VM_FILE);
+        fs::read_to_string(&p).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound(self.name.clone()),
+            _ => io_err(&p)(e),
+        })
+    }
+
+    fn corrupt(&self, msg: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            name: self.name.clone(),
+            msg: msg.into(),
+        }
+    }
+
+    /// Replaces `vm` atomically (write a temporary, then rename).
+    fn write_vm_file(&self, text: &str) -> Result<()> {
+        let tmp = self.path.join(".vm.tmp");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        let dst = self.path.join(VM_FILE);
+        fs::rename(&tmp, &dst).map_err(io_err(&dst))
+    }
+
+    /// Guest memory size in bytes, checked against the memory file.
+    pub fn mem_size(&self) -> Result<u64> {
+        let text = self.read_vm_file()?;
+        let size = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(MEM_KEY)?.strip_prefix('='))
+            .ok_or_else(|| self.corrupt("no memory.size"))?
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| self.corrupt("bad memory.size"))?;
+        if size == 0 || size % PAGE_SIZE != 0 {
+            return Err(self.corrupt(format!("bad memory.size {size}")));
+        }
+        let mp = self.memory_path();
+        let flen = fs::metadata(&mp).map_err(io_err(&mp))?.len();
+        if flen != size {
+            return Err(self.corrupt(format!(
+                "memory file is {flen} bytes, memory.size is {size}"
+            )));
+        }
+        Ok(size)
+    }
+
+    /// Opens the guest memory file read-write (for MAP_SHARED mapping).
+    pub fn memory_file(&self) -> Result<File> {
+        let p = self.memory_path();
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .map_err(io_err(&p))
+    }
+
+    /// The entry state a loader left, if any is still unconsumed.
+    pub fn entry(&self) -> Result<Option<EntryState>> {
+        let text = self.read_vm_file()?;
+        let rest: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with(MEM_KEY))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if rest.trim().is_empty() {
+            return Ok(None);
+        }
+        EntryState::from_kv(&rest)
+            .map(Some)
+            .map_err(|e| self.corrupt(e.to_string()))
+    }
+
+    pub fn save_entry(&self, entry: &EntryState) -> Result<()> {
+        let size = self.mem_size()?;
+        self.write_vm_file(&format!("{MEM_KEY}={size}\n{}", entry.to_kv()))
+    }
+
+    /// Drops the entry state: called once a run consumed it, so a rebooted
+    /// VM needs a fresh bhyveload, as on FreeBSD.
+    pub fn clear_entry(&self) -> Result<()> {
+        let size = self.mem_size()?;
+        self.write_vm_file(&format!("{MEM_KEY}={size}\n"))
+    }
+
+    /// Zeroes and re-sizes the memory and forgets the entry state. The
+    /// caller holds the run lock.
+    fn reinit(&self, mem_size: u64) -> Result<()> {
+        let mp = self.memory_path();
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&mp)
+            .map_err(io_err(&mp))?;
+        // Truncating to 0 first frees the old pages; the re-grown file is
+        // sparse and reads as zeros, like fresh guest RAM.
+        f.set_len(0).map_err(io_err(&mp))?;
+        f.set_len(mem_size).map_err(io_err(&mp))?;
+        self.write_vm_file(&format!("{MEM_KEY}={mem_size}\n"))
+    }
+
+    /// Removes the VM while the caller holds its run lock (bhyveload undoing
+    /// a failed load of a new VM, or destroy). The directory first moves to
+    /// a hidden name so the VM disappears atomically.
+    pub fn remove(self, lock: RunLock) -> Result<()> {
+        let parent = self.path.parent().unwrap_or(Path::new("."));
+        let grave = parent.join(format!(".{}.gone-{}", self.name, std::process::id()));
+        fs::rename(&self.path, &grave).map_err(io_err(&self.path))?;
+        drop(lock);
+        fs::remove_dir_all(&grave).map_err(io_err(&grave))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bhyve_firmware::EntryMode;
+
+    pub(crate) fn scratch(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("bhyve-store-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        p
+    }
+
+    fn entry() -> EntryState {
+        EntryState {
+            mode: EntryMode::Long64,
+            rip: 0x100200,
+            rsp: 0x8ff0,
+            rbx: 0,
+            rsi: 0x7000,
+            cr3: 0x9000,
+            gdt_base: 0x500,
+            gdt_limit: 0x1f,
+        }
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["vm1", "a", "my-vm_2.test", "X"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        for bad in [
+            "", ".", "..", ".hidden", "a/b", "../x", "sp ace", "ü", &long,
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lifecycle() {
+        let root = scratch("life");
+        let store = VmStore::at(&root);
+        assert!(store.list().unwrap().is_empty());
+        assert!(matches!(store.open("vm1"), Err(StoreError::NotFound(_))));
+
+        let p = store.create_or_reinit("vm1", 1 << 20).unwrap();
+        assert!(p.created);
+        assert!(p.dir.is_running(), "loader holds the lock");
+        assert_eq!(p.dir.mem_size().unwrap(), 1 << 20);
+        assert_eq!(p.dir.entry().unwrap(), None);
+        p.dir.save_entry(&entry()).unwrap();
+        drop(p.lock);
+
+        let d = store.open("vm1").unwrap();
+        assert!(!d.is_running());
+        assert_eq!(d.entry().unwrap(), Some(entry()));
+        assert_eq!(
+            store.list().unwrap(),
+            vec![VmInfo {
+                name: "vm1".into(),
+                running: false
+            }]
+        );
+
+        // A running VM refuses reinit and destroy.
+        let run = d.lock_running().unwrap();
+        assert!(d.is_running());
+        assert!(matches!(
+            store.create_or_reinit("vm1", 1 << 20),
+            Err(StoreError::AlreadyRunning(_))
+        ));
+        assert!(matches!(
+            store.destroy("vm1"),
+            Err(StoreError::AlreadyRunning(_))
+        ));
+        assert!(store.list().unwrap()[0].running);
+        d.clear_entry().unwrap();
+        assert_eq!(d.entry().unwrap(), None);
+        drop(run);
+
+        // Reuse zeroes memory and re-sizes it.
+        fs::write(d.memory_path(), vec![0xaau8; 1 << 20]).unwrap();
+        d.save_entry(&entry()).unwrap();
+        let p = store.create_or_reinit("vm1", 2 << 20).unwrap();
+        assert!(!p.created);
+        assert_eq!(p.dir.mem_size().unwrap(), 2 << 20);
+        assert_eq!(p.dir.entry().unwrap(), None);
+        let mem = fs::read(p.dir.memory_path()).unwrap();
+        assert!(mem.iter().all(|&b| b == 0));
+        drop(p);
+
+        store.destroy("vm1").unwrap();
+        assert!(matches!(store.open("vm1"), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.destroy("vm1"), Err(StoreError::NotFound(_))));
+        // No leftovers (hidden work directories included).
+        assert_eq!(fs::read_dir(&root).unwrap().count(), 0);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn failed_new_vm_leaves_nothing() {
+        let root = scratch("fail");
+        let store = VmStore::at(&root);
+        assert!(matches!(
+            store.create_or_reinit("vm1", 1000),
+            Err(StoreError::BadSize(1000))
+        ));
+        assert!(matches!(
+            store.create_or_reinit("a/b", 4096),
+            Err(StoreError::BadName(_))
+        ));
+        let p = store.create_or_reinit("vm1", 4096).unwrap();
+        p.dir.remove(p.lock).unwrap();
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(fs::read_dir(&root).unwrap().count(), 0);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn corrupt_state_is_an_error() {
+        let root = scratch("corrupt");
+        let store = VmStore::at(&root);
+        let p = store.create_or_reinit("vm1", 8192).unwrap();
+        drop(p.lock);
+        let d = p.dir;
+        fs::write(d.path().join(VM_FILE), "memory.size=8192\nmode=real16\n").unwrap();
+        assert!(matches!(d.entry(), Err(StoreError::Corrupt { .. })));
+        fs::write(d.path().join(VM_FILE), "memory.size=4096\n").unwrap();
+        assert!(matches!(d.mem_size(), Err(StoreError::Corrupt { .. })));
+        fs::write(d.path().join(VM_FILE), "memory.size=lots\n").unwrap();
+        assert!(matches!(d.mem_size(), Err(StoreError::Corrupt { .. })));
+        store.destroy("vm1").unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
