@@ -1,1 +1,33 @@
-//! placeholder: filled in by the vmm work
+//! The KVM side of bhyve: the VM, guest RAM, vCPU threads and their
+//! exits, CPUID/MSRs, lifecycle, the named-VM store and control socket.
+
+pub mod control;
+pub mod memory;
+pub mod store;
+pub mod cpuid;
+pub mod exits;
+pub mod kvm_vm;
+pub mod lifecycle;
+pub mod machine;
+pub mod msr;
+pub mod signals;
+pub mod stats;
+pub mod vcpu;
+
+pub use lifecycle::Lifecycle;
+pub use stats::VcpuStats;
+
+/// Errors setting up or running the VM. All map to bhyve's exit status 4.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    #[error("{0}: {1}")]
+    Kvm(&'static str, #[source] std::io::Error),
+    #[error("{0}: {1}")]
+    Host(&'static str, #[source] std::io::Error),
+    #[error("KVM lacks {0}")]
+    MissingCap(&'static str),
+    #[error("guest memory: {0}")]
+    Memory(String),
+    #[error("{0}")]
+    Config(String),
+}

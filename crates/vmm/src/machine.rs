@@ -1,0 +1,1 @@
+//! Building and running a VM from a Config.
