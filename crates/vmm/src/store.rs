@@ -183,7 +183,7 @@ impl VmStore {
     /// The returned lock keeps bhyve out while the loader works.
     pub fn create_or_reinit(&self, name: &str, mem_size: u64) -> Result<Prepared> {
         validate_name(name)?;
-        if mem_size == 0 || mem_size % PAGE_SIZE != 0 {
+        if mem_size == 0 || mem_size & (PAGE_SIZE - 1) != 0 {
             return Err(StoreError::BadSize(mem_size));
         }
         self.ensure_root()?;
@@ -380,7 +380,7 @@ impl VmDir {
             .trim()
             .parse::<u64>()
             .map_err(|_| self.corrupt("bad memory.size"))?;
-        if size == 0 || size % PAGE_SIZE != 0 {
+        if size == 0 || size & (PAGE_SIZE - 1) != 0 {
             return Err(self.corrupt(format!("bad memory.size {size}")));
         }
         let mp = self.memory_path();
