@@ -335,3 +335,7 @@ fn pin_to(cpus: &[usize]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "vcpu_tests.rs"]
+mod tests;
