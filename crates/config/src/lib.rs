@@ -5,12 +5,30 @@
 //! whole command line can be checked (and dumped with `-o config.dump=1`)
 //! without creating a VM.
 
+mod cnum;
+pub mod cpuset;
+pub mod emulations;
+pub mod getopt;
+pub mod kvfile;
+pub mod lpc;
+pub mod memsize;
+pub mod options;
+pub mod pci_slot;
+pub mod topology;
 pub mod tree;
 
+pub use cpuset::{parse_cpuset, pincpu_parse, vcpu_cpusets};
+pub use emulations::{find_emulation, pci_parse_legacy_config, Emulation, EMULATIONS};
+pub use kvfile::{parse_config_lines, parse_simple_config_file};
+pub use lpc::{lpc_device_parse, lpc_help_text};
+pub use memsize::parse_memsize;
+pub use options::{parse_bhyve_args, usage_text, Parsed, RESTORE_FILE_VAR};
+pub use pci_slot::{check_lpc_bridges, pci_devices, pci_help_text, pci_parse_slot, PciAddr};
+pub use topology::{topology_parse, Topology, MAX_VCPUS};
 pub use tree::{parse_bool, Config, Node};
 
-/// Variables bhyve sets before parsing its command line (bhyverun.c
-/// `set_defaults`), in bhyve's order.
+/// Variables bhyve 14 sets before parsing its command line
+/// (`bhyve_init_config`/`set_defaults`), in bhyve's order.
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("acpi_tables", "false"),
     ("acpi_tables_in_memory", "true"),
@@ -23,13 +41,13 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 /// for it through [`ConfigError::exit_code`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("invalid configuration variable name '{0}'")]
+    #[error("Invalid configuration node: {0}")]
     BadName(String),
-    #[error("configuration variable '{0}' is a node")]
+    #[error("Attempting to add value to existing node {0}")]
     IsNode(String),
-    #[error("configuration node '{0}' is a variable")]
+    #[error("Failed to create configuration node {0}: it is a variable")]
     IsVariable(String),
-    #[error("invalid value '{value}' for boolean variable {name}")]
+    #[error("Invalid value {value} for boolean variable {name}")]
     BadBool { name: String, value: String },
     /// A usage error: bhyve exits with EX_USAGE (64).
     #[error("{0}")]

@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 
 use crate::ConfigError;
 
-/// Longest chain of `%(var)` references followed before giving up; guards
-/// against self-referencing variables (`a=%(a)`).
+/// Nesting depth at which `%(var)` references stop being followed (bhyve:
+/// `depth > 15`); guards against self-referencing variables (`a=%(a)`).
 const MAX_EXPANSION_DEPTH: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,41 @@ impl Node {
         self.entries.iter().position(|(n, _)| n == name)
     }
 
+    /// Sets variable `name` directly in this node (bhyve's
+    /// `set_config_value_node`). Unlike [`Node::set`], `name` is one
+    /// component: it may be empty (bhyve's legacy parsers produce `=true`
+    /// entries from empty list items) but must not contain a dot.
+    pub fn set_value(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        if name.contains('.') {
+            return Err(ConfigError::BadName(name.to_string()));
+        }
+        if let Some(i) = self.find(name) {
+            if matches!(self.entries[i].1, Entry::Node(_)) {
+                return Err(ConfigError::IsNode(name.to_string()));
+            }
+            self.entries.remove(i);
+        }
+        self.entries
+            .push((name.to_string(), Entry::Value(value.to_string())));
+        Ok(())
+    }
+
+    /// Sets `name` to `value` only when it is not set yet.
+    pub fn set_value_if_unset(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        if self.raw_value(name).is_some() {
+            return Ok(());
+        }
+        self.set_value(name, value)
+    }
+
+    /// Variable `name` directly in this node, unexpanded.
+    pub fn get_value(&self, name: &str) -> Option<&str> {
+        match self.find(name).map(|i| &self.entries[i].1) {
+            Some(Entry::Value(v)) => Some(v),
+            _ => None,
+        }
+    }
+
     /// Child node `name`, if it exists and is a node.
     pub fn child(&self, name: &str) -> Option<&Node> {
         match self.find(name).map(|i| &self.entries[i].1) {
@@ -45,7 +80,8 @@ impl Node {
 
     /// Walks a dotted path of nodes below this one.
     pub fn node(&self, path: &str) -> Option<&Node> {
-        path.split('.').try_fold(self, |node, part| node.child(part))
+        path.split('.')
+            .try_fold(self, |node, part| node.child(part))
     }
 
     /// Raw (unexpanded) value at a dotted path below this node.
@@ -257,47 +293,60 @@ impl Config {
         Ok(self.get_bool(path)?.unwrap_or(default))
     }
 
-    /// Expands `%(name)` with the (expanded) value of the variable `name`
-    /// (unset: empty) and `%%` to `%`, as bhyve's config.c does.
+    /// Expands `%(name)` references as bhyve's config.c does: the
+    /// referenced variable's (expanded) value, nothing when it is unset,
+    /// `%()` is dropped, a `%` not starting a complete reference stays
+    /// literal, and `\\x` yields `x`. Values without any `%` are returned
+    /// untouched (backslashes included), like `expand_config_value`.
     pub fn expand(&self, value: &str) -> String {
+        if !value.contains('%') {
+            return value.to_string();
+        }
         self.expand_depth(value, 0)
     }
 
     fn expand_depth(&self, value: &str, depth: usize) -> String {
-        if !value.contains('%') {
-            return value.to_string();
-        }
         let mut out = String::with_capacity(value.len());
         let mut rest = value;
-        while let Some(pos) = rest.find('%') {
-            out.push_str(&rest[..pos]);
-            let tail = &rest[pos + 1..];
-            if let Some(after) = tail.strip_prefix('%') {
-                out.push('%');
-                rest = after;
-            } else if let Some(inner) = tail.strip_prefix('(') {
-                match inner.find(')') {
-                    Some(end) => {
-                        let name = &inner[..end];
-                        if depth < MAX_EXPANSION_DEPTH {
-                            if let Some(v) = self.root.raw_value(name) {
-                                out.push_str(&self.expand_depth(v, depth + 1));
+        while let Some(c) = rest.chars().next() {
+            match c {
+                '%' => {
+                    let reference = if depth >= MAX_EXPANSION_DEPTH {
+                        None
+                    } else {
+                        rest.strip_prefix("%(")
+                            .filter(|inner| !inner.is_empty())
+                            .and_then(|inner| inner.find(')').map(|end| (inner, end)))
+                    };
+                    match reference {
+                        None => {
+                            out.push('%');
+                            rest = &rest[1..];
+                        }
+                        Some((inner, end)) => {
+                            let name = &inner[..end];
+                            rest = &inner[end + 1..];
+                            if !name.is_empty() {
+                                if let Some(v) = self.root.raw_value(name) {
+                                    out.push_str(&self.expand_depth(v, depth + 1));
+                                }
                             }
                         }
-                        rest = &inner[end + 1..];
-                    }
-                    None => {
-                        // Unmatched "(": keep the text as written.
-                        out.push('%');
-                        rest = tail;
                     }
                 }
-            } else {
-                out.push('%');
-                rest = tail;
+                '\\' => {
+                    rest = &rest[1..];
+                    if let Some(next) = rest.chars().next() {
+                        out.push(next);
+                        rest = &rest[next.len_utf8()..];
+                    }
+                }
+                _ => {
+                    out.push(c);
+                    rest = &rest[c.len_utf8()..];
+                }
             }
         }
-        out.push_str(rest);
         out
     }
 
@@ -341,7 +390,10 @@ mod tests {
     fn node_and_variable_conflicts() {
         let mut c = Config::new();
         c.set("a.b", "1").unwrap();
-        assert_eq!(c.set("a.b.c", "2"), Err(ConfigError::IsVariable("a.b".into())));
+        assert_eq!(
+            c.set("a.b.c", "2"),
+            Err(ConfigError::IsVariable("a.b".into()))
+        );
         assert_eq!(c.set("a", "2"), Err(ConfigError::IsNode("a".into())));
         assert!(matches!(c.set("a..b", "1"), Err(ConfigError::BadName(_))));
         assert!(matches!(c.set("", "1"), Err(ConfigError::BadName(_))));
@@ -352,11 +404,17 @@ mod tests {
         let mut c = Config::new();
         c.set("name", "vm1").unwrap();
         c.set("disk", "/vms/%(name)/disk.img").unwrap();
-        c.set("pct", "100%% %(missing)x %(name").unwrap();
+        c.set("pct", "100% %(missing)x %() 50\\% %(name").unwrap();
         c.set("loop", "%(loop)").unwrap();
+        c.set("bs", "a\\b").unwrap();
+        c.set("bs2", "%(bs)\\").unwrap();
         assert_eq!(c.get("disk").unwrap(), "/vms/vm1/disk.img");
-        assert_eq!(c.get("pct").unwrap(), "100% x %(name");
-        assert_eq!(c.get("loop").unwrap(), "");
+        assert_eq!(c.get("pct").unwrap(), "100% x  50% %(name");
+        // bhyve follows 16 levels, then keeps the reference literally.
+        assert_eq!(c.get("loop").unwrap(), "%(loop)");
+        // No '%': returned as stored; nested values are always unescaped.
+        assert_eq!(c.get("bs").unwrap(), "a\\b");
+        assert_eq!(c.get("bs2").unwrap(), "ab");
         // dump shows raw values
         assert!(c.dump().contains("disk=/vms/%(name)/disk.img"));
     }
@@ -364,13 +422,20 @@ mod tests {
     #[test]
     fn booleans() {
         let mut c = Config::new();
-        for (v, b) in [("yes", true), ("On", true), ("1", true), ("FALSE", false), ("off", false), ("0", false)] {
+        for (v, b) in [
+            ("yes", true),
+            ("On", true),
+            ("1", true),
+            ("FALSE", false),
+            ("off", false),
+            ("0", false),
+        ] {
             c.set("x", v).unwrap();
             assert_eq!(c.get_bool("x").unwrap(), Some(b));
         }
         c.set("x", "maybe").unwrap();
         assert!(c.get_bool("x").is_err());
-        assert_eq!(c.get_bool_default("nope", true).unwrap(), true);
+        assert!(c.get_bool_default("nope", true).unwrap());
     }
 
     #[test]
