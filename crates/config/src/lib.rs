@@ -22,7 +22,7 @@ pub use emulations::{find_emulation, pci_parse_legacy_config, Emulation, EMULATI
 pub use kvfile::{parse_config_lines, parse_simple_config_file};
 pub use lpc::{lpc_device_parse, lpc_help_text};
 pub use memsize::parse_memsize;
-pub use options::{parse_bhyve_args, usage_text, Parsed, RESTORE_FILE_VAR};
+pub use options::{parse_bhyve_args, run_params, usage_text, Parsed, RunParams, RESTORE_FILE_VAR};
 pub use pci_slot::{check_lpc_bridges, pci_devices, pci_help_text, pci_parse_slot, PciAddr};
 pub use topology::{topology_parse, Topology, MAX_VCPUS};
 pub use tree::{parse_bool, Config, Node};

@@ -1,14 +1,16 @@
 //! The bhyve(8) command line: options applied to the tree in command-line
 //! order, exactly as bhyve's option loop and the checks after it do.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::cpuset::pincpu_parse;
+use crate::cpuset::{pincpu_parse, vcpu_cpusets};
 use crate::getopt::{Getopt, GetoptItem};
 use crate::kvfile::{apply_option, parse_simple_config_file};
 use crate::lpc::lpc_device_parse;
+use crate::memsize::parse_memsize;
 use crate::pci_slot::pci_parse_slot;
-use crate::topology::topology_parse;
+use crate::topology::{topology_parse, Topology};
 use crate::{Config, ConfigError};
 
 /// bhyve's option letters. `-I` (ioapic) is accepted and ignored like
@@ -67,10 +69,8 @@ fn parse_gdb_options(cfg: &mut Config, arg: &str) -> Result<(), ConfigError> {
 /// tree, starting from [`Config::with_defaults`]. Errors carry bhyve's
 /// message and exit status ([`ConfigError::exit_code`]).
 ///
-/// Like bhyve, this stops after the `config.dump` check: the topology
-/// ([`crate::Topology::from_config`]), the vCPU pinning
-/// ([`crate::vcpu_cpusets`]) and `memory.size` ([`crate::parse_memsize`])
-/// are validated by the caller, in that order.
+/// Like bhyve, this stops after the `config.dump` check; [`run_params`]
+/// makes the checks bhyve does next (topology, pinning, memory size).
 pub fn parse_bhyve_args(args: &[String]) -> Result<Parsed, ConfigError> {
     let mut cfg = Config::with_defaults();
     let mut getopt = Getopt::new(args, OPTSTRING);
@@ -127,6 +127,33 @@ pub fn parse_bhyve_args(args: &[String]) -> Result<Parsed, ConfigError> {
         return Ok(Parsed::Dump(cfg));
     }
     Ok(Parsed::Run(cfg))
+}
+
+/// What bhyve derives from the tree once parsing is done and before it
+/// creates the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunParams {
+    pub topology: Topology,
+    /// Host CPUs per vCPU (`None`: not pinned).
+    pub cpusets: Vec<Option<BTreeSet<u32>>>,
+    /// Guest memory in bytes.
+    pub memsize: u64,
+}
+
+/// Runs bhyve's post-parse checks in bhyve's order: topology, vCPU
+/// pinning, `memory.size`, then the vCPU limit. Errors carry bhyve's
+/// message and exit status.
+pub fn run_params(cfg: &Config) -> Result<RunParams, ConfigError> {
+    let topology = Topology::calc(cfg)?;
+    let cpusets = vcpu_cpusets(cfg, usize::from(topology.cpus))?;
+    let value = cfg.get("memory.size").unwrap_or_default();
+    let memsize = parse_memsize(&value)?;
+    topology.check_limit()?;
+    Ok(RunParams {
+        topology,
+        cpusets,
+        memsize,
+    })
 }
 
 /// bhyve's usage message for program name `progname`.

@@ -60,11 +60,31 @@ fn parse_int_value(key: &str, value: &str, min: i64, max: i64) -> Result<i64, Co
 }
 
 impl Topology {
-    /// Reads `cpus`, `sockets`, `cores` and `threads`. Unset values
-    /// default to 1, except `sockets`, which defaults to `cpus`; when
-    /// `cpus` is unset it is the product of the others. Errors exit with 4,
-    /// as bhyve's `calc_topology` and its vCPU limit check do.
+    /// [`Topology::calc`] plus the [`MAX_VCPUS`] limit.
     pub fn from_config(cfg: &Config) -> Result<Topology, ConfigError> {
+        let t = Self::calc(cfg)?;
+        t.check_limit()?;
+        Ok(t)
+    }
+
+    /// bhyve's check of the vCPU count against what the hypervisor offers
+    /// ("N vCPUs requested but only 16 available", exit 4). bhyve makes it
+    /// after validating `memory.size`, hence separate from [`Topology::calc`].
+    pub fn check_limit(&self) -> Result<(), ConfigError> {
+        if self.cpus > MAX_VCPUS {
+            return Err(ConfigError::Invalid(format!(
+                "{} vCPUs requested but only {MAX_VCPUS} available",
+                self.cpus
+            )));
+        }
+        Ok(())
+    }
+
+    /// bhyve's `calc_topology`: reads `cpus`, `sockets`, `cores` and
+    /// `threads`. Unset values default to 1, except `sockets`, which
+    /// defaults to `cpus`; when `cpus` is unset it is the product of the
+    /// others. Errors exit with 4.
+    pub fn calc(cfg: &Config) -> Result<Topology, ConfigError> {
         let max = i64::from(u16::MAX);
         let read = |key: &str| -> Result<Option<u16>, ConfigError> {
             cfg.get(key)
@@ -92,11 +112,6 @@ impl Topology {
             Some(n) => n,
             None => product as u16,
         };
-        if cpus > MAX_VCPUS {
-            return Err(ConfigError::Invalid(format!(
-                "{cpus} vCPUs requested but only {MAX_VCPUS} available"
-            )));
-        }
         Ok(Topology {
             cpus,
             sockets,

@@ -667,3 +667,50 @@ fn usage_message() {
     assert!(u.ends_with("       -Y: disable MPtable generation\n"));
     assert!(usage_text("b").contains("\n         [-G port]"));
 }
+
+#[test]
+fn run_params_in_bhyves_order() {
+    let cfg = |line: &str| match parse(line).unwrap() {
+        Parsed::Run(cfg) => cfg,
+        other => panic!("{other:?}"),
+    };
+    let p = run_params(&cfg("-c sockets=1,cores=2 -m 1G -p 1:3 -p 1:5 vm")).unwrap();
+    assert_eq!(p.topology.cpus, 2);
+    assert_eq!(p.memsize, 1 << 30);
+    assert_eq!(p.cpusets[0], None);
+    assert_eq!(
+        p.cpusets[1]
+            .as_ref()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        [3, 5]
+    );
+    // Pinning of vCPUs beyond the count is ignored, as in bhyve.
+    assert!(run_params(&cfg("-p 7:1 vm")).is_ok());
+    let e = |line: &str| {
+        let e = run_params(&cfg(line)).unwrap_err();
+        (e.exit_code(), e.to_string())
+    };
+    assert_eq!(
+        e("-c 3,cores=2 -m x vm"),
+        (
+            4,
+            "Topology (3 sockets, 2 cores, 1 threads) does not match 3 vCPUs".into()
+        )
+    );
+    assert_eq!(
+        e("-o vcpu.0.cpuset=2-1 -m x vm"),
+        (4, "Invalid hostcpu range 2-1".into())
+    );
+    // memory.size is checked before the vCPU limit.
+    assert_eq!(
+        e("-c 17 -m x vm"),
+        (crate::EX_USAGE, "invalid memsize 'x'".into())
+    );
+    assert_eq!(
+        e("-c 17 vm"),
+        (4, "17 vCPUs requested but only 16 available".into())
+    );
+}
