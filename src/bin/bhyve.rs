@@ -1,1 +1,68 @@
-fn main() {}
+//! bhyve(8): run a virtual machine.
+//!
+//! Thin: the command line becomes a configuration tree (bhyve-config),
+//! the vmm runs it, and the exit status is bhyve's (0 reboot, 1 power-off,
+//! 2 halt, 3 triple fault, 4 error; usage errors as bhyve(8) documents).
+
+use std::process::ExitCode;
+
+use bhyve_config::{lpc_help_text, parse_bhyve_args, pci_help_text, usage_text, Parsed};
+
+/// `-s help` entries that do something today; the rest are marked.
+const PCI_WORKING: [&str; 3] = ["hostbridge", "amd_hostbridge", "lpc"];
+/// `-l help` entries that do something today.
+const LPC_WORKING: [&str; 5] = ["com1", "com2", "com3", "com4", "pc-testdev"];
+
+fn mark(list: &str, working: &[&str]) -> String {
+    list.lines()
+        .map(|name| {
+            if working.contains(&name) {
+                format!("{name}\n")
+            } else {
+                format!("{name} (not implemented yet)\n")
+            }
+        })
+        .collect()
+}
+
+fn status(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(4))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let progname = std::env::args()
+        .next()
+        .and_then(|a| a.rsplit('/').next().map(str::to_string))
+        .unwrap_or_else(|| "bhyve".into());
+    let cfg = match parse_bhyve_args(&args) {
+        Ok(Parsed::Run(cfg)) => cfg,
+        Ok(Parsed::Dump(cfg)) => {
+            print!("{}", cfg.dump());
+            return ExitCode::from(1);
+        }
+        Ok(Parsed::Usage { code }) => {
+            eprint!("{}", usage_text(&progname));
+            return status(code);
+        }
+        Ok(Parsed::PciHelp) => {
+            print!("{}", mark(&pci_help_text(), &PCI_WORKING));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::LpcHelp) => {
+            print!("{}", mark(&lpc_help_text(), &LPC_WORKING));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("bhyve: {e}");
+            return status(e.exit_code());
+        }
+    };
+    match bhyve_vmm::machine::run(&cfg) {
+        Ok(code) => status(code),
+        Err(e) => {
+            eprintln!("bhyve: {e}");
+            status(e.exit_code())
+        }
+    }
+}

@@ -4,12 +4,15 @@
 pub mod control;
 pub mod memory;
 pub mod store;
+pub mod boot;
 pub mod cpuid;
 pub mod exits;
 pub mod kvm_vm;
 pub mod lifecycle;
 pub mod machine;
 pub mod msr;
+pub mod platform;
+pub mod serial;
 pub mod signals;
 pub mod stats;
 pub mod vcpu;
@@ -30,4 +33,27 @@ pub enum VmmError {
     Memory(String),
     #[error("{0}")]
     Config(String),
+}
+
+/// A reason bhyve cannot run the VM: one line and bhyve's exit status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{msg}")]
+pub struct MachineError {
+    msg: String,
+    code: i32,
+}
+
+impl MachineError {
+    /// An error with bhyve's generic status 4.
+    pub fn new(msg: String) -> Self {
+        Self { msg, code: bhyve_config::EXIT_ERROR }
+    }
+
+    pub fn with_code(msg: String, code: i32) -> Self {
+        Self { msg, code }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        self.code
+    }
 }

@@ -1,1 +1,327 @@
-//! Building and running a VM from a Config.
+//! Building a VM from bhyve's configuration tree and running it to its
+//! exit status.
+//!
+//! Order follows bhyverun.c: topology, vCPU pinning and memory size are
+//! checked first, then options that are accepted but not effective yet are
+//! reported, then the VM is booted, devices created, vCPUs started.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bhyve_config::{find_emulation, parse_memsize, pci_devices, vcpu_cpusets, Config, Topology};
+use bhyve_devices::{ExitRequest, VmControl};
+use kvm_bindings::CpuId;
+
+use crate::boot::{boot, BootSource, Booted};
+use crate::control::ControlServer;
+use crate::cpuid::{self, CpuTopology, CpuidParams};
+use crate::kvm_vm::{KvmVm, VmOptions};
+use crate::lifecycle::Lifecycle;
+use crate::platform::{LegacySpec, Platform};
+use crate::signals::{self, StopSignalWatcher};
+use crate::store::VmStore;
+use crate::vcpu::{Vcpu, VcpuContext};
+use crate::{memory, MachineError};
+
+/// Everything [`run`] needs, checked.
+#[derive(Debug, Clone)]
+pub struct MachineSpec {
+    pub name: String,
+    pub mem_size: u64,
+    pub topology: CpuTopology,
+    /// Host CPUs per vCPU (`-p`); empty: unpinned.
+    pub cpusets: Vec<Vec<usize>>,
+    pub vm: VmOptions,
+    pub strict_io: bool,
+    pub x2apic: bool,
+    pub wired: bool,
+    pub guest_in_core: bool,
+    pub destroy_on_poweroff: bool,
+    pub legacy: LegacySpec,
+    pub boot: BootSource,
+    /// One-line warnings for options accepted but not effective yet.
+    pub warnings: Vec<String>,
+}
+
+fn cfg_err(e: bhyve_config::ConfigError) -> MachineError {
+    MachineError::with_code(e.to_string(), e.exit_code())
+}
+
+fn flag(cfg: &Config, path: &str, default: bool) -> Result<bool, MachineError> {
+    cfg.get_bool_default(path, default).map_err(cfg_err)
+}
+
+/// PCI emulations that exist only as the PCI config space the platform
+/// work will add; accepting them keeps bhyve's usual command lines working.
+const PCI_PLATFORM_ONLY: [&str; 3] = ["hostbridge", "amd_hostbridge", "lpc"];
+
+impl MachineSpec {
+    pub fn from_config(cfg: &Config) -> Result<Self, MachineError> {
+        let t = Topology::from_config(cfg).map_err(cfg_err)?;
+        let topology = CpuTopology {
+            cpus: t.cpus.into(),
+            sockets: t.sockets.into(),
+            cores: t.cores.into(),
+            threads: t.threads.into(),
+        };
+        let cpusets = vcpu_cpusets(cfg, t.cpus.into())
+            .map_err(cfg_err)?
+            .into_iter()
+            .map(|s| s.map(|s| s.into_iter().map(|c| c as usize).collect()).unwrap_or_default())
+            .collect();
+        let mem_size = parse_memsize(&cfg.get("memory.size").unwrap_or_else(|| "256M".into())).map_err(cfg_err)?;
+        let name = cfg.get("name").ok_or_else(|| MachineError::with_code("no VM name".into(), 1))?;
+        let mut warnings = Vec::new();
+
+        if cfg.get("gdb.port").is_some() {
+            return Err(MachineError::new("-G: the gdb stub is not implemented yet".into()));
+        }
+        if cfg.get(bhyve_config::RESTORE_FILE_VAR).is_some() {
+            return Err(MachineError::new("-r: restoring a snapshot is not implemented yet".into()));
+        }
+        if cfg.root().node("tpm").is_some() {
+            return Err(MachineError::new("-l tpm: TPM emulation is not implemented yet".into()));
+        }
+        for (path, default, what) in [
+            ("acpi_tables", false, "-A: ACPI tables are not implemented yet; the guest gets none"),
+            ("x86.mptable", true, "-Y: no MP table is generated yet anyway"),
+        ] {
+            if flag(cfg, path, default)? != default {
+                warnings.push(what.to_string());
+            }
+        }
+        if !flag(cfg, "rtc.use_localtime", true)? {
+            warnings.push("-u: there is no RTC yet; the option has no effect".into());
+        }
+        if cfg.get("uuid").is_some() {
+            warnings.push("-U: no SMBIOS tables yet; the UUID is not visible to the guest".into());
+        }
+        if cfg.get("keyboard.layout").is_some() {
+            warnings.push("-K: there is no PS/2 keyboard yet; the layout has no effect".into());
+        }
+
+        let mut platform_warned = false;
+        for (addr, device) in pci_devices(cfg) {
+            let bsf = format!("{}:{}:{}", addr.bus, addr.slot, addr.func);
+            let Some(emul) = find_emulation(&device) else {
+                return Err(MachineError::new(format!("pci {bsf}: unknown emulation '{device}'")));
+            };
+            if PCI_PLATFORM_ONLY.contains(&emul.name) {
+                if !platform_warned {
+                    warnings.push("PCI configuration space arrives with the platform work; hostbridge/lpc slots are accepted without it".into());
+                    platform_warned = true;
+                }
+            } else {
+                return Err(MachineError::new(format!("pci {bsf}: emulation '{device}' is not implemented yet")));
+            }
+        }
+        bhyve_config::check_lpc_bridges(cfg).map_err(cfg_err)?;
+
+        let mut legacy = LegacySpec::default();
+        for i in 0..4 {
+            if let Some(path) = cfg.get(&format!("lpc.com{}.path", i + 1)) {
+                legacy.com.push((i, path));
+            }
+        }
+        legacy.pc_testdev = flag(cfg, "lpc.pc-testdev", false)?;
+
+        let boot = if let Some(kernel) = cfg.get("boot.kernel") {
+            BootSource::Kernel {
+                kernel,
+                initrd: cfg.get("boot.initrd"),
+                cmdline: cfg.get("boot.cmdline").unwrap_or_default(),
+            }
+        } else if cfg.get("lpc.bootrom").is_some() {
+            return Err(MachineError::new("boot ROMs are not implemented yet".into()));
+        } else {
+            BootSource::Loaded
+        };
+
+        Ok(MachineSpec {
+            name,
+            mem_size,
+            topology,
+            cpusets,
+            vm: VmOptions {
+                yield_on_hlt: flag(cfg, "x86.vmexit_on_hlt", false)?,
+                exit_on_pause: flag(cfg, "x86.vmexit_on_pause", false)?,
+                ignore_unknown_msrs: !flag(cfg, "x86.strictmsr", true)?,
+            },
+            strict_io: flag(cfg, "x86.strictio", false)?,
+            x2apic: flag(cfg, "x86.x2apic", false)?,
+            wired: flag(cfg, "memory.wired", false)?,
+            guest_in_core: flag(cfg, "memory.guest_in_core", false)?,
+            destroy_on_poweroff: flag(cfg, "destroy_on_poweroff", false)?,
+            legacy,
+            boot,
+            warnings,
+        })
+    }
+}
+
+/// Checks `cfg`, runs the VM and returns bhyve's exit status. Setup
+/// errors come back as `Err` (one line, with their status); an error
+/// while running (exit 4) is printed here, as bhyve prints it.
+pub fn run(cfg: &Config) -> Result<i32, MachineError> {
+    let spec = MachineSpec::from_config(cfg)?;
+    for w in &spec.warnings {
+        eprintln!("bhyve: warning: {w}");
+    }
+    run_spec(&spec)
+}
+
+struct Vcpus(Vec<JoinHandle<()>>);
+
+impl Vcpus {
+    fn join(&mut self) {
+        for t in self.0.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
+    signals::install_kick_handler().map_err(|e| MachineError::new(format!("installing the vCPU kick handler: {e}")))?;
+    let store = VmStore::from_env();
+    let Booted { dir, lock, mem, entry, .. } = boot(&store, &spec.name, spec.mem_size, &spec.boot)?;
+    if spec.wired {
+        memory::wire(&mem).map_err(|e| MachineError::new(format!("-S: {e}")))?;
+    }
+    if !spec.guest_in_core {
+        memory::exclude_from_core(&mem).map_err(|e| MachineError::new(e.to_string()))?;
+    }
+    let vm = KvmVm::create(&spec.vm).map_err(|e| MachineError::new(e.to_string()))?;
+    let ncpus = spec.topology.cpus as usize;
+    if ncpus > vm.max_vcpus() {
+        return Err(MachineError::new(format!("{ncpus} vCPUs requested but KVM allows {}", vm.max_vcpus())));
+    }
+    vm.map_memory(&mem).map_err(|e| MachineError::new(e.to_string()))?;
+
+    let life = Arc::new(Lifecycle::new(ncpus));
+    let control: Arc<dyn VmControl> = life.clone();
+    let mut platform = Platform::build(&vm, control.clone(), &spec.legacy)?;
+
+    let mut vcpus = Vec::with_capacity(ncpus);
+    for i in 0..ncpus {
+        let fd = vm.create_vcpu(i as u64).map_err(|e| MachineError::new(e.to_string()))?;
+        let vcpu = Vcpu::new(i, fd, vm.fd().run_size());
+        let params = CpuidParams { topology: spec.topology, apic_id: i as u32, x2apic: spec.x2apic };
+        let entries = cpuid::build(vm.supported_cpuid().as_slice(), &params);
+        let cpuid = CpuId::from_entries(&entries).map_err(|_| MachineError::new("CPUID table too large".into()))?;
+        vcpu.configure(&cpuid, spec.x2apic).map_err(|e| MachineError::new(e.to_string()))?;
+        if i == 0 {
+            vcpu.set_entry_state(&entry).map_err(|e| MachineError::new(e.to_string()))?;
+        }
+        vcpus.push(vcpu);
+    }
+
+    let ctl = ControlServer::start(&dir.ctl_socket_path(), life.clone())
+        .map_err(|e| MachineError::new(e.to_string()))?;
+    let stopper = life.clone();
+    let _signals = StopSignalWatcher::spawn(move |sig| {
+        log::info!("signal {sig}: powering off");
+        stopper.request_exit(ExitRequest::PowerOff);
+    })
+    .map_err(|e| MachineError::new(format!("signal thread: {e}")))?;
+
+    let mut threads = Vcpus(Vec::with_capacity(ncpus));
+    for vcpu in vcpus {
+        let ctx = VcpuContext {
+            pio: platform.pio.clone(),
+            mmio: platform.mmio.clone(),
+            lifecycle: life.clone(),
+            strict_io: spec.strict_io,
+            cpuset: spec.cpusets.get(vcpu.index()).cloned().unwrap_or_default(),
+        };
+        match vcpu.spawn(ctx) {
+            Ok(t) => threads.0.push(t),
+            Err(e) => {
+                life.request_exit(ExitRequest::Error(format!("cannot start a vCPU thread: {e}")));
+                break;
+            }
+        }
+    }
+
+    let req = life.wait();
+    threads.join();
+    drop(ctl);
+    platform.shutdown();
+    if let ExitRequest::Error(msg) = &req {
+        eprintln!("bhyve: {msg}");
+    }
+    if req == ExitRequest::PowerOff && spec.destroy_on_poweroff {
+        if let Err(e) = dir.remove(lock) {
+            eprintln!("bhyve: -D: destroying the VM: {e}");
+        }
+    } else {
+        drop(lock);
+    }
+    Ok(req.exit_status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        let mut c = Config::with_defaults();
+        c.set("name", "t").unwrap();
+        for (k, v) in pairs {
+            c.set(k, v).unwrap();
+        }
+        c
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> (String, i32) {
+        let e = MachineSpec::from_config(&cfg(pairs)).err().expect("must fail");
+        (e.to_string(), e.exit_code())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = MachineSpec::from_config(&cfg(&[])).unwrap();
+        assert_eq!(s.mem_size, 256 << 20);
+        assert_eq!(s.topology, CpuTopology::flat(1));
+        assert_eq!(s.boot, BootSource::Loaded);
+        assert!(!s.vm.ignore_unknown_msrs && !s.vm.yield_on_hlt && !s.strict_io);
+        assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn options() {
+        let s = MachineSpec::from_config(&cfg(&[
+            ("memory.size", "1024"),
+            ("cpus", "4"),
+            ("x86.strictmsr", "false"),
+            ("x86.vmexit_on_hlt", "true"),
+            ("lpc.com2.path", "stdio"),
+            ("lpc.pc-testdev", "true"),
+            ("vcpu.1.cpuset", "0"),
+            ("boot.kernel", "/k"),
+            ("pci.0.0.0.device", "hostbridge"),
+            ("acpi_tables", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(s.mem_size, 1 << 30);
+        assert_eq!(s.topology.cpus, 4);
+        assert_eq!(s.cpusets[1], vec![0]);
+        assert!(s.cpusets[0].is_empty());
+        assert!(s.vm.ignore_unknown_msrs && s.vm.yield_on_hlt);
+        assert_eq!(s.legacy.com, vec![(1, "stdio".to_string())]);
+        assert!(s.legacy.pc_testdev);
+        assert!(matches!(s.boot, BootSource::Kernel { .. }));
+        assert_eq!(s.warnings.len(), 2);
+    }
+
+    #[test]
+    fn rejected() {
+        assert_eq!(err(&[("memory.size", "lots")]), ("invalid memsize 'lots'".into(), 64));
+        assert_eq!(
+            err(&[("pci.0.3.0.device", "virtio-blk")]),
+            ("pci 0:3:0: emulation 'virtio-blk' is not implemented yet".into(), 4)
+        );
+        assert_eq!(err(&[("lpc.bootrom", "/rom")]).0, "boot ROMs are not implemented yet");
+        assert_eq!(err(&[("gdb.port", "1234")]).1, 4);
+        assert_eq!(err(&[("cpus", "2"), ("sockets", "3")]).1, 4);
+    }
+}
