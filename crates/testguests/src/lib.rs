@@ -1,1 +1,150 @@
-//! placeholder: filled in by the testguests work
+//! Test guests for bhyve, assembled from `guests/*.S` with the system
+//! `gcc`/GNU as/ld at build time (no binaries are committed).
+//!
+//! # Booting them
+//! PVH guests are ELF64 images with a `XEN_ELFNOTE_PHYS32_ENTRY` note,
+//! linked at 1 MiB, entered in 32-bit protected mode with `ebx` =
+//! hvm_start_info. `bzimage_inspect` is a bzImage (setup header, boot
+//! protocol 2.15, `XLF_KERNEL_64`, no real-mode setup code) entered at
+//! load address + 0x200 in long mode with `rsi` = boot_params. Boot any of
+//! them as a kernel: `bhyve -o boot.kernel=X [-o boot.initrd=F]
+//! [-o boot.cmdline=S] …` or `bhyveload` + `bhyve`. Under QEMU:
+//! `qemu-system-x86_64 -M microvm,rtc=off -enable-kvm -m 256 -nographic
+//! -no-reboot -kernel X.elf [-initrd F] -append S -device
+//! isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio` (`-M pc` for the
+//! reset guests, which need 0xcf9 and the i8042).
+//!
+//! All output goes to COM1 (0x3f8; LSR bit 5 polled before each byte),
+//! one `\n`-terminated line per fact, numbers as `0x` + lowercase hex
+//! without leading zeros. Guests end by writing a 32-bit value `v` to
+//! pc-testdev's isa-debug-exit port 0xf4; bhyve (like QEMU) exits with
+//! `(v << 1) | 1`:
+//!
+//! | v | status | meaning |
+//! |---|---|---|
+//! | 0x10 | 33 | pass |
+//! | 0x11 | 35 | failure (bad hvm_start_info magic, reset or fault ignored) |
+//! | 0x12 | 37 | `smp`: not all expected CPUs checked in (TSC-bounded wait, 2^34 ticks) |
+//! | 0x13 | 39 | `smp`: malformed `cpus=` (not 1–255) |
+//!
+//! # The guests and their exact output
+//! * `hello` → `Hello from a bhyve test guest`, status 33.
+//! * `demo` → `bhyve demo guest: booted`, `bhyve demo guest: N MiB of RAM`
+//!   (RAM entries of the memmap summed, rounded up to MiB, decimal; 256
+//!   for `-m 256M`), `bhyve demo guest: powering off`, status 33.
+//! * `reset_cf9` → `reset_cf9: resetting`, writes 0x06 to port 0xcf9:
+//!   bhyve exits 0 (reboot). If it survives: `reset_cf9: still running`,
+//!   status 35.
+//! * `reset_kbd` → `reset_kbd: resetting`, writes 0xfe to port 0x64:
+//!   exit 0; else `reset_kbd: still running`, status 35.
+//! * `triple_fault` → `triple_fault: faulting`, loads an empty IDT and
+//!   divides by zero: shutdown, bhyve exits 3; else `… still running`, 35.
+//! * `halt` → `halt: halting`, then `cli; hlt`: bhyve exits 2.
+//! * `smp` (command line `cpus=N`, default 1) → `smp: expecting 0xN
+//!   cpus`, then after INIT/SIPI/SIPI (all-excluding-self, trampoline at
+//!   0x10000) one `cpu 0xI apic 0xA` line per CPU sorted by APIC ID, then
+//!   `smp: 0xN cpus online`, status 33. Timeout: `smp: timeout: 0xK of
+//!   0xN cpus checked in`, status 37.
+//! * `pvh_inspect` → `pvh_inspect: magic 0x336ec578 version 0x1`,
+//!   `cmdline: <text>`, one `memmap ADDR SIZE TYPE` per memmap entry, one
+//!   `module PADDR SIZE fnv1a HASH` per module (FNV-1a 32 over the module
+//!   bytes, see [`fnv1a`]), `pvh_inspect: done`, status 33.
+//! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
+//!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
+//!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
+//!   `bzimage_inspect: done`, status 33.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+
+/// Names of all guests.
+pub const GUESTS: &[&str] = &[
+    "hello",
+    "demo",
+    "reset_cf9",
+    "reset_kbd",
+    "triple_fault",
+    "halt",
+    "smp",
+    "pvh_inspect",
+    "bzimage_inspect",
+];
+
+/// isa-debug-exit values and the exit statuses they produce.
+pub const EXIT_PASS: u32 = 0x10;
+pub const EXIT_FAIL: u32 = 0x11;
+pub const EXIT_SMP_TIMEOUT: u32 = 0x12;
+pub const EXIT_BAD_CMDLINE: u32 = 0x13;
+
+/// The exit status bhyve (and QEMU) report for a debug-exit value.
+pub const fn exit_status(v: u32) -> i32 {
+    ((v << 1) | 1) as i32
+}
+
+/// The image of guest `name`.
+pub fn guest_bytes(name: &str) -> Option<&'static [u8]> {
+    TABLE.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// File name for guest `name`: `NAME.elf` for PVH guests, `NAME.bzImage`
+/// for bzImage guests.
+pub fn file_name(name: &str) -> String {
+    if name.starts_with("bzimage") {
+        format!("{name}.bzImage")
+    } else {
+        format!("{name}.elf")
+    }
+}
+
+/// Writes guest `name` into `dir` (as [`file_name`]) and returns its path.
+pub fn write_guest(name: &str, dir: &Path) -> io::Result<PathBuf> {
+    let bytes = guest_bytes(name)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("unknown test guest '{name}'")))?;
+    let path = dir.join(file_name(name));
+    std::fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+/// The checksum `pvh_inspect` and `bzimage_inspect` print for modules.
+pub fn fnv1a(data: &[u8]) -> u32 {
+    data.iter()
+        .fold(0x811c_9dc5, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_guest_is_built() {
+        assert_eq!(GUESTS.len(), TABLE.len());
+        for name in GUESTS {
+            let b = guest_bytes(name).unwrap_or_else(|| panic!("{name} missing"));
+            if name.starts_with("bzimage") {
+                assert_eq!(&b[0x202..0x206], b"HdrS", "{name}");
+                assert_eq!(b.len() % 512, 0);
+            } else {
+                assert_eq!(&b[..4], b"\x7fELF", "{name}");
+            }
+        }
+        assert!(guest_bytes("nope").is_none());
+    }
+
+    #[test]
+    fn fnv1a_known_values() {
+        assert_eq!(fnv1a(b""), 0x811c9dc5);
+        assert_eq!(fnv1a(b"a"), 0xe40c292c);
+    }
+
+    #[test]
+    fn write_guest_writes_files() {
+        let dir = std::env::temp_dir().join(format!("bhyve-tg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = write_guest("hello", &dir).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), guest_bytes("hello").unwrap());
+        assert!(write_guest("nope", &dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
