@@ -176,13 +176,23 @@ impl CharBackend {
         let w = wake.clone();
         front.set_notifier(Some(Arc::new(move || w.signal())));
         let (done_tx, done) = mpsc::channel();
-        let thread = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("char-{name}"))
             .spawn(move || {
                 body();
                 let _ = done_tx.send(());
-            })
-            .map_err(io_err("cannot start backend thread"))?;
+            });
+        let thread = match spawned {
+            Ok(t) => t,
+            Err(source) => {
+                // Nobody will drain the device: let it drop output again.
+                front.set_notifier(None);
+                return Err(BackendError::Io {
+                    what: "cannot start backend thread",
+                    source,
+                });
+            }
+        };
         Ok(BackendHandle {
             front,
             stop,
