@@ -30,6 +30,8 @@ fn status(code: i32) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // A raw terminal must come back even if something panics.
+    bhyve_backends::restore_terminal_on_panic();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let progname = std::env::args()
         .next()

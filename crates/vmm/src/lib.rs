@@ -12,7 +12,6 @@ pub mod lifecycle;
 pub mod machine;
 pub mod msr;
 pub mod platform;
-pub mod serial;
 pub mod signals;
 pub mod stats;
 pub mod vcpu;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bhyve_config::{find_emulation, parse_memsize, pci_devices, vcpu_cpusets, Config, Topology};
+use bhyve_config::{find_emulation, pci_devices, run_params, Config};
 use bhyve_devices::{ExitRequest, VmControl};
 use kvm_bindings::CpuId;
 
@@ -17,7 +17,8 @@ use crate::control::ControlServer;
 use crate::cpuid::{self, CpuTopology, CpuidParams};
 use crate::kvm_vm::{KvmVm, VmOptions};
 use crate::lifecycle::Lifecycle;
-use crate::platform::{LegacySpec, Platform};
+use crate::platform::{open_serial_backends, Platform};
+pub use crate::platform::LegacySpec;
 use crate::signals::{self, StopSignalWatcher};
 use crate::store::VmStore;
 use crate::vcpu::{Vcpu, VcpuContext};
@@ -57,19 +58,20 @@ const PCI_PLATFORM_ONLY: [&str; 3] = ["hostbridge", "amd_hostbridge", "lpc"];
 
 impl MachineSpec {
     pub fn from_config(cfg: &Config) -> Result<Self, MachineError> {
-        let t = Topology::from_config(cfg).map_err(cfg_err)?;
+        let params = run_params(cfg).map_err(cfg_err)?;
+        let t = params.topology;
         let topology = CpuTopology {
             cpus: t.cpus.into(),
             sockets: t.sockets.into(),
             cores: t.cores.into(),
             threads: t.threads.into(),
         };
-        let cpusets = vcpu_cpusets(cfg, t.cpus.into())
-            .map_err(cfg_err)?
+        let cpusets = params
+            .cpusets
             .into_iter()
             .map(|s| s.map(|s| s.into_iter().map(|c| c as usize).collect()).unwrap_or_default())
             .collect();
-        let mem_size = parse_memsize(&cfg.get("memory.size").unwrap_or_else(|| "256M".into())).map_err(cfg_err)?;
+        let mem_size = params.memsize;
         let name = cfg.get("name").ok_or_else(|| MachineError::with_code("no VM name".into(), 1))?;
         let mut warnings = Vec::new();
 
@@ -182,6 +184,7 @@ impl Vcpus {
 
 pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     signals::install_kick_handler().map_err(|e| MachineError::new(format!("installing the vCPU kick handler: {e}")))?;
+    let serial_backends = open_serial_backends(&spec.legacy)?;
     let store = VmStore::from_env();
     let Booted { dir, lock, mem, entry, .. } = boot(&store, &spec.name, spec.mem_size, &spec.boot)?;
     if spec.wired {
@@ -199,7 +202,7 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
 
     let life = Arc::new(Lifecycle::new(ncpus));
     let control: Arc<dyn VmControl> = life.clone();
-    let mut platform = Platform::build(&vm, control.clone(), &spec.legacy)?;
+    let mut platform = Platform::build(&vm, control.clone(), &spec.legacy, serial_backends)?;
 
     let mut vcpus = Vec::with_capacity(ncpus);
     for i in 0..ncpus {

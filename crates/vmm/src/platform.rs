@@ -11,7 +11,7 @@ use bhyve_devices::uart::{COM_PORTS, UART_REG_COUNT};
 use bhyve_devices::{Atkbdc, Bus, BusError, IrqLine, PcTestDev, ResetControl, Uart, VmControl};
 
 use crate::kvm_vm::KvmVm;
-use crate::serial::SerialBackend;
+use bhyve_backends::{open_char_backend, BackendHandle, CharBackend};
 use crate::MachineError;
 
 /// IOAPIC pins of KVM's in-kernel IOAPIC, driven by pc-testdev's IRQ ports.
@@ -25,17 +25,38 @@ pub struct LegacySpec {
     pub pc_testdev: bool,
 }
 
+/// Opens the COM ports' host backends (terminal, TTY, socket) before
+/// anything else happens, so a bad `-l` fails early; bhyve's wording.
+pub fn open_serial_backends(spec: &LegacySpec) -> Result<Vec<(usize, CharBackend)>, MachineError> {
+    spec.com
+        .iter()
+        .map(|(index, path)| {
+            open_char_backend(path).map(|b| (*index, b)).map_err(|e| {
+                MachineError::new(format!(
+                    "Unable to initialize backend '{path}' for LPC device com{}: {e}",
+                    index + 1
+                ))
+            })
+        })
+        .collect()
+}
+
 /// The buses and the host-side helpers that must live as long as the VM.
 pub struct Platform {
     pub pio: Arc<Bus>,
     pub mmio: Arc<Bus>,
-    serial: Vec<SerialBackend>,
+    serial: Vec<BackendHandle>,
 }
 
 impl Platform {
     /// Builds the devices; `vm` supplies interrupt lines, `control` is how
     /// devices stop the VM.
-    pub fn build(vm: &KvmVm, control: Arc<dyn VmControl>, spec: &LegacySpec) -> Result<Self, MachineError> {
+    pub fn build(
+        vm: &KvmVm,
+        control: Arc<dyn VmControl>,
+        spec: &LegacySpec,
+        serial_backends: Vec<(usize, CharBackend)>,
+    ) -> Result<Self, MachineError> {
         let pio = Arc::new(Bus::new());
         let mmio = Arc::new(Bus::new());
         let bus_err = |what: &str, e: BusError| MachineError::new(format!("{what}: {e}"));
@@ -45,14 +66,17 @@ impl Platform {
         pio.insert(KBD_DATA_PORT, 1, kbd.clone()).map_err(|e| bus_err("i8042", e))?;
         pio.insert(KBD_STS_CTL_PORT, 1, kbd).map_err(|e| bus_err("i8042", e))?;
         let mut serial = Vec::new();
-        for (index, path) in &spec.com {
-            let (base, irq) = COM_PORTS[*index];
+        for (index, backend) in serial_backends {
+            let Some(&(base, irq)) = COM_PORTS.get(index) else {
+                continue;
+            };
             let uart = Arc::new(Mutex::new(Uart::new(vm.irq_line(irq))));
             let name = format!("com{}", index + 1);
-            let backend = SerialBackend::open(path, uart.clone())
-                .map_err(|e| MachineError::new(format!("Unable to initialize backend '{path}' for LPC device {name}: {e}")))?;
-            pio.insert(base, UART_REG_COUNT, uart).map_err(|e| bus_err(&name, e))?;
-            serial.push(backend);
+            pio.insert(base, UART_REG_COUNT, uart.clone()).map_err(|e| bus_err(&name, e))?;
+            let handle = backend
+                .attach(uart)
+                .map_err(|e| MachineError::new(format!("{name}: {e}")))?;
+            serial.push(handle);
         }
         if spec.pc_testdev {
             let irqs: Vec<Arc<dyn IrqLine>> = (0..IOAPIC_PINS as u32).map(|i| vm.irq_line(i)).collect();
@@ -71,9 +95,9 @@ impl Platform {
     /// Stops the serial backends (flushing what the guest wrote) and gives
     /// the terminal back.
     pub fn shutdown(&mut self) {
-        for s in self.serial.drain(..) {
-            s.close();
-        }
+        // Dropping a handle flushes the guest's output and restores the
+        // terminal.
+        self.serial.clear();
     }
 }
 
