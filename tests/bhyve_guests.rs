@@ -1,0 +1,124 @@
+//! bhyve runs the test guests: serial output, every exit status from a
+//! real guest action, SMP bring-up, and what the loaders hand a kernel.
+
+mod common;
+
+use bhyve_testguests::{exit_status, fnv1a, EXIT_PASS};
+use common::*;
+
+/// Boots guest `name` with COM1 on stdout and pc-testdev.
+fn boot(s: &Scratch, name: &str, extra: &[&str]) -> std::process::Output {
+    let k = kernel_opt(&s.guest(name));
+    let mut args = vec!["-l", "com1,stdio", "-l", "pc-testdev", "-o", &k];
+    args.extend_from_slice(extra);
+    args.push("vm0");
+    s.run(&args)
+}
+
+#[test]
+fn hello_on_com1_stdio() {
+    let s = Scratch::new("hello");
+    let o = boot(&s, "hello", &[]);
+    assert_eq!(stdout(&o), "Hello from a bhyve test guest\n", "stderr: {}", stderr(&o));
+    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)));
+}
+
+#[test]
+fn exit_statuses_from_guest_actions() {
+    let s = Scratch::new("status");
+    for (guest, status, line) in [
+        ("reset_cf9", 0, "reset_cf9: resetting\n"),
+        ("reset_kbd", 0, "reset_kbd: resetting\n"),
+        ("triple_fault", 3, "triple_fault: faulting\n"),
+        ("halt", 2, "halt: halting\n"),
+    ] {
+        let o = boot(&s, guest, &[]);
+        assert_eq!(o.status.code(), Some(status), "{guest}: {}", stderr(&o));
+        assert_eq!(stdout(&o), line, "{guest}");
+    }
+}
+
+#[test]
+fn power_off_via_pc_testdev_and_demo_memory() {
+    let s = Scratch::new("demo");
+    let o = boot(&s, "demo", &["-m", "512M"]);
+    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{}", stderr(&o));
+    assert!(stdout(&o).contains("bhyve demo guest: 512 MiB of RAM\n"), "{}", stdout(&o));
+}
+
+#[test]
+fn smp_four_cpus_report_apic_ids() {
+    let s = Scratch::new("smp");
+    let o = boot(&s, "smp", &["-c", "4", "-o", "boot.cmdline=cpus=4"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{out}{}", stderr(&o));
+    for i in 0..4 {
+        assert!(out.contains(&format!("cpu {i:#x} apic {i:#x}\n")), "{out}");
+    }
+    assert!(out.contains("smp: 0x4 cpus online\n"));
+}
+
+#[test]
+fn pvh_and_bzimage_see_cmdline_initrd_and_e820() {
+    let s = Scratch::new("inspect");
+    let initrd: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
+    let ipath = s.file("initrd.img", &initrd);
+    let iopt = format!("boot.initrd={}", ipath.display());
+    let hash = format!("{:#x} fnv1a {:#x}\n", initrd.len(), fnv1a(&initrd));
+    let cmd = "boot.cmdline=console=ttyS0 root=/dev/vda quiet";
+    // 256 MiB: one RAM entry below 640K, the reserved BIOS hole, the rest.
+    let ram = ["0x0 0xa0000 0x1", "0xa0000 0x60000 0x2", "0x100000 0xff00000 0x1"];
+
+    let o = boot(&s, "pvh_inspect", &["-o", &iopt, "-o", cmd]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{out}{}", stderr(&o));
+    assert!(out.contains("cmdline: console=ttyS0 root=/dev/vda quiet\n"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("module ") && l.ends_with(hash.trim_end())), "{out}");
+    for r in ram {
+        assert!(out.contains(&format!("memmap {r}\n")), "{out}");
+    }
+
+    let o = boot(&s, "bzimage_inspect", &["-o", &iopt, "-o", cmd]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{out}{}", stderr(&o));
+    assert!(out.contains("cmdline: console=ttyS0 root=/dev/vda quiet\n"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("ramdisk ") && l.ends_with(hash.trim_end())), "{out}");
+    for r in ram {
+        assert!(out.contains(&format!("e820 {r}\n")), "{out}");
+    }
+}
+
+#[test]
+fn hello_over_tcp() {
+    use std::io::Read;
+    let s = Scratch::new("tcp");
+    // Pick a free port, then give it to bhyve.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let k = kernel_opt(&s.guest("hello"));
+    let com = format!("com1,tcp=127.0.0.1:{port}");
+    let child = s.command(&["-l", &com, "-l", "pc-testdev", "-o", &k, "vm0"]).spawn().unwrap();
+    let mut conn = None;
+    for _ in 0..500 {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => {
+                conn = Some(c);
+                break;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+    let mut conn = conn.expect("bhyve never listened");
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    let want = b"Hello from a bhyve test guest\n";
+    let mut buf = [0u8; 256];
+    while got.len() < want.len() {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let o = wait_deadline(child);
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)));
+}
