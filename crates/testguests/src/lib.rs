@@ -100,8 +100,12 @@ pub fn file_name(name: &str) -> String {
 
 /// Writes guest `name` into `dir` (as [`file_name`]) and returns its path.
 pub fn write_guest(name: &str, dir: &Path) -> io::Result<PathBuf> {
-    let bytes = guest_bytes(name)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("unknown test guest '{name}'")))?;
+    let bytes = guest_bytes(name).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("unknown test guest '{name}'"),
+        )
+    })?;
     let path = dir.join(file_name(name));
     std::fs::write(&path, bytes)?;
     Ok(path)
@@ -109,8 +113,9 @@ pub fn write_guest(name: &str, dir: &Path) -> io::Result<PathBuf> {
 
 /// The checksum `pvh_inspect` and `bzimage_inspect` print for modules.
 pub fn fnv1a(data: &[u8]) -> u32 {
-    data.iter()
-        .fold(0x811c_9dc5, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    data.iter().fold(0x811c_9dc5, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 #[cfg(test)]

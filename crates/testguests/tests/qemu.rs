@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bhyve_testguests::{exit_status, fnv1a, write_guest, EXIT_BAD_CMDLINE, EXIT_PASS, EXIT_SMP_TIMEOUT};
+use bhyve_testguests::{
+    exit_status, fnv1a, write_guest, EXIT_BAD_CMDLINE, EXIT_PASS, EXIT_SMP_TIMEOUT,
+};
 
 fn qemu_available() -> bool {
     let ok = Path::new("/dev/kvm").exists()
@@ -30,8 +32,18 @@ fn tmpdir(tag: &str) -> PathBuf {
 /// Runs QEMU for at most `limit`; returns (exit status or None if killed, stdout).
 fn qemu(machine: &str, guest: &Path, extra: &[&str], limit: Duration) -> (Option<i32>, String) {
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-M", machine, "-enable-kvm", "-m", "256", "-nographic", "-no-reboot"])
-        .args(["-display", "none", "-monitor", "none", "-net", "none", "-serial", "stdio"])
+        .args([
+            "-M",
+            machine,
+            "-enable-kvm",
+            "-m",
+            "256",
+            "-nographic",
+            "-no-reboot",
+        ])
+        .args([
+            "-display", "none", "-monitor", "none", "-net", "none", "-serial", "stdio",
+        ])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel"])
         .arg(guest)
         .args(extra)
@@ -54,7 +66,12 @@ fn qemu(machine: &str, guest: &Path, extra: &[&str], limit: Duration) -> (Option
     };
     let mut out = String::new();
     use std::io::Read;
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     (status, out)
 }
 
@@ -76,10 +93,17 @@ fn pvh_guests_under_qemu() {
     let demo = write_guest("demo", &d).unwrap();
     let (st, out) = qemu(MICROVM, &demo, &[], LIMIT);
     assert_eq!(st, PASS, "{out}");
-    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("bhyve demo guest")).collect();
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("bhyve demo guest"))
+        .collect();
     assert_eq!(
         lines,
-        ["bhyve demo guest: booted", "bhyve demo guest: 256 MiB of RAM", "bhyve demo guest: powering off"]
+        [
+            "bhyve demo guest: booted",
+            "bhyve demo guest: 256 MiB of RAM",
+            "bhyve demo guest: powering off"
+        ]
     );
 
     let inspect = write_guest("pvh_inspect", &d).unwrap();
@@ -89,11 +113,19 @@ fn pvh_guests_under_qemu() {
     let (st, out) = qemu(
         MICROVM,
         &inspect,
-        &["-initrd", rd_path.to_str().unwrap(), "-append", "cpus=1 hello=world"],
+        &[
+            "-initrd",
+            rd_path.to_str().unwrap(),
+            "-append",
+            "cpus=1 hello=world",
+        ],
         LIMIT,
     );
     assert_eq!(st, PASS, "{out}");
-    assert!(out.contains("pvh_inspect: magic 0x336ec578 version 0x1\n"), "{out}");
+    assert!(
+        out.contains("pvh_inspect: magic 0x336ec578 version 0x1\n"),
+        "{out}"
+    );
     assert!(out.contains("cmdline: cpus=1 hello=world\n"), "{out}");
     assert!(out.contains("memmap 0x100000 0xff00000 0x1\n"), "{out}");
     let module = out.lines().find(|l| l.starts_with("module ")).expect(&out);
@@ -114,12 +146,23 @@ fn smp_guest_under_qemu() {
     let (st, out) = qemu(MICROVM, &smp, &["-smp", "4", "-append", "cpus=4"], LIMIT);
     assert_eq!(st, PASS, "{out}");
     let cpus: Vec<&str> = out.lines().filter(|l| l.starts_with("cpu ")).collect();
-    assert_eq!(cpus, ["cpu 0x0 apic 0x0", "cpu 0x1 apic 0x1", "cpu 0x2 apic 0x2", "cpu 0x3 apic 0x3"]);
+    assert_eq!(
+        cpus,
+        [
+            "cpu 0x0 apic 0x0",
+            "cpu 0x1 apic 0x1",
+            "cpu 0x2 apic 0x2",
+            "cpu 0x3 apic 0x3"
+        ]
+    );
     assert!(out.contains("smp: 0x4 cpus online\n"), "{out}");
 
     let (st, out) = qemu(MICROVM, &smp, &["-smp", "2", "-append", "cpus=3"], LIMIT);
     assert_eq!(st, Some(exit_status(EXIT_SMP_TIMEOUT)), "{out}");
-    assert!(out.contains("smp: timeout: 0x2 of 0x3 cpus checked in\n"), "{out}");
+    assert!(
+        out.contains("smp: timeout: 0x2 of 0x3 cpus checked in\n"),
+        "{out}"
+    );
 
     let (st, out) = qemu(MICROVM, &smp, &["-append", "cpus=0"], LIMIT);
     assert_eq!(st, Some(exit_status(EXIT_BAD_CMDLINE)), "{out}");

@@ -156,3 +156,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod guests_tests;

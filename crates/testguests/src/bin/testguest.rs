@@ -10,7 +10,10 @@ fn main() -> ExitCode {
         return ExitCode::from(64);
     };
     let Some(bytes) = bhyve_testguests::guest_bytes(name) else {
-        eprintln!("testguest: unknown guest '{name}' (guests: {})", bhyve_testguests::GUESTS.join(" "));
+        eprintln!(
+            "testguest: unknown guest '{name}' (guests: {})",
+            bhyve_testguests::GUESTS.join(" ")
+        );
         return ExitCode::from(64);
     };
     match std::fs::write(out, bytes) {
