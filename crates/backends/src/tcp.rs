@@ -123,7 +123,7 @@ impl Host for TcpHost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{guest_read_all, guest_write_all, uart};
+    use crate::testutil::{guest_read_all, guest_wait_drained, guest_write_all, uart};
     use crate::{open_char_backend, BackendError};
     use std::io::{Read, Write};
     use std::time::Duration;
@@ -178,6 +178,7 @@ mod tests {
         assert_eq!(handle.local_addr(), Some(addr));
         // Output with nobody connected is dropped, not queued.
         guest_write_all(&dev, b"lost");
+        guest_wait_drained(&dev);
 
         let mut c1 = TcpStream::connect(addr).unwrap();
         c1.write_all(b"hi").unwrap();

@@ -14,6 +14,7 @@ impl IrqLine for NoIrq {
 const LSR: u64 = 5;
 const LSR_RXRDY: u8 = 0x01;
 const LSR_THRE: u8 = 0x20;
+const LSR_TEMT: u8 = 0x40;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn uart() -> (Arc<Mutex<Uart>>, Arc<NoIrq>) {
@@ -37,6 +38,15 @@ pub(crate) fn guest_write_all(dev: &Mutex<Uart>, data: &[u8]) {
             assert!(Instant::now() < deadline, "transmitter stayed busy");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+/// Waits for LSR.TEMT: the backend took every byte the guest wrote.
+pub(crate) fn guest_wait_drained(dev: &Mutex<Uart>) {
+    let deadline = Instant::now() + TIMEOUT;
+    while dev.lock().unwrap().read_reg(LSR) & LSR_TEMT == 0 {
+        assert!(Instant::now() < deadline, "output never drained");
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
