@@ -122,3 +122,49 @@ fn hello_over_tcp() {
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want), "{}", stderr(&o));
     assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)));
 }
+
+#[test]
+fn pinning_and_vm_wide_options_run() {
+    let s = Scratch::new("opts");
+    // -p pins each vCPU thread; the SMP guest still brings both up.
+    let o = boot(&s, "smp", &["-c", "2", "-p", "0:0", "-p", "1:0", "-o", "boot.cmdline=cpus=2"]);
+    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{}{}", stdout(&o), stderr(&o));
+    // -H -P -S -C -w -x each change how the VM is set up, not what a
+    // simple guest sees.
+    let o = boot(&s, "hello", &["-H", "-P", "-S", "-C", "-w", "-x"]);
+    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "Hello from a bhyve test guest\n");
+}
+
+/// The vCPU thread is named "vcpu 0" and `-p 0:1` confines it to host CPU 1.
+#[test]
+fn vcpu_thread_name_and_affinity() {
+    let s = Scratch::new("affinity");
+    let k = kernel_opt(&s.guest("smp"));
+    // Expecting a second CPU that never comes keeps the guest busy.
+    let child = s
+        .command(&["-p", "0:1", "-l", "pc-testdev", "-o", &k, "-o", "boot.cmdline=cpus=2", "vm0"])
+        .spawn()
+        .unwrap();
+    let task_dir = format!("/proc/{}/task", child.id());
+    let t0 = std::time::Instant::now();
+    let mut found = None;
+    while found.is_none() && t0.elapsed() < std::time::Duration::from_secs(10) {
+        for t in std::fs::read_dir(&task_dir).into_iter().flatten().flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == "vcpu 0" {
+                let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                found = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .map(|v| v.trim().to_string());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let o = wait_deadline(child);
+    assert_eq!(found.as_deref(), Some("1"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -184,6 +184,16 @@ impl Vcpus {
 
 pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     signals::install_kick_handler().map_err(|e| MachineError::new(format!("installing the vCPU kick handler: {e}")))?;
+    let ncpus = spec.topology.cpus as usize;
+    let life = Arc::new(Lifecycle::new(ncpus));
+    // First, before any thread exists: every later thread inherits the
+    // blocked stop signals, so only the watcher receives them.
+    let stopper = life.clone();
+    let _signals = StopSignalWatcher::spawn(move |sig| {
+        log::info!("signal {sig}: powering off");
+        stopper.request_exit(ExitRequest::PowerOff);
+    })
+    .map_err(|e| MachineError::new(format!("signal thread: {e}")))?;
     let serial_backends = open_serial_backends(&spec.legacy)?;
     let store = VmStore::from_env();
     let Booted { dir, lock, mem, entry, .. } = boot(&store, &spec.name, spec.mem_size, &spec.boot)?;
@@ -194,13 +204,11 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
         memory::exclude_from_core(&mem).map_err(|e| MachineError::new(e.to_string()))?;
     }
     let vm = KvmVm::create(&spec.vm).map_err(|e| MachineError::new(e.to_string()))?;
-    let ncpus = spec.topology.cpus as usize;
     if ncpus > vm.max_vcpus() {
         return Err(MachineError::new(format!("{ncpus} vCPUs requested but KVM allows {}", vm.max_vcpus())));
     }
     vm.map_memory(&mem).map_err(|e| MachineError::new(e.to_string()))?;
 
-    let life = Arc::new(Lifecycle::new(ncpus));
     let control: Arc<dyn VmControl> = life.clone();
     let mut platform = Platform::build(&vm, control.clone(), &spec.legacy, serial_backends)?;
 
@@ -220,13 +228,6 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
 
     let ctl = ControlServer::start(&dir.ctl_socket_path(), life.clone())
         .map_err(|e| MachineError::new(e.to_string()))?;
-    let stopper = life.clone();
-    let _signals = StopSignalWatcher::spawn(move |sig| {
-        log::info!("signal {sig}: powering off");
-        stopper.request_exit(ExitRequest::PowerOff);
-    })
-    .map_err(|e| MachineError::new(format!("signal thread: {e}")))?;
-
     let mut threads = Vcpus(Vec::with_capacity(ncpus));
     for vcpu in vcpus {
         let ctx = VcpuContext {
