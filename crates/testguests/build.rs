@@ -17,6 +17,7 @@ const GUESTS: &[(&str, Kind)] = &[
     ("halt", Kind::Pvh),
     ("smp", Kind::Pvh),
     ("pvh_inspect", Kind::Pvh),
+    ("pio_loop", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
 ];
 

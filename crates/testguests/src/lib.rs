@@ -49,6 +49,9 @@
 //!   `cmdline: <text>`, one `memmap ADDR SIZE TYPE` per memmap entry, one
 //!   `module PADDR SIZE fnv1a HASH` per module (FNV-1a 32 over the module
 //!   bytes, see [`fnv1a`]), `pvh_inspect: done`, status 33.
+//! * `pio_loop` (cmdline `iterations=N`) → no output; N rounds of
+//!   `out 0xe0, al` (pc-testdev's scratch port), status 33. The benchmark
+//!   guest of `bhyve-bench pio`.
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
 //!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
@@ -69,6 +72,7 @@ pub const GUESTS: &[&str] = &[
     "halt",
     "smp",
     "pvh_inspect",
+    "pio_loop",
     "bzimage_inspect",
 ];
 
@@ -82,6 +86,9 @@ pub const EXIT_BAD_CMDLINE: u32 = 0x13;
 pub const fn exit_status(v: u32) -> i32 {
     ((v << 1) | 1) as i32
 }
+
+/// The exit status of a guest that passed: `exit_status(EXIT_PASS)`.
+pub const PASS_STATUS: i32 = exit_status(EXIT_PASS);
 
 /// The image of guest `name`.
 pub fn guest_bytes(name: &str) -> Option<&'static [u8]> {

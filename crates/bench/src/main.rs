@@ -1,0 +1,101 @@
+//! bhyve-bench: runs our bhyve and QEMU on the same test guest and prints
+//! the figures (and ratios) recorded in docs/PERFORMANCE.md.
+//!
+//! Timing tests would be flaky and say little; this command is run by hand
+//! (`scripts/bench`) and its output pasted into the docs with the command.
+
+mod boot;
+mod pio;
+mod proc;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bhyve-bench [--runs N] [--iterations N] [boot] [pio]\n\
+         \n\
+         boot  time from process start to the first serial byte of the `hello`\n\
+               PVH test guest, and peak RSS: our bhyve vs qemu-system-x86_64\n\
+               -M microvm -enable-kvm\n\
+         pio   cost of one port-I/O exit round trip in our bhyve vs a minimal\n\
+               raw KVM_RUN loop (the floor)\n\
+         \n\
+         BHYVE (default: the bhyve next to this binary) and QEMU (default:\n\
+         qemu-system-x86_64) select the programs."
+    );
+    std::process::exit(2)
+}
+
+fn bhyve_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("BHYVE") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("locating bhyve-bench")?;
+    let p = exe.with_file_name("bhyve");
+    if !p.exists() {
+        bail!(
+            "{} not found: build it (cargo build --release) or set BHYVE",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn main() -> Result<()> {
+    let mut runs = 10usize;
+    let mut iterations = 200_000u32;
+    let mut what = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => {
+                runs = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "--iterations" => {
+                iterations = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "boot" | "pio" => what.push(a),
+            _ => usage(),
+        }
+    }
+    if what.is_empty() {
+        what = vec!["boot".into(), "pio".into()];
+    }
+    let work = tempdir()?;
+    let bhyve = bhyve_path()?;
+    let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+    for w in &what {
+        match w.as_str() {
+            "boot" => boot::run(&bhyve, &qemu, &work, runs)?,
+            "pio" => pio::run(&bhyve, &work, iterations, runs)?,
+            _ => unreachable!(),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("bhyve-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    Ok(d)
+}
+
+/// Median of a non-empty sample.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
