@@ -11,7 +11,10 @@ fn fails(s: &Scratch, args: &[&str], status: i32, line: &str) {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(status), "{args:?}: {err}");
     assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-    assert!(err.starts_with("bhyve: ") && err.contains(line), "{args:?}: {err}");
+    assert!(
+        err.starts_with("bhyve: ") && err.contains(line),
+        "{args:?}: {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -24,7 +27,12 @@ fn bad_memory_size() {
 #[test]
 fn missing_and_bogus_kernels() {
     let s = Scratch::new("badkernel");
-    fails(&s, &["-o", "boot.kernel=/nonexistent/vmlinuz", "vm0"], 4, "kernel /nonexistent/vmlinuz: No such file");
+    fails(
+        &s,
+        &["-o", "boot.kernel=/nonexistent/vmlinuz", "vm0"],
+        4,
+        "kernel /nonexistent/vmlinuz: No such file",
+    );
     let junk = s.file("junk", &[0x5a; 8192]);
     let k = kernel_opt(&junk);
     fails(&s, &["-o", &k, "vm0"], 4, "not a Linux kernel");
@@ -36,22 +44,56 @@ fn missing_and_bogus_kernels() {
 fn nothing_to_boot() {
     let s = Scratch::new("noboot");
     fails(&s, &["vm0"], 4, "virtual machine cannot be booted");
-    fails(&s, &["-l", "bootrom,/usr/share/bhyve/BHYVE_UEFI.fd", "vm0"], 4, "boot ROMs are not implemented yet");
+    fails(
+        &s,
+        &["-l", "bootrom,/usr/share/bhyve/BHYVE_UEFI.fd", "vm0"],
+        4,
+        "boot ROMs are not implemented yet",
+    );
 }
 
 #[test]
 fn unimplemented_devices_and_options() {
     let s = Scratch::new("unimpl");
     let k = kernel_opt(&s.guest("hello"));
-    fails(&s, &["-s", "3,virtio-blk,/dev/null", "-o", &k, "vm0"], 4, "pci 0:3:0: emulation 'virtio-blk' is not implemented yet");
-    fails(&s, &["-G", "1234", "-o", &k, "vm0"], 4, "-G: the gdb stub is not implemented yet");
-    fails(&s, &["-l", "com1,/nonexistent/tty", "-o", &k, "vm0"], 4, "Unable to initialize backend '/nonexistent/tty' for LPC device com1");
+    fails(
+        &s,
+        &["-s", "3,virtio-blk,/dev/null", "-o", &k, "vm0"],
+        4,
+        "pci 0:3:0: emulation 'virtio-blk' is not implemented yet",
+    );
+    fails(
+        &s,
+        &["-G", "1234", "-o", &k, "vm0"],
+        4,
+        "-G: the gdb stub is not implemented yet",
+    );
+    fails(
+        &s,
+        &["-l", "com1,/nonexistent/tty", "-o", &k, "vm0"],
+        4,
+        "Unable to initialize backend '/nonexistent/tty' for LPC device com1",
+    );
 
     // Accepted-but-not-effective options warn once each and still run.
-    let o = s.run(&["-A", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "pc-testdev", "-o", &k, "vm0"]);
+    let o = s.run(&[
+        "-A",
+        "-s",
+        "0,hostbridge",
+        "-s",
+        "31,lpc",
+        "-l",
+        "pc-testdev",
+        "-o",
+        &k,
+        "vm0",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(33), "{err}");
-    assert!(err.contains("bhyve: warning: -A: ACPI tables are not implemented yet"), "{err}");
+    assert!(
+        err.contains("bhyve: warning: -A: ACPI tables are not implemented yet"),
+        "{err}"
+    );
     assert_eq!(err.matches("PCI configuration space").count(), 1, "{err}");
 }
 
@@ -60,7 +102,12 @@ fn strict_io_stops_on_an_unemulated_port() {
     let s = Scratch::new("strictio");
     let k = kernel_opt(&s.guest("hello"));
     // Without pc-testdev the guest's final write to port 0xf4 is unclaimed.
-    fails(&s, &["-e", "-l", "com1,stdio", "-o", &k, "vm0"], 4, "Unhandled outl 0x00f4 at 0x");
+    fails(
+        &s,
+        &["-e", "-l", "com1,stdio", "-o", &k, "vm0"],
+        4,
+        "Unhandled outl 0x00f4 at 0x",
+    );
     // Without -e the write is ignored and the guest goes on (to a halt).
     let o = s.run(&["-l", "com1,stdio", "-o", &k, "vm0"]);
     assert_eq!(stdout(&o), "Hello from a bhyve test guest\n");
@@ -74,8 +121,15 @@ fn help_lists_mark_missing_emulations() {
     assert_eq!(o.status.code(), Some(0));
     let out = stdout(&o);
     assert!(out.lines().any(|l| l == "hostbridge"), "{out}");
-    assert!(out.lines().any(|l| l == "virtio-blk (not implemented yet)"), "{out}");
+    assert!(
+        out.lines().any(|l| l == "virtio-blk (not implemented yet)"),
+        "{out}"
+    );
     let o = s.run(&["-l", "help"]);
     let out = stdout(&o);
-    assert!(out.lines().any(|l| l == "com1") && out.lines().any(|l| l == "bootrom (not implemented yet)"), "{out}");
+    assert!(
+        out.lines().any(|l| l == "com1")
+            && out.lines().any(|l| l == "bootrom (not implemented yet)"),
+        "{out}"
+    );
 }

@@ -19,7 +19,12 @@ fn boot(s: &Scratch, name: &str, extra: &[&str]) -> std::process::Output {
 fn hello_on_com1_stdio() {
     let s = Scratch::new("hello");
     let o = boot(&s, "hello", &[]);
-    assert_eq!(stdout(&o), "Hello from a bhyve test guest\n", "stderr: {}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "Hello from a bhyve test guest\n",
+        "stderr: {}",
+        stderr(&o)
+    );
     assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)));
 }
 
@@ -42,8 +47,17 @@ fn exit_statuses_from_guest_actions() {
 fn power_off_via_pc_testdev_and_demo_memory() {
     let s = Scratch::new("demo");
     let o = boot(&s, "demo", &["-m", "512M"]);
-    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{}", stderr(&o));
-    assert!(stdout(&o).contains("bhyve demo guest: 512 MiB of RAM\n"), "{}", stdout(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(exit_status(EXIT_PASS)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("bhyve demo guest: 512 MiB of RAM\n"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -51,7 +65,12 @@ fn smp_four_cpus_report_apic_ids() {
     let s = Scratch::new("smp");
     let o = boot(&s, "smp", &["-c", "4", "-o", "boot.cmdline=cpus=4"]);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{out}{}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(exit_status(EXIT_PASS)),
+        "{out}{}",
+        stderr(&o)
+    );
     for i in 0..4 {
         assert!(out.contains(&format!("cpu {i:#x} apic {i:#x}\n")), "{out}");
     }
@@ -67,22 +86,50 @@ fn pvh_and_bzimage_see_cmdline_initrd_and_e820() {
     let hash = format!("{:#x} fnv1a {:#x}\n", initrd.len(), fnv1a(&initrd));
     let cmd = "boot.cmdline=console=ttyS0 root=/dev/vda quiet";
     // 256 MiB: one RAM entry below 640K, the reserved BIOS hole, the rest.
-    let ram = ["0x0 0xa0000 0x1", "0xa0000 0x60000 0x2", "0x100000 0xff00000 0x1"];
+    let ram = [
+        "0x0 0xa0000 0x1",
+        "0xa0000 0x60000 0x2",
+        "0x100000 0xff00000 0x1",
+    ];
 
     let o = boot(&s, "pvh_inspect", &["-o", &iopt, "-o", cmd]);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{out}{}", stderr(&o));
-    assert!(out.contains("cmdline: console=ttyS0 root=/dev/vda quiet\n"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("module ") && l.ends_with(hash.trim_end())), "{out}");
+    assert_eq!(
+        o.status.code(),
+        Some(exit_status(EXIT_PASS)),
+        "{out}{}",
+        stderr(&o)
+    );
+    assert!(
+        out.contains("cmdline: console=ttyS0 root=/dev/vda quiet\n"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("module ") && l.ends_with(hash.trim_end())),
+        "{out}"
+    );
     for r in ram {
         assert!(out.contains(&format!("memmap {r}\n")), "{out}");
     }
 
     let o = boot(&s, "bzimage_inspect", &["-o", &iopt, "-o", cmd]);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{out}{}", stderr(&o));
-    assert!(out.contains("cmdline: console=ttyS0 root=/dev/vda quiet\n"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("ramdisk ") && l.ends_with(hash.trim_end())), "{out}");
+    assert_eq!(
+        o.status.code(),
+        Some(exit_status(EXIT_PASS)),
+        "{out}{}",
+        stderr(&o)
+    );
+    assert!(
+        out.contains("cmdline: console=ttyS0 root=/dev/vda quiet\n"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ramdisk ") && l.ends_with(hash.trim_end())),
+        "{out}"
+    );
     for r in ram {
         assert!(out.contains(&format!("e820 {r}\n")), "{out}");
     }
@@ -93,10 +140,17 @@ fn hello_over_tcp() {
     use std::io::Read;
     let s = Scratch::new("tcp");
     // Pick a free port, then give it to bhyve.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let k = kernel_opt(&s.guest("hello"));
     let com = format!("com1,tcp=127.0.0.1:{port}");
-    let child = s.command(&["-l", &com, "-l", "pc-testdev", "-o", &k, "vm0"]).spawn().unwrap();
+    let child = s
+        .command(&["-l", &com, "-l", "pc-testdev", "-o", &k, "vm0"])
+        .spawn()
+        .unwrap();
     let mut conn = None;
     for _ in 0..500 {
         match std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -108,7 +162,8 @@ fn hello_over_tcp() {
         }
     }
     let mut conn = conn.expect("bhyve never listened");
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
     let mut got = Vec::new();
     let want = b"Hello from a bhyve test guest\n";
     let mut buf = [0u8; 256];
@@ -119,7 +174,12 @@ fn hello_over_tcp() {
         }
     }
     let o = wait_deadline(child);
-    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(want),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)));
 }
 
@@ -127,12 +187,36 @@ fn hello_over_tcp() {
 fn pinning_and_vm_wide_options_run() {
     let s = Scratch::new("opts");
     // -p pins each vCPU thread; the SMP guest still brings both up.
-    let o = boot(&s, "smp", &["-c", "2", "-p", "0:0", "-p", "1:0", "-o", "boot.cmdline=cpus=2"]);
-    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{}{}", stdout(&o), stderr(&o));
+    let o = boot(
+        &s,
+        "smp",
+        &[
+            "-c",
+            "2",
+            "-p",
+            "0:0",
+            "-p",
+            "1:0",
+            "-o",
+            "boot.cmdline=cpus=2",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(exit_status(EXIT_PASS)),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
     // -H -P -S -C -w -x each change how the VM is set up, not what a
     // simple guest sees.
     let o = boot(&s, "hello", &["-H", "-P", "-S", "-C", "-w", "-x"]);
-    assert_eq!(o.status.code(), Some(exit_status(EXIT_PASS)), "{}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(exit_status(EXIT_PASS)),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(stdout(&o), "Hello from a bhyve test guest\n");
 }
 
@@ -143,7 +227,17 @@ fn vcpu_thread_name_and_affinity() {
     let k = kernel_opt(&s.guest("smp"));
     // Expecting a second CPU that never comes keeps the guest busy.
     let child = s
-        .command(&["-p", "0:1", "-l", "pc-testdev", "-o", &k, "-o", "boot.cmdline=cpus=2", "vm0"])
+        .command(&[
+            "-p",
+            "0:1",
+            "-l",
+            "pc-testdev",
+            "-o",
+            &k,
+            "-o",
+            "boot.cmdline=cpus=2",
+            "vm0",
+        ])
         .spawn()
         .unwrap();
     let task_dir = format!("/proc/{}/task", child.id());

@@ -27,7 +27,10 @@ fn pty() -> Pty {
         assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
         let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
         assert!(s >= 0);
-        Pty { master: File::from_raw_fd(m), slave: File::from_raw_fd(s) }
+        Pty {
+            master: File::from_raw_fd(m),
+            slave: File::from_raw_fd(s),
+        }
     }
 }
 
@@ -48,7 +51,17 @@ fn stop_with(sig: libc::c_int) {
     // The smp guest told to expect a CPU that never comes waits for seconds.
     let k = kernel_opt(&s.guest("smp"));
     let child = s
-        .command(&["-l", "com1,stdio", "-l", "pc-testdev", "-o", &k, "-o", "boot.cmdline=cpus=2", "vm0"])
+        .command(&[
+            "-l",
+            "com1,stdio",
+            "-l",
+            "pc-testdev",
+            "-o",
+            &k,
+            "-o",
+            "boot.cmdline=cpus=2",
+            "vm0",
+        ])
         .stdin(Stdio::from(p.slave.try_clone().unwrap()))
         .stdout(Stdio::from(p.slave.try_clone().unwrap()))
         .spawn()
@@ -70,7 +83,10 @@ fn stop_with(sig: libc::c_int) {
     });
     let t0 = Instant::now();
     while lflag(&p.slave) & libc::ICANON != 0 {
-        assert!(t0.elapsed() < Duration::from_secs(20), "bhyve never made the terminal raw");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "bhyve never made the terminal raw"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let out = drain.join().unwrap();

@@ -17,7 +17,11 @@ use crate::MachineError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootSource {
     /// `-o boot.kernel=…`: load the kernel now (bhyveload's work included).
-    Kernel { kernel: String, initrd: Option<String>, cmdline: String },
+    Kernel {
+        kernel: String,
+        initrd: Option<String>,
+        cmdline: String,
+    },
     /// Run what bhyveload put in the named VM.
     Loaded,
 }
@@ -40,24 +44,49 @@ fn open_input(what: &str, path: &str) -> Result<File, MachineError> {
 }
 
 /// Prepares the VM `name` of `mem_size` bytes for `source`.
-pub fn boot(store: &VmStore, name: &str, mem_size: u64, source: &BootSource) -> Result<Booted, MachineError> {
+pub fn boot(
+    store: &VmStore,
+    name: &str,
+    mem_size: u64,
+    source: &BootSource,
+) -> Result<Booted, MachineError> {
     let layout = MemLayout::new(mem_size).map_err(|e| MachineError::new(e.to_string()))?;
     match source {
-        BootSource::Kernel { kernel, initrd, cmdline } => {
+        BootSource::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
             // Open the inputs before touching the store: a typo must not
             // wipe an existing VM.
             let mut kernel_file = open_input("kernel", kernel)?;
-            let mut initrd_file = initrd.as_deref().map(|p| open_input("initrd", p)).transpose()?;
+            let mut initrd_file = initrd
+                .as_deref()
+                .map(|p| open_input("initrd", p))
+                .transpose()?;
             let prepared = store.create_or_reinit(name, mem_size).map_err(store_err)?;
             let loaded = (|| {
                 let file = prepared.dir.memory_file().map_err(store_err)?;
-                let mem = map_layout_file(file, &layout).map_err(|e| MachineError::new(e.to_string()))?;
-                let entry = load_linux(&mem, &layout, &mut kernel_file, initrd_file.as_mut(), cmdline)
-                    .map_err(|e| MachineError::new(format!("{kernel}: {e}")))?;
+                let mem =
+                    map_layout_file(file, &layout).map_err(|e| MachineError::new(e.to_string()))?;
+                let entry = load_linux(
+                    &mem,
+                    &layout,
+                    &mut kernel_file,
+                    initrd_file.as_mut(),
+                    cmdline,
+                )
+                .map_err(|e| MachineError::new(format!("{kernel}: {e}")))?;
                 Ok((mem, entry))
             })();
             match loaded {
-                Ok((mem, entry)) => Ok(Booted { dir: prepared.dir, lock: prepared.lock, layout, mem, entry }),
+                Ok((mem, entry)) => Ok(Booted {
+                    dir: prepared.dir,
+                    lock: prepared.lock,
+                    layout,
+                    mem,
+                    entry,
+                }),
                 Err(e) => {
                     if prepared.created {
                         let _ = prepared.dir.remove(prepared.lock);
@@ -75,7 +104,9 @@ pub fn boot(store: &VmStore, name: &str, mem_size: u64, source: &BootSource) -> 
                 Err(e) => return Err(store_err(e)),
             };
             let lock = dir.lock_running().map_err(|e| match e {
-                StoreError::AlreadyRunning(n) => MachineError::new(format!("virtual machine {n} is already running")),
+                StoreError::AlreadyRunning(n) => {
+                    MachineError::new(format!("virtual machine {n} is already running"))
+                }
                 e => store_err(e),
             })?;
             let loaded = dir.mem_size().map_err(store_err)?;
@@ -92,10 +123,17 @@ pub fn boot(store: &VmStore, name: &str, mem_size: u64, source: &BootSource) -> 
                 ))
             })?;
             let file = dir.memory_file().map_err(store_err)?;
-            let mem = map_layout_file(file, &layout).map_err(|e| MachineError::new(e.to_string()))?;
+            let mem =
+                map_layout_file(file, &layout).map_err(|e| MachineError::new(e.to_string()))?;
             // Consumed: a reboot needs a fresh bhyveload, as on FreeBSD.
             dir.clear_entry().map_err(store_err)?;
-            Ok(Booted { dir, lock, layout, mem, entry })
+            Ok(Booted {
+                dir,
+                lock,
+                layout,
+                mem,
+                entry,
+            })
         }
     }
 }
@@ -103,9 +141,9 @@ pub fn boot(store: &VmStore, name: &str, mem_size: u64, source: &BootSource) -> 
 /// A size in the unit bhyve's users type (`512M`, `2G`).
 fn human(bytes: u64) -> String {
     const M: u64 = 1 << 20;
-    if bytes % (1 << 30) == 0 {
+    if bytes.is_multiple_of(1 << 30) {
         format!("{}G", bytes >> 30)
-    } else if bytes % M == 0 {
+    } else if bytes.is_multiple_of(M) {
         format!("{}M", bytes / M)
     } else {
         format!("{bytes} bytes")
@@ -126,13 +164,19 @@ mod tests {
     fn loaded_needs_a_loaded_vm() {
         let root = scratch("loaded");
         let store = VmStore::at(&root);
-        let e = boot(&store, "vm0", 16 << 20, &BootSource::Loaded).err().unwrap();
+        let e = boot(&store, "vm0", 16 << 20, &BootSource::Loaded)
+            .err()
+            .unwrap();
         assert_eq!(e.to_string(), "virtual machine cannot be booted");
         let p = store.create_or_reinit("vm0", 16 << 20).unwrap();
         drop(p);
-        let e = boot(&store, "vm0", 32 << 20, &BootSource::Loaded).err().unwrap();
+        let e = boot(&store, "vm0", 32 << 20, &BootSource::Loaded)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("does not match the 16M"), "{e}");
-        let e = boot(&store, "vm0", 16 << 20, &BootSource::Loaded).err().unwrap();
+        let e = boot(&store, "vm0", 16 << 20, &BootSource::Loaded)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("run bhyveload first"), "{e}");
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -141,13 +185,24 @@ mod tests {
     fn bad_kernel_leaves_no_vm() {
         let root = scratch("kernel");
         let store = VmStore::at(&root);
-        let src = |k: &str| BootSource::Kernel { kernel: k.into(), initrd: None, cmdline: String::new() };
-        let e = boot(&store, "vm1", 16 << 20, &src("/nonexistent/kernel")).err().unwrap();
-        assert!(e.to_string().starts_with("kernel /nonexistent/kernel: "), "{e}");
+        let src = |k: &str| BootSource::Kernel {
+            kernel: k.into(),
+            initrd: None,
+            cmdline: String::new(),
+        };
+        let e = boot(&store, "vm1", 16 << 20, &src("/nonexistent/kernel"))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().starts_with("kernel /nonexistent/kernel: "),
+            "{e}"
+        );
         let junk = root.join("junk");
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(&junk, b"not a kernel at all").unwrap();
-        let e = boot(&store, "vm1", 16 << 20, &src(junk.to_str().unwrap())).err().unwrap();
+        let e = boot(&store, "vm1", 16 << 20, &src(junk.to_str().unwrap()))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("not a Linux kernel"), "{e}");
         assert!(store.open("vm1").is_err());
         assert_eq!(human(3 << 30), "3G");

@@ -21,7 +21,12 @@ pub struct CpuTopology {
 impl CpuTopology {
     /// One socket per vCPU, bhyve's default for `-c N`.
     pub fn flat(cpus: u32) -> Self {
-        Self { cpus, sockets: cpus, cores: 1, threads: 1 }
+        Self {
+            cpus,
+            sockets: cpus,
+            cores: 1,
+            threads: 1,
+        }
     }
 
     /// Logical processors in one package.
@@ -89,7 +94,11 @@ fn topology_leaf(function: u32, p: &CpuidParams) -> Vec<kvm_cpuid_entry2> {
     let core_shift = smt_shift + width(t.cores);
     vec![
         entry(function, 0, [smt_shift, t.threads, 1 << 8, p.apic_id]),
-        entry(function, 1, [core_shift, t.per_package(), (2 << 8) | 1, p.apic_id]),
+        entry(
+            function,
+            1,
+            [core_shift, t.per_package(), (2 << 8) | 1, p.apic_id],
+        ),
         entry(function, 2, [0, 0, 2, p.apic_id]),
     ]
 }
@@ -105,7 +114,8 @@ pub fn build(supported: &[kvm_cpuid_entry2], p: &CpuidParams) -> Vec<kvm_cpuid_e
         let mut e = *e;
         match e.function {
             0x1 => {
-                e.ebx = (e.ebx & 0x0000_ffff) | ((p.apic_id & 0xff) << 24) | ((logical.min(255)) << 16);
+                e.ebx =
+                    (e.ebx & 0x0000_ffff) | ((p.apic_id & 0xff) << 24) | ((logical.min(255)) << 16);
                 e.edx |= CPUID1_EDX_HTT;
                 e.ecx |= CPUID1_ECX_HYPERVISOR;
                 if p.x2apic {
@@ -151,7 +161,11 @@ pub fn build(supported: &[kvm_cpuid_entry2], p: &CpuidParams) -> Vec<kvm_cpuid_e
     if saw_1f {
         out.extend(topology_leaf(0x1f, p));
     }
-    let mut hv = entry(HV_BASE, 0, [HV_BASE, SIGNATURE[0], SIGNATURE[1], SIGNATURE[2]]);
+    let mut hv = entry(
+        HV_BASE,
+        0,
+        [HV_BASE, SIGNATURE[0], SIGNATURE[1], SIGNATURE[2]],
+    );
     hv.flags = 0;
     out.push(hv);
     out
@@ -162,7 +176,9 @@ mod tests {
     use super::*;
 
     fn leaf(out: &[kvm_cpuid_entry2], f: u32, i: u32) -> Option<kvm_cpuid_entry2> {
-        out.iter().find(|e| e.function == f && e.index == i).copied()
+        out.iter()
+            .find(|e| e.function == f && e.index == i)
+            .copied()
     }
 
     fn intel() -> Vec<kvm_cpuid_entry2> {
@@ -183,7 +199,12 @@ mod tests {
     #[test]
     fn topology_and_identity() {
         let p = CpuidParams {
-            topology: CpuTopology { cpus: 8, sockets: 2, cores: 2, threads: 2 },
+            topology: CpuTopology {
+                cpus: 8,
+                sockets: 2,
+                cores: 2,
+                threads: 2,
+            },
             apic_id: 5,
             x2apic: false,
         };
@@ -204,7 +225,10 @@ mod tests {
         assert_eq!(leaf(&out, 0xb, 2).unwrap().ecx, 2);
         assert_eq!(leaf(&out, 0x1f, 1).unwrap().ebx, 4);
         let hv = leaf(&out, HV_BASE, 0).unwrap();
-        let sig: Vec<u8> = [hv.ebx, hv.ecx, hv.edx].iter().flat_map(|r| r.to_le_bytes()).collect();
+        let sig: Vec<u8> = [hv.ebx, hv.ecx, hv.edx]
+            .iter()
+            .flat_map(|r| r.to_le_bytes())
+            .collect();
         assert_eq!(&sig, b"bhyve bhyve ");
         assert_eq!(hv.eax, HV_BASE);
         assert!(leaf(&out, HV_BASE + 1, 0).is_none());
@@ -213,7 +237,11 @@ mod tests {
 
     #[test]
     fn x2apic_bit_follows_config() {
-        let p = CpuidParams { topology: CpuTopology::flat(1), apic_id: 0, x2apic: true };
+        let p = CpuidParams {
+            topology: CpuTopology::flat(1),
+            apic_id: 0,
+            x2apic: true,
+        };
         let out = build(&intel(), &p);
         assert_ne!(leaf(&out, 1, 0).unwrap().ecx & CPUID1_ECX_X2APIC, 0);
         assert_eq!((leaf(&out, 1, 0).unwrap().ebx >> 16) & 0xff, 1);
@@ -231,7 +259,12 @@ mod tests {
             entry(0x8000_001e, 0, [0, 0, 0, 0]),
         ];
         let p = CpuidParams {
-            topology: CpuTopology { cpus: 6, sockets: 1, cores: 3, threads: 2 },
+            topology: CpuTopology {
+                cpus: 6,
+                sockets: 1,
+                cores: 3,
+                threads: 2,
+            },
             apic_id: 3,
             x2apic: false,
         };
@@ -244,6 +277,9 @@ mod tests {
 
     #[test]
     fn widths() {
-        assert_eq!([width(0), width(1), width(2), width(3), width(4), width(5)], [0, 0, 1, 2, 2, 3]);
+        assert_eq!(
+            [width(0), width(1), width(2), width(3), width(4), width(5)],
+            [0, 0, 1, 2, 2, 3]
+        );
     }
 }

@@ -36,9 +36,19 @@ impl Unhandled {
 }
 
 /// Handles one PIO exit of `data.len() / size` accesses to `port`.
-pub fn pio(bus: &Bus, dir: IoDir, port: u16, size: usize, data: &mut [u8], strict: bool) -> Result<(), Unhandled> {
-    if !matches!(size, 1 | 2 | 4) || data.len() % size != 0 {
-        log::warn!("malformed port access: port {port:#x} size {size} len {}", data.len());
+pub fn pio(
+    bus: &Bus,
+    dir: IoDir,
+    port: u16,
+    size: usize,
+    data: &mut [u8],
+    strict: bool,
+) -> Result<(), Unhandled> {
+    if !matches!(size, 1 | 2 | 4) || !data.len().is_multiple_of(size) {
+        log::warn!(
+            "malformed port access: port {port:#x} size {size} len {}",
+            data.len()
+        );
         return Ok(());
     }
     for chunk in data.chunks_exact_mut(size) {

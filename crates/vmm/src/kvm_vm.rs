@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use bhyve_devices::IrqLine;
 use kvm_bindings::{
-    kvm_enable_cap, kvm_pit_config, kvm_userspace_memory_region, CpuId,
-    KVM_CAP_HALT_POLL, KVM_CAP_X86_DISABLE_EXITS, KVM_MAX_CPUID_ENTRIES,
-    KVM_PIT_SPEAKER_DUMMY, KVM_X86_DISABLE_EXITS_PAUSE,
+    kvm_enable_cap, kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_CAP_HALT_POLL,
+    KVM_CAP_X86_DISABLE_EXITS, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+    KVM_X86_DISABLE_EXITS_PAUSE,
 };
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -77,15 +77,18 @@ impl KvmVm {
         fd.set_tss_address(TSS_ADDR as usize)
             .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
         if opts.yield_on_hlt {
-            Self::enable_vm_cap(&fd, KVM_CAP_HALT_POLL, 0)
-                .map_err(kvm_err("KVM_CAP_HALT_POLL"))?;
+            Self::enable_vm_cap(&fd, KVM_CAP_HALT_POLL, 0).map_err(kvm_err("KVM_CAP_HALT_POLL"))?;
         }
         if !opts.exit_on_pause {
             let offered = fd.check_extension_raw(KVM_CAP_X86_DISABLE_EXITS.into());
             if offered > 0 && (offered as u32) & KVM_X86_DISABLE_EXITS_PAUSE != 0 {
                 // Must precede vCPU creation.
-                Self::enable_vm_cap(&fd, KVM_CAP_X86_DISABLE_EXITS, KVM_X86_DISABLE_EXITS_PAUSE.into())
-                    .map_err(kvm_err("KVM_CAP_X86_DISABLE_EXITS"))?;
+                Self::enable_vm_cap(
+                    &fd,
+                    KVM_CAP_X86_DISABLE_EXITS,
+                    KVM_X86_DISABLE_EXITS_PAUSE.into(),
+                )
+                .map_err(kvm_err("KVM_CAP_X86_DISABLE_EXITS"))?;
             }
         }
         let user_space_msr = if opts.ignore_unknown_msrs {
@@ -99,17 +102,30 @@ impl KvmVm {
         } else {
             false
         };
-        fd.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
-        let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+        fd.create_irq_chip()
+            .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
         fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
         let supported_cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-        Ok(Self { kvm, fd: Arc::new(fd), supported_cpuid, user_space_msr })
+        Ok(Self {
+            kvm,
+            fd: Arc::new(fd),
+            supported_cpuid,
+            user_space_msr,
+        })
     }
 
     fn enable_vm_cap(fd: &VmFd, cap: u32, arg0: u64) -> Result<(), kvm_ioctls::Error> {
-        let c = kvm_enable_cap { cap, args: [arg0, 0, 0, 0], ..Default::default() };
+        let c = kvm_enable_cap {
+            cap,
+            args: [arg0, 0, 0, 0],
+            ..Default::default()
+        };
         fd.enable_cap(&c)
     }
 
@@ -161,7 +177,10 @@ impl KvmVm {
 
     /// An interrupt line for ISA IRQ `irq` (routed to the PIC and IOAPIC).
     pub fn irq_line(&self, irq: u32) -> Arc<dyn IrqLine> {
-        Arc::new(KvmIrqLine { vm: self.fd.clone(), irq })
+        Arc::new(KvmIrqLine {
+            vm: self.fd.clone(),
+            irq,
+        })
     }
 }
 

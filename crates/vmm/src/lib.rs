@@ -1,19 +1,19 @@
 //! The KVM side of bhyve: the VM, guest RAM, vCPU threads and their
 //! exits, CPUID/MSRs, lifecycle, the named-VM store and control socket.
 
-pub mod control;
-pub mod memory;
-pub mod store;
 pub mod boot;
+pub mod control;
 pub mod cpuid;
 pub mod exits;
 pub mod kvm_vm;
 pub mod lifecycle;
 pub mod machine;
+pub mod memory;
 pub mod msr;
 pub mod platform;
 pub mod signals;
 pub mod stats;
+pub mod store;
 pub mod vcpu;
 
 pub use lifecycle::Lifecycle;
@@ -45,7 +45,10 @@ pub struct MachineError {
 impl MachineError {
     /// An error with bhyve's generic status 4.
     pub fn new(msg: String) -> Self {
-        Self { msg, code: bhyve_config::EXIT_ERROR }
+        Self {
+            msg,
+            code: bhyve_config::EXIT_ERROR,
+        }
     }
 
     pub fn with_code(msg: String, code: i32) -> Self {

@@ -52,7 +52,8 @@ impl VcpuShared {
     /// Called by the vCPU thread before its first `KVM_RUN`.
     pub fn register_thread(&self) {
         // SAFETY: pthread_self has no preconditions.
-        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(unsafe { libc::pthread_self() });
+        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(unsafe { libc::pthread_self() });
     }
 
     /// Called by the vCPU thread when it leaves its loop; no kick reaches
@@ -79,7 +80,8 @@ impl VcpuShared {
     }
 
     pub fn answer_probe(&self, round: u64, probe: HaltProbe) {
-        self.probe_reply.store(round << 2 | probe as u64, Ordering::Release);
+        self.probe_reply
+            .store(round << 2 | probe as u64, Ordering::Release);
     }
 
     fn reply(&self) -> (u64, u64) {
@@ -150,7 +152,11 @@ impl Lifecycle {
             if guard.is_some() || !timeout.timed_out() {
                 continue;
             }
-            let now: Vec<u64> = self.vcpus.iter().map(|v| v.counters.guest_exits()).collect();
+            let now: Vec<u64> = self
+                .vcpus
+                .iter()
+                .map(|v| v.counters.guest_exits())
+                .collect();
             if now != last {
                 last = now;
                 probing = None;
@@ -239,7 +245,13 @@ impl ControlHandler for Lifecycle {
             .into_iter()
             .enumerate()
             .map(|(i, s)| {
-                (i as u32, s.counters.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
+                (
+                    i as u32,
+                    s.counters
+                        .into_iter()
+                        .map(|(n, v)| (n.to_string(), v))
+                        .collect(),
+                )
             })
             .collect()
     }
@@ -272,7 +284,9 @@ mod tests {
         l.vcpu(0).counters.bump(ExitKind::IoOut);
         let s = ControlHandler::stats(&l);
         assert_eq!(s[0].0, 0);
-        assert!(s[0].1.contains(&("vm exits due to inout (out)".to_string(), 1)));
+        assert!(s[0]
+            .1
+            .contains(&("vm exits due to inout (out)".to_string(), 1)));
     }
 
     /// A fake vCPU thread answering probes shows the halt protocol: busy
@@ -284,11 +298,15 @@ mod tests {
         let answerer = std::thread::spawn(move || {
             let mut answered = [0u64; 2];
             while !l2.stopping() {
-                for i in 0..2 {
-                    if let Some(r) = l2.vcpu(i).probe_wanted(answered[i]) {
-                        let p = if i == 0 { HaltProbe::HaltedNoIrq } else { HaltProbe::Inactive };
+                for (i, done) in answered.iter_mut().enumerate() {
+                    if let Some(r) = l2.vcpu(i).probe_wanted(*done) {
+                        let p = if i == 0 {
+                            HaltProbe::HaltedNoIrq
+                        } else {
+                            HaltProbe::Inactive
+                        };
                         l2.vcpu(i).answer_probe(r, p);
-                        answered[i] = r;
+                        *done = r;
                     }
                 }
                 std::thread::sleep(Duration::from_millis(5));

@@ -17,8 +17,8 @@ use crate::control::ControlServer;
 use crate::cpuid::{self, CpuTopology, CpuidParams};
 use crate::kvm_vm::{KvmVm, VmOptions};
 use crate::lifecycle::Lifecycle;
-use crate::platform::{open_serial_backends, Platform};
 pub use crate::platform::LegacySpec;
+use crate::platform::{open_serial_backends, Platform};
 use crate::signals::{self, StopSignalWatcher};
 use crate::store::VmStore;
 use crate::vcpu::{Vcpu, VcpuContext};
@@ -69,24 +69,43 @@ impl MachineSpec {
         let cpusets = params
             .cpusets
             .into_iter()
-            .map(|s| s.map(|s| s.into_iter().map(|c| c as usize).collect()).unwrap_or_default())
+            .map(|s| {
+                s.map(|s| s.into_iter().map(|c| c as usize).collect())
+                    .unwrap_or_default()
+            })
             .collect();
         let mem_size = params.memsize;
-        let name = cfg.get("name").ok_or_else(|| MachineError::with_code("no VM name".into(), 1))?;
+        let name = cfg
+            .get("name")
+            .ok_or_else(|| MachineError::with_code("no VM name".into(), 1))?;
         let mut warnings = Vec::new();
 
         if cfg.get("gdb.port").is_some() {
-            return Err(MachineError::new("-G: the gdb stub is not implemented yet".into()));
+            return Err(MachineError::new(
+                "-G: the gdb stub is not implemented yet".into(),
+            ));
         }
         if cfg.get(bhyve_config::RESTORE_FILE_VAR).is_some() {
-            return Err(MachineError::new("-r: restoring a snapshot is not implemented yet".into()));
+            return Err(MachineError::new(
+                "-r: restoring a snapshot is not implemented yet".into(),
+            ));
         }
         if cfg.root().node("tpm").is_some() {
-            return Err(MachineError::new("-l tpm: TPM emulation is not implemented yet".into()));
+            return Err(MachineError::new(
+                "-l tpm: TPM emulation is not implemented yet".into(),
+            ));
         }
         for (path, default, what) in [
-            ("acpi_tables", false, "-A: ACPI tables are not implemented yet; the guest gets none"),
-            ("x86.mptable", true, "-Y: no MP table is generated yet anyway"),
+            (
+                "acpi_tables",
+                false,
+                "-A: ACPI tables are not implemented yet; the guest gets none",
+            ),
+            (
+                "x86.mptable",
+                true,
+                "-Y: no MP table is generated yet anyway",
+            ),
         ] {
             if flag(cfg, path, default)? != default {
                 warnings.push(what.to_string());
@@ -106,7 +125,9 @@ impl MachineSpec {
         for (addr, device) in pci_devices(cfg) {
             let bsf = format!("{}:{}:{}", addr.bus, addr.slot, addr.func);
             let Some(emul) = find_emulation(&device) else {
-                return Err(MachineError::new(format!("pci {bsf}: unknown emulation '{device}'")));
+                return Err(MachineError::new(format!(
+                    "pci {bsf}: unknown emulation '{device}'"
+                )));
             };
             if PCI_PLATFORM_ONLY.contains(&emul.name) {
                 if !platform_warned {
@@ -114,7 +135,9 @@ impl MachineSpec {
                     platform_warned = true;
                 }
             } else {
-                return Err(MachineError::new(format!("pci {bsf}: emulation '{device}' is not implemented yet")));
+                return Err(MachineError::new(format!(
+                    "pci {bsf}: emulation '{device}' is not implemented yet"
+                )));
             }
         }
         bhyve_config::check_lpc_bridges(cfg).map_err(cfg_err)?;
@@ -134,7 +157,9 @@ impl MachineSpec {
                 cmdline: cfg.get("boot.cmdline").unwrap_or_default(),
             }
         } else if cfg.get("lpc.bootrom").is_some() {
-            return Err(MachineError::new("boot ROMs are not implemented yet".into()));
+            return Err(MachineError::new(
+                "boot ROMs are not implemented yet".into(),
+            ));
         } else {
             BootSource::Loaded
         };
@@ -183,7 +208,8 @@ impl Vcpus {
 }
 
 pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
-    signals::install_kick_handler().map_err(|e| MachineError::new(format!("installing the vCPU kick handler: {e}")))?;
+    signals::install_kick_handler()
+        .map_err(|e| MachineError::new(format!("installing the vCPU kick handler: {e}")))?;
     let ncpus = spec.topology.cpus as usize;
     let life = Arc::new(Lifecycle::new(ncpus));
     // First, before any thread exists: every later thread inherits the
@@ -196,7 +222,13 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     .map_err(|e| MachineError::new(format!("signal thread: {e}")))?;
     let serial_backends = open_serial_backends(&spec.legacy)?;
     let store = VmStore::from_env();
-    let Booted { dir, lock, mem, entry, .. } = boot(&store, &spec.name, spec.mem_size, &spec.boot)?;
+    let Booted {
+        dir,
+        lock,
+        mem,
+        entry,
+        ..
+    } = boot(&store, &spec.name, spec.mem_size, &spec.boot)?;
     if spec.wired {
         memory::wire(&mem).map_err(|e| MachineError::new(format!("-S: {e}")))?;
     }
@@ -205,23 +237,36 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     }
     let vm = KvmVm::create(&spec.vm).map_err(|e| MachineError::new(e.to_string()))?;
     if ncpus > vm.max_vcpus() {
-        return Err(MachineError::new(format!("{ncpus} vCPUs requested but KVM allows {}", vm.max_vcpus())));
+        return Err(MachineError::new(format!(
+            "{ncpus} vCPUs requested but KVM allows {}",
+            vm.max_vcpus()
+        )));
     }
-    vm.map_memory(&mem).map_err(|e| MachineError::new(e.to_string()))?;
+    vm.map_memory(&mem)
+        .map_err(|e| MachineError::new(e.to_string()))?;
 
     let control: Arc<dyn VmControl> = life.clone();
     let mut platform = Platform::build(&vm, control.clone(), &spec.legacy, serial_backends)?;
 
     let mut vcpus = Vec::with_capacity(ncpus);
     for i in 0..ncpus {
-        let fd = vm.create_vcpu(i as u64).map_err(|e| MachineError::new(e.to_string()))?;
+        let fd = vm
+            .create_vcpu(i as u64)
+            .map_err(|e| MachineError::new(e.to_string()))?;
         let vcpu = Vcpu::new(i, fd, vm.fd().run_size());
-        let params = CpuidParams { topology: spec.topology, apic_id: i as u32, x2apic: spec.x2apic };
+        let params = CpuidParams {
+            topology: spec.topology,
+            apic_id: i as u32,
+            x2apic: spec.x2apic,
+        };
         let entries = cpuid::build(vm.supported_cpuid().as_slice(), &params);
-        let cpuid = CpuId::from_entries(&entries).map_err(|_| MachineError::new("CPUID table too large".into()))?;
-        vcpu.configure(&cpuid, spec.x2apic).map_err(|e| MachineError::new(e.to_string()))?;
+        let cpuid = CpuId::from_entries(&entries)
+            .map_err(|_| MachineError::new("CPUID table too large".into()))?;
+        vcpu.configure(&cpuid, spec.x2apic)
+            .map_err(|e| MachineError::new(e.to_string()))?;
         if i == 0 {
-            vcpu.set_entry_state(&entry).map_err(|e| MachineError::new(e.to_string()))?;
+            vcpu.set_entry_state(&entry)
+                .map_err(|e| MachineError::new(e.to_string()))?;
         }
         vcpus.push(vcpu);
     }
@@ -240,7 +285,9 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
         match vcpu.spawn(ctx) {
             Ok(t) => threads.0.push(t),
             Err(e) => {
-                life.request_exit(ExitRequest::Error(format!("cannot start a vCPU thread: {e}")));
+                life.request_exit(ExitRequest::Error(format!(
+                    "cannot start a vCPU thread: {e}"
+                )));
                 break;
             }
         }
@@ -277,7 +324,7 @@ mod tests {
     }
 
     fn err(pairs: &[(&str, &str)]) -> (String, i32) {
-        let e = MachineSpec::from_config(&cfg(pairs)).err().expect("must fail");
+        let e = MachineSpec::from_config(&cfg(pairs)).expect_err("must fail");
         (e.to_string(), e.exit_code())
     }
 
@@ -319,12 +366,21 @@ mod tests {
 
     #[test]
     fn rejected() {
-        assert_eq!(err(&[("memory.size", "lots")]), ("invalid memsize 'lots'".into(), 64));
+        assert_eq!(
+            err(&[("memory.size", "lots")]),
+            ("invalid memsize 'lots'".into(), 64)
+        );
         assert_eq!(
             err(&[("pci.0.3.0.device", "virtio-blk")]),
-            ("pci 0:3:0: emulation 'virtio-blk' is not implemented yet".into(), 4)
+            (
+                "pci 0:3:0: emulation 'virtio-blk' is not implemented yet".into(),
+                4
+            )
         );
-        assert_eq!(err(&[("lpc.bootrom", "/rom")]).0, "boot ROMs are not implemented yet");
+        assert_eq!(
+            err(&[("lpc.bootrom", "/rom")]).0,
+            "boot ROMs are not implemented yet"
+        );
         assert_eq!(err(&[("gdb.port", "1234")]).1, 4);
         assert_eq!(err(&[("cpus", "2"), ("sockets", "3")]).1, 4);
     }

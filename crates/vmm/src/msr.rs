@@ -31,6 +31,10 @@ pub fn answer_read(exit: ReadMsrExit<'_>) {
 
 /// An unknown MSR write: dropped, no fault.
 pub fn answer_write(exit: WriteMsrExit<'_>) {
-    log::debug!("wrmsr {:#x} <- {:#x} (unknown) ignored", exit.index, exit.data);
+    log::debug!(
+        "wrmsr {:#x} <- {:#x} (unknown) ignored",
+        exit.index,
+        exit.data
+    );
     *exit.error = 0;
 }

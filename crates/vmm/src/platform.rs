@@ -11,8 +11,8 @@ use bhyve_devices::uart::{COM_PORTS, UART_REG_COUNT};
 use bhyve_devices::{Atkbdc, Bus, BusError, IrqLine, PcTestDev, ResetControl, Uart, VmControl};
 
 use crate::kvm_vm::KvmVm;
-use bhyve_backends::{open_char_backend, BackendHandle, CharBackend};
 use crate::MachineError;
+use bhyve_backends::{open_char_backend, BackendHandle, CharBackend};
 
 /// IOAPIC pins of KVM's in-kernel IOAPIC, driven by pc-testdev's IRQ ports.
 const IOAPIC_PINS: usize = IRQ_PINCOUNT_MIN;
@@ -60,11 +60,17 @@ impl Platform {
         let pio = Arc::new(Bus::new());
         let mmio = Arc::new(Bus::new());
         let bus_err = |what: &str, e: BusError| MachineError::new(format!("{what}: {e}"));
-        pio.insert(RESET_PORT, RESET_PORT_LEN, Arc::new(Mutex::new(ResetControl::new(control.clone()))))
-            .map_err(|e| bus_err("reset port", e))?;
+        pio.insert(
+            RESET_PORT,
+            RESET_PORT_LEN,
+            Arc::new(Mutex::new(ResetControl::new(control.clone()))),
+        )
+        .map_err(|e| bus_err("reset port", e))?;
         let kbd = Arc::new(Mutex::new(Atkbdc::new(control.clone())));
-        pio.insert(KBD_DATA_PORT, 1, kbd.clone()).map_err(|e| bus_err("i8042", e))?;
-        pio.insert(KBD_STS_CTL_PORT, 1, kbd).map_err(|e| bus_err("i8042", e))?;
+        pio.insert(KBD_DATA_PORT, 1, kbd.clone())
+            .map_err(|e| bus_err("i8042", e))?;
+        pio.insert(KBD_STS_CTL_PORT, 1, kbd)
+            .map_err(|e| bus_err("i8042", e))?;
         let mut serial = Vec::new();
         for (index, backend) in serial_backends {
             let Some(&(base, irq)) = COM_PORTS.get(index) else {
@@ -72,22 +78,27 @@ impl Platform {
             };
             let uart = Arc::new(Mutex::new(Uart::new(vm.irq_line(irq))));
             let name = format!("com{}", index + 1);
-            pio.insert(base, UART_REG_COUNT, uart.clone()).map_err(|e| bus_err(&name, e))?;
+            pio.insert(base, UART_REG_COUNT, uart.clone())
+                .map_err(|e| bus_err(&name, e))?;
             let handle = backend
                 .attach(uart)
                 .map_err(|e| MachineError::new(format!("{name}: {e}")))?;
             serial.push(handle);
         }
         if spec.pc_testdev {
-            let irqs: Vec<Arc<dyn IrqLine>> = (0..IOAPIC_PINS as u32).map(|i| vm.irq_line(i)).collect();
-            let dev = PcTestDev::new(control, irqs).map_err(|e| MachineError::new(e.to_string()))?;
+            let irqs: Vec<Arc<dyn IrqLine>> =
+                (0..IOAPIC_PINS as u32).map(|i| vm.irq_line(i)).collect();
+            let dev =
+                PcTestDev::new(control, irqs).map_err(|e| MachineError::new(e.to_string()))?;
             let ranges = dev.pio_ranges();
             let (mbase, mlen) = dev.mmio_range();
             let dev = Arc::new(Mutex::new(dev));
             for (base, len) in ranges {
-                pio.insert(base, len, dev.clone()).map_err(|e| bus_err("pc-testdev", e))?;
+                pio.insert(base, len, dev.clone())
+                    .map_err(|e| bus_err("pc-testdev", e))?;
             }
-            mmio.insert(mbase, mlen, dev).map_err(|e| bus_err("pc-testdev", e))?;
+            mmio.insert(mbase, mlen, dev)
+                .map_err(|e| bus_err("pc-testdev", e))?;
         }
         Ok(Self { pio, mmio, serial })
     }

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 
-
 use kvm_bindings::kvm_run;
 use libc::{c_int, c_void, siginfo_t};
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
@@ -95,18 +94,26 @@ impl StopSignalWatcher {
         block_stop_signals();
         let done = Arc::new(AtomicBool::new(false));
         let d = done.clone();
-        let thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
-            let set = stop_sigset();
-            let ts = libc::timespec { tv_sec: 0, tv_nsec: 100_000_000 };
-            while !d.load(Ordering::Acquire) {
-                // SAFETY: valid sigset and timespec; siginfo may be null.
-                let s = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-                if s > 0 {
-                    on_signal(s);
+        let thread = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let set = stop_sigset();
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 100_000_000,
+                };
+                while !d.load(Ordering::Acquire) {
+                    // SAFETY: valid sigset and timespec; siginfo may be null.
+                    let s = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+                    if s > 0 {
+                        on_signal(s);
+                    }
                 }
-            }
-        })?;
-        Ok(Self { done, thread: Some(thread) })
+            })?;
+        Ok(Self {
+            done,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -118,4 +125,3 @@ impl Drop for StopSignalWatcher {
         }
     }
 }
-

@@ -83,8 +83,10 @@ impl VcpuCounters {
     }
 
     pub fn snapshot(&self) -> VcpuStats {
-        let mut counters: Vec<(&'static str, u64)> =
-            ExitKind::ALL.iter().map(|k| (k.name(), self.get(*k))).collect();
+        let mut counters: Vec<(&'static str, u64)> = ExitKind::ALL
+            .iter()
+            .map(|k| (k.name(), self.get(*k)))
+            .collect();
         let total = counters.iter().map(|c| c.1).sum();
         counters.insert(0, ("total number of vm exits", total));
         VcpuStats { counters }

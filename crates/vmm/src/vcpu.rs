@@ -81,7 +81,11 @@ fn flat_segment(selector: u16, code: bool, long: bool) -> kvm_segment {
 
 impl Vcpu {
     pub fn new(index: usize, fd: VcpuFd, run_size: usize) -> Self {
-        Self { index, fd, run_size }
+        Self {
+            index,
+            fd,
+            run_size,
+        }
     }
 
     pub fn index(&self) -> usize {
@@ -90,17 +94,26 @@ impl Vcpu {
 
     /// CPUID table and, with `-x`, the local APIC in x2APIC mode.
     pub fn configure(&self, cpuid: &CpuId, x2apic: bool) -> Result<(), VmmError> {
-        self.fd.set_cpuid2(cpuid).map_err(vcpu_err("KVM_SET_CPUID2"))?;
+        self.fd
+            .set_cpuid2(cpuid)
+            .map_err(vcpu_err("KVM_SET_CPUID2"))?;
         if x2apic {
             let mut base = APICBASE_DEFAULT | APICBASE_EN | APICBASE_EXTD;
             if self.index == 0 {
                 base |= APICBASE_BSP;
             }
-            let msrs = Msrs::from_entries(&[kvm_msr_entry { index: MSR_IA32_APICBASE, data: base, ..Default::default() }])
-                .map_err(|_| VmmError::Memory("msr list".into()))?;
+            let msrs = Msrs::from_entries(&[kvm_msr_entry {
+                index: MSR_IA32_APICBASE,
+                data: base,
+                ..Default::default()
+            }])
+            .map_err(|_| VmmError::Memory("msr list".into()))?;
             let n = self.fd.set_msrs(&msrs).map_err(vcpu_err("KVM_SET_MSRS"))?;
             if n != 1 {
-                return Err(VmmError::Kvm("KVM_SET_MSRS (x2APIC)", std::io::Error::from_raw_os_error(libc::EINVAL)));
+                return Err(VmmError::Kvm(
+                    "KVM_SET_MSRS (x2APIC)",
+                    std::io::Error::from_raw_os_error(libc::EINVAL),
+                ));
             }
         }
         Ok(())
@@ -117,7 +130,11 @@ impl Vcpu {
         sregs.fs = data;
         sregs.gs = data;
         sregs.ss = data;
-        sregs.gdt = kvm_dtable { base: e.gdt_base, limit: e.gdt_limit, ..Default::default() };
+        sregs.gdt = kvm_dtable {
+            base: e.gdt_base,
+            limit: e.gdt_limit,
+            ..Default::default()
+        };
         if long {
             sregs.cr0 = CR0_PE | CR0_ET | CR0_PG;
             sregs.cr4 = CR4_PAE;
@@ -129,7 +146,9 @@ impl Vcpu {
             sregs.cr3 = 0;
             sregs.efer = 0;
         }
-        self.fd.set_sregs(&sregs).map_err(vcpu_err("KVM_SET_SREGS"))?;
+        self.fd
+            .set_sregs(&sregs)
+            .map_err(vcpu_err("KVM_SET_SREGS"))?;
         let mut regs = self.fd.get_regs().map_err(vcpu_err("KVM_GET_REGS"))?;
         regs.rflags = RFLAGS_RESERVED;
         regs.rip = e.rip;
@@ -165,7 +184,10 @@ impl Vcpu {
         let index = self.index;
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if let Err(e) = pin_to(&ctx.cpuset) {
-                return Err(format!("vcpu {index}: cannot pin to host CPUs {:?}: {e}", ctx.cpuset));
+                return Err(format!(
+                    "vcpu {index}: cannot pin to host CPUs {:?}: {e}",
+                    ctx.cpuset
+                ));
             }
             self.run_loop(&ctx, shared)
         }));
@@ -174,7 +196,9 @@ impl Vcpu {
         match res {
             Ok(Ok(())) => {}
             Ok(Err(msg)) => life.request_exit(ExitRequest::Error(msg)),
-            Err(_) => life.request_exit(ExitRequest::Error(format!("vcpu {index}: internal error (panic)"))),
+            Err(_) => life.request_exit(ExitRequest::Error(format!(
+                "vcpu {index}: internal error (panic)"
+            ))),
         }
     }
 
@@ -189,7 +213,9 @@ impl Vcpu {
                 return Ok(());
             }
             if shared.take_nmi() {
-                self.fd.nmi().map_err(|e| format!("vcpu {i}: KVM_NMI: {e}"))?;
+                self.fd
+                    .nmi()
+                    .map_err(|e| format!("vcpu {i}: KVM_NMI: {e}"))?;
             }
             let exit = match self.fd.run() {
                 Ok(exit) => exit,
@@ -239,7 +265,9 @@ impl Vcpu {
                     let req = match kind {
                         KVM_SYSTEM_EVENT_SHUTDOWN => ExitRequest::PowerOff,
                         KVM_SYSTEM_EVENT_RESET => ExitRequest::Reboot,
-                        KVM_SYSTEM_EVENT_CRASH => ExitRequest::Error(format!("vcpu {i}: guest crashed")),
+                        KVM_SYSTEM_EVENT_CRASH => {
+                            ExitRequest::Error(format!("vcpu {i}: guest crashed"))
+                        }
                         k => ExitRequest::Error(format!("vcpu {i}: unexpected system event {k}")),
                     };
                     life.request_exit(req);
@@ -253,7 +281,10 @@ impl Vcpu {
                     // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so the
                     // `internal` member of the union is the valid one.
                     let sub = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                    return Err(format!("vcpu {i}: KVM internal error (suberror {sub}) at rip {}", self.rip()));
+                    return Err(format!(
+                        "vcpu {i}: KVM internal error (suberror {sub}) at rip {}",
+                        self.rip()
+                    ));
                 }
                 VcpuExit::FailEntry(reason, cpu) => {
                     counters.bump(ExitKind::Other);
@@ -265,7 +296,10 @@ impl Vcpu {
                 other => {
                     counters.bump(ExitKind::Other);
                     let what = format!("{other:?}");
-                    return Err(format!("vcpu {i}: unexpected exit {what} at rip {}", self.rip()));
+                    return Err(format!(
+                        "vcpu {i}: unexpected exit {what} at rip {}",
+                        self.rip()
+                    ));
                 }
             }
         }
@@ -291,8 +325,13 @@ impl Vcpu {
             return Err(format!("vcpu {}: malformed I/O exit", self.index));
         }
         // SAFETY: bounds checked against the kvm_run mapping just above.
-        let data = unsafe { std::slice::from_raw_parts_mut((run as *mut _ as *mut u8).add(off), len) };
-        let dir = if u32::from(io.direction) == kvm_bindings::KVM_EXIT_IO_OUT { IoDir::Out } else { IoDir::In };
+        let data =
+            unsafe { std::slice::from_raw_parts_mut((run as *mut _ as *mut u8).add(off), len) };
+        let dir = if u32::from(io.direction) == kvm_bindings::KVM_EXIT_IO_OUT {
+            IoDir::Out
+        } else {
+            IoDir::In
+        };
         match exits::pio(&ctx.pio, dir, io.port, size, data, ctx.strict_io) {
             Ok(()) => Ok(()),
             Err(u) => {
