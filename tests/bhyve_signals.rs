@@ -108,3 +108,28 @@ fn sigint_and_sighup_stop_cleanly() {
     stop_with(libc::SIGINT);
     stop_with(libc::SIGHUP);
 }
+
+/// `-D`: a VM that powers off (here through SIGTERM) is destroyed; without
+/// it the named VM stays for bhyvectl and bhyveload.
+#[test]
+fn destroy_on_poweroff() {
+    for (flag, kept) in [(Some("-D"), false), (None, true)] {
+        let s = Scratch::new(&format!("destroy{kept}"));
+        let k = kernel_opt(&s.guest("smp"));
+        let mut args = vec!["-o", &k, "-o", "boot.cmdline=cpus=2"];
+        args.extend(flag);
+        args.push("vm0");
+        let child = s.command(&args).spawn().unwrap();
+        let sock = s.rundir().join("vm0").join("ctl.sock");
+        let t0 = Instant::now();
+        while !sock.exists() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "no control socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let o = wait_deadline(child);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert_eq!(s.rundir().join("vm0").exists(), kept, "{flag:?}");
+    }
+}
