@@ -236,6 +236,11 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
         memory::exclude_from_core(&mem).map_err(|e| MachineError::new(e.to_string()))?;
     }
     let vm = KvmVm::create(&spec.vm).map_err(|e| MachineError::new(e.to_string()))?;
+    if spec.vm.ignore_unknown_msrs && !vm.user_space_msr() {
+        eprintln!(
+            "bhyve: warning: -w: this host's KVM cannot forward unknown MSRs; they raise #GP"
+        );
+    }
     if ncpus > vm.max_vcpus() {
         return Err(MachineError::new(format!(
             "{ncpus} vCPUs requested but KVM allows {}",
