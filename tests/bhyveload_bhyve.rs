@@ -115,7 +115,6 @@ fn list(rd: &Path) -> String {
 }
 
 #[test]
-#[ignore = "needs the bhyve binary to run named VMs (helper H4)"]
 fn load_run_reboot_reload_destroy() {
     if !kvm_usable() {
         eprintln!("skipped: /dev/kvm not usable");
@@ -171,7 +170,6 @@ fn start_sleeper(rd: &Path) -> Child {
 }
 
 #[test]
-#[ignore = "needs the bhyve binary to run named VMs (helper H4)"]
 fn runtime_operations_on_a_running_guest() {
     if !kvm_usable() {
         eprintln!("skipped: /dev/kvm not usable");
