@@ -133,3 +133,28 @@ fn help_lists_mark_missing_emulations() {
         "{out}"
     );
 }
+
+#[test]
+fn non_utf8_arguments_are_one_line_errors() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"/tmp/\xffkernel");
+    for (bin, name) in [
+        (env!("CARGO_BIN_EXE_bhyve"), "bhyve"),
+        (env!("CARGO_BIN_EXE_bhyveload"), "bhyveload"),
+    ] {
+        let o = std::process::Command::new(bin)
+            .arg("-k")
+            .arg(bad)
+            .arg("vm0")
+            .env("BHYVE_RUNDIR", std::env::temp_dir().join("bhyve-nonutf8"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(
+            err.starts_with(&format!("{name}: argument is not valid UTF-8")),
+            "{err}"
+        );
+    }
+}

@@ -32,11 +32,18 @@ fn status(code: i32) -> ExitCode {
 fn main() -> ExitCode {
     // A raw terminal must come back even if something panics.
     bhyve_backends::restore_terminal_on_panic();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let progname = std::env::args()
+    let progname = std::env::args_os()
         .next()
-        .and_then(|a| a.rsplit('/').next().map(str::to_string))
+        .and_then(|a| a.to_string_lossy().rsplit('/').next().map(str::to_string))
         .unwrap_or_else(|| "bhyve".into());
+    let args = match bhyve_config::utf8_args() {
+        Ok(a) => a,
+        Err(e) => {
+            // bhyve has no non-UTF-8 case; an unusable argument is usage(1).
+            eprintln!("bhyve: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let cfg = match parse_bhyve_args(&args) {
         Ok(Parsed::Run(cfg)) => cfg,
         Ok(Parsed::Dump(cfg)) => {

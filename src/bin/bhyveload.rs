@@ -253,7 +253,13 @@ fn run(o: &Opts) -> Result<(), Fail> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = match bhyve_config::utf8_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bhyveload: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if args.first().map(String::as_str) == Some("--help") {
         println!("{SYNOPSIS}\n\n{DETAILS}");
         return ExitCode::SUCCESS;

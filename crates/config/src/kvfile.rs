@@ -53,24 +53,44 @@ fn io_error_text(e: &std::io::Error) -> String {
     }
 }
 
+/// Longest accepted line and file: `-k` input is host input, so a runaway
+/// file (`-k /dev/zero`) must end in an error, not in exhausted memory.
+const MAX_LINE: usize = 64 * 1024;
+const MAX_FILE: u64 = 16 * 1024 * 1024;
+
 /// The line loop of [`parse_simple_config_file`], over any reader.
 pub fn parse_config_lines(
     cfg: &mut Config,
     name: &str,
     input: impl Read,
 ) -> Result<(), ConfigError> {
-    let mut reader = BufReader::new(input);
+    let mut reader = BufReader::new(input.take(MAX_FILE + 1));
     let mut buf = Vec::new();
     let mut lineno = 0u32;
+    let mut total = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| {
-            ConfigError::Invalid(format!("{name}: read error: {}", io_error_text(&e)))
-        })?;
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| {
+                ConfigError::Invalid(format!("{name}: read error: {}", io_error_text(&e)))
+            })?;
         if n == 0 {
             return Ok(());
         }
-        lineno += 1;
+        lineno = lineno.saturating_add(1);
+        total += n as u64;
+        if total > MAX_FILE {
+            return Err(ConfigError::Invalid(format!(
+                "{name}: file larger than {MAX_FILE} bytes"
+            )));
+        }
+        if buf.len() > MAX_LINE {
+            return Err(ConfigError::Invalid(format!(
+                "{name} line {lineno}: line longer than {MAX_LINE} bytes"
+            )));
+        }
         if buf[0] == b'#' || buf[0] == b'\n' {
             continue;
         }
@@ -89,6 +109,18 @@ pub fn parse_config_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runaway_input_is_an_error() {
+        let mut cfg = Config::new();
+        let long = std::io::repeat(b'a').take(MAX_LINE as u64 * 4);
+        let e = parse_config_lines(&mut cfg, "f", long).unwrap_err();
+        assert!(e.to_string().contains("line 1: line longer"), "{e}");
+        assert_eq!(e.exit_code(), crate::EXIT_ERROR);
+        let many = std::io::repeat(b'\n').take(MAX_FILE + 10);
+        let e = parse_config_lines(&mut cfg, "f", many).unwrap_err();
+        assert!(e.to_string().contains("file larger"), "{e}");
+    }
 
     #[test]
     fn options() {

@@ -70,3 +70,16 @@ impl ConfigError {
         }
     }
 }
+
+/// The process arguments after argv\[0\] as UTF-8 strings. A non-UTF-8
+/// argument (legal in Linux file names, but not representable in the config
+/// tree) is an error naming it, rather than the panic of `std::env::args`.
+pub fn utf8_args() -> Result<Vec<String>, String> {
+    std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument is not valid UTF-8: '{}'", a.to_string_lossy()))
+        })
+        .collect()
+}

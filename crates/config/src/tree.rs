@@ -14,6 +14,17 @@ use crate::ConfigError;
 /// `depth > 15`); guards against self-referencing variables (`a=%(a)`).
 const MAX_EXPANSION_DEPTH: usize = 16;
 
+/// Work and size limits of one expansion: the depth limit alone still lets
+/// a few host-supplied lines fan out exponentially (`a1=%(a0)%(a0)…`), so
+/// past these budgets references are no longer followed.
+const MAX_EXPANSION_REFS: usize = 4096;
+const MAX_EXPANDED_LEN: usize = 1 << 20;
+
+struct Budget {
+    refs: usize,
+    bytes: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
     Value(String),
@@ -302,16 +313,24 @@ impl Config {
         if !value.contains('%') {
             return value.to_string();
         }
-        self.expand_depth(value, 0)
+        let mut budget = Budget {
+            refs: MAX_EXPANSION_REFS,
+            bytes: MAX_EXPANDED_LEN,
+        };
+        self.expand_depth(value, 0, &mut budget)
     }
 
-    fn expand_depth(&self, value: &str, depth: usize) -> String {
-        let mut out = String::with_capacity(value.len());
+    fn expand_depth(&self, value: &str, depth: usize, budget: &mut Budget) -> String {
+        let mut out = String::with_capacity(value.len().min(budget.bytes));
         let mut rest = value;
         while let Some(c) = rest.chars().next() {
+            if budget.bytes < c.len_utf8() {
+                break;
+            }
+            budget.bytes -= c.len_utf8();
             match c {
                 '%' => {
-                    let reference = if depth >= MAX_EXPANSION_DEPTH {
+                    let reference = if depth >= MAX_EXPANSION_DEPTH || budget.refs == 0 {
                         None
                     } else {
                         rest.strip_prefix("%(")
@@ -326,9 +345,11 @@ impl Config {
                         Some((inner, end)) => {
                             let name = &inner[..end];
                             rest = &inner[end + 1..];
+                            budget.refs -= 1;
                             if !name.is_empty() {
                                 if let Some(v) = self.root.raw_value(name) {
-                                    out.push_str(&self.expand_depth(v, depth + 1));
+                                    let e = self.expand_depth(v, depth + 1, budget);
+                                    out.push_str(&e);
                                 }
                             }
                         }
@@ -397,6 +418,27 @@ mod tests {
         assert_eq!(c.set("a", "2"), Err(ConfigError::IsNode("a".into())));
         assert!(matches!(c.set("a..b", "1"), Err(ConfigError::BadName(_))));
         assert!(matches!(c.set("", "1"), Err(ConfigError::BadName(_))));
+    }
+
+    #[test]
+    fn expansion_is_bounded() {
+        let mut c = Config::new();
+        c.set("a0", "xxxxxxxxxx").unwrap();
+        for i in 1..16 {
+            c.set(&format!("a{i}"), &format!("%(a{})", i - 1).repeat(10))
+                .unwrap();
+        }
+        // Empty values fan out too: work, not only output, is bounded.
+        c.set("e0", "").unwrap();
+        for i in 1..16 {
+            c.set(&format!("e{i}"), &format!("%(e{})", i - 1).repeat(10))
+                .unwrap();
+        }
+        let t = std::time::Instant::now();
+        let v = c.get("a15").unwrap();
+        assert!(v.len() <= MAX_EXPANDED_LEN, "{}", v.len());
+        assert_eq!(c.get("e15").unwrap().len() % "%(e0)".len(), 0);
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

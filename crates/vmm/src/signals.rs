@@ -105,7 +105,9 @@ impl StopSignalWatcher {
                 while !d.load(Ordering::Acquire) {
                     // SAFETY: valid sigset and timespec; siginfo may be null.
                     let s = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-                    if s > 0 {
+                    // A signal that arrives after `done` is the wake-up
+                    // from Drop (or too late to matter): don't act on it.
+                    if s > 0 && !d.load(Ordering::Acquire) {
                         on_signal(s);
                     }
                 }
@@ -121,6 +123,12 @@ impl Drop for StopSignalWatcher {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
+            // Wake the watcher at once instead of waiting out its timeout:
+            // the stop signals are blocked everywhere, so a thread-directed
+            // one stays pending for it and ends its sigtimedwait.
+            use std::os::unix::thread::JoinHandleExt;
+            // SAFETY: the thread has not been joined, so its id is valid.
+            unsafe { libc::pthread_kill(t.as_pthread_t(), libc::SIGTERM) };
             let _ = t.join();
         }
     }
