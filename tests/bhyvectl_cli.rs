@@ -20,6 +20,7 @@ fn bhyvectl(rundir: &PathBuf, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bhyvectl"))
         .args(args)
         .env("BHYVE_RUNDIR", rundir)
+        .env_remove("BHYVECTL_DESTROY_WAIT_MS")
         .output()
         .expect("run bhyvectl")
 }
@@ -169,7 +170,7 @@ fn runtime_operations_reach_the_running_vm() {
         stdout(&o),
         format!(
             "vcpu0 stats:\n{:<40}\t12\n{:<40}\t3\n",
-            "vm_exits_io", "vm_exits_hlt"
+            "vm exits io", "vm exits hlt"
         )
     );
     let o = bhyvectl(&rd, &["--vm=vm1", "--get-stats", "--cpu=1"]);
@@ -224,15 +225,50 @@ fn destroy_refused_while_vm_stays_running() {
     drop(prep.lock);
     let lock = prep.dir.lock_running().unwrap();
     let start = std::time::Instant::now();
-    let o = bhyvectl(&rd, &["--vm=vm1", "--destroy"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_bhyvectl"))
+        .args(["--vm=vm1", "--destroy"])
+        .env("BHYVE_RUNDIR", &rd)
+        .env("BHYVECTL_DESTROY_WAIT_MS", "300")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
         "bhyvectl: VM vm1 is still running; not destroyed\n"
     );
-    assert!(start.elapsed() >= std::time::Duration::from_secs(9));
+    let took = start.elapsed();
+    assert!(took >= std::time::Duration::from_millis(300), "{took:?}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
     assert!(rd.join("vm1").join("memory").exists());
     drop(lock);
     store.destroy("vm1").unwrap();
+    std::fs::remove_dir_all(&rd).unwrap();
+}
+
+#[test]
+fn destroy_of_a_vm_that_removes_itself_on_poweroff() {
+    // bhyve -D: power-off makes bhyve remove the VM itself, so destroy
+    // finds nothing left to remove, and that is success.
+    let rd = rundir("selfremove");
+    let store = VmStore::at(&rd);
+    let dir = store.create_or_reinit("vm1", 1 << 20).unwrap().dir;
+    let lock = dir.lock_running().unwrap();
+    let fake = Arc::new(Fake::default());
+    let server = ControlServer::start(&dir.ctl_socket_path(), fake.clone()).unwrap();
+    let exit = Arc::new(Mutex::new(Some((lock, server, dir))));
+    let exit2 = Arc::clone(&exit);
+    *fake.poweroff.lock().unwrap() = Some(Box::new(move || {
+        let state = exit2.lock().unwrap().take();
+        std::thread::spawn(move || {
+            if let Some((lock, server, dir)) = state {
+                drop(server);
+                dir.remove(lock).unwrap();
+            }
+        });
+    }));
+    let o = bhyvectl(&rd, &["--vm=vm1", "--destroy"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+    assert!(!rd.join("vm1").exists());
     std::fs::remove_dir_all(&rd).unwrap();
 }

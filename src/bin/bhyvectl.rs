@@ -17,6 +17,15 @@ use bhyve_vmm::store::{StoreError, VmDir, VmStore};
 /// How long `--destroy` waits for a powered-off bhyve to exit.
 const DESTROY_WAIT: Duration = Duration::from_secs(10);
 
+/// `DESTROY_WAIT`, or the milliseconds in the hidden
+/// `BHYVECTL_DESTROY_WAIT_MS` (lets tests of a stuck VM finish quickly).
+fn destroy_wait() -> Duration {
+    std::env::var("BHYVECTL_DESTROY_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(DESTROY_WAIT, Duration::from_millis)
+}
+
 const USAGE: &str = "\
 Usage: bhyvectl --vm=<vmname>
        [--cpu=<vcpu_number>]
@@ -140,20 +149,24 @@ fn print_stats(dir: &VmDir, cpu: u32) -> Result<(), String> {
 }
 
 fn destroy(store: &VmStore, dir: &VmDir) -> Result<(), String> {
+    let mut powered_off = false;
     if dir.is_running() {
         match control::request(&dir.ctl_socket_path(), &Request::ForcePoweroff) {
+            Ok(_) => powered_off = true,
             // Exited meanwhile, or a bhyveload at work (no socket): the
             // lock wait below sorts it out.
-            Ok(_) | Err(ControlError::NotRunning) => {}
+            Err(ControlError::NotRunning) => {}
             Err(e) => return Err(format!("VM {}: {e}", dir.name())),
         }
-        let start = Instant::now();
-        while dir.is_running() && start.elapsed() < DESTROY_WAIT {
+        let (start, wait) = (Instant::now(), destroy_wait());
+        while dir.is_running() && start.elapsed() < wait {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
     match store.destroy(dir.name()) {
         Ok(()) => Ok(()),
+        // A bhyve run with -D removes the VM itself on power-off.
+        Err(StoreError::NotFound(_)) if powered_off => Ok(()),
         Err(StoreError::AlreadyRunning(n)) => {
             Err(format!("VM {n} is still running; not destroyed"))
         }

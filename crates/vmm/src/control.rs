@@ -4,28 +4,32 @@
 //! Protocol: one request line per connection, then reply lines.
 //! Requests: `reset`, `poweroff`, `nmi <vcpu>`, `stats`.
 //! Replies end with `ok` or `error <message>`; `stats` first sends
-//! `stat <vcpu> <name> <value>` lines.
+//! `stat <vcpu> <value> <name to the end of the line>` lines.
 //!
-//! Clients are untrusted: request lines are bounded, reads and writes time
-//! out, and connections are served one at a time so none can pile up
-//! threads or memory in bhyve.
+//! Clients are untrusted: request lines are bounded, each connection has
+//! an overall deadline, and connections are served one at a time so none
+//! can pile up threads or memory in bhyve.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest request line the server reads.
 const MAX_REQUEST: u64 = 128;
 /// Longest reply the client accepts (stats of many vCPUs fit easily).
 const MAX_REPLY: u64 = 4 << 20;
-/// The server gives a client this long per read/write; the client waits
-/// longer, since it may queue behind another (slow) client.
-const SERVER_TIMEOUT: Duration = Duration::from_secs(1);
+/// The server gives a connection this long in all (a client dripping one
+/// byte at a time cannot hold it longer); the client waits longer, since
+/// it may queue behind another (slow) client.
+const SERVER_DEADLINE: Duration = Duration::from_secs(2);
+/// How long dropping the server waits for its thread to finish.
+const STOP_WAIT: Duration = Duration::from_secs(3);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Per-vCPU statistics: `(vcpu, [(counter name, value)])`.
@@ -101,22 +105,35 @@ pub enum ControlError {
     },
 }
 
-/// Names go on a whitespace-separated line: keep them one token.
-fn token(name: &str) -> String {
-    let t: String = name
-        .chars()
-        .map(|c| {
-            if c.is_whitespace() || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if t.is_empty() {
-        "_".into()
+/// A name ends its line: keep it on that line.
+fn stat_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect()
+}
+
+/// Reads from a stream, each read bounded by what is left until `until`.
+struct DeadlineReader<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+}
+
+fn remaining(until: Instant) -> io::Result<Duration> {
+    let left = until.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connection deadline",
+        ))
     } else {
-        t
+        Ok(left)
+    }
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(remaining(self.until)?))?;
+        (&mut &*self.stream).read(buf)
     }
 }
 
@@ -127,11 +144,14 @@ fn one_line(msg: &str) -> String {
         .collect()
 }
 
-fn serve_one(stream: UnixStream, handler: &dyn ControlHandler) -> io::Result<()> {
-    stream.set_read_timeout(Some(SERVER_TIMEOUT))?;
-    stream.set_write_timeout(Some(SERVER_TIMEOUT))?;
+fn serve_one(stream: UnixStream, handler: &dyn ControlHandler, limit: Duration) -> io::Result<()> {
+    let until = Instant::now() + limit;
     let mut line = Vec::new();
-    BufReader::new((&stream).take(MAX_REQUEST)).read_until(b'\n', &mut line)?;
+    let reader = DeadlineReader {
+        stream: &stream,
+        until,
+    };
+    BufReader::new(reader.take(MAX_REQUEST)).read_until(b'\n', &mut line)?;
     let mut out = Vec::new();
     let reply = match std::str::from_utf8(&line) {
         Ok(s) if line.ends_with(b"\n") => Request::parse(s.trim_end()),
@@ -148,7 +168,7 @@ fn serve_one(stream: UnixStream, handler: &dyn ControlHandler) -> io::Result<()>
         Ok(Request::Stats) => {
             for (vcpu, counters) in handler.stats() {
                 for (name, value) in counters {
-                    writeln!(out, "stat {vcpu} {} {value}", token(&name))?;
+                    writeln!(out, "stat {vcpu} {value} {}", stat_name(&name))?;
                 }
             }
         }
@@ -157,6 +177,9 @@ fn serve_one(stream: UnixStream, handler: &dyn ControlHandler) -> io::Result<()>
     if !out.starts_with(b"error") {
         out.extend_from_slice(b"ok\n");
     }
+    // The reply is small; a client that will not take it within the
+    // deadline loses it.
+    stream.set_write_timeout(Some(remaining(until)?))?;
     (&stream).write_all(&out)
 }
 
@@ -165,6 +188,9 @@ fn serve_one(stream: UnixStream, handler: &dyn ControlHandler) -> io::Result<()>
 pub struct ControlServer {
     path: PathBuf,
     stop: Arc<AtomicBool>,
+    /// Shared with the thread so the descriptor stays valid for Drop's
+    /// shutdown(2) however the thread ends.
+    listener: Arc<UnixListener>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -172,6 +198,14 @@ impl ControlServer {
     /// Binds `path` (replacing a stale socket: the caller holds the VM's run
     /// lock, so no live bhyve owns it) and starts serving.
     pub fn start(path: &Path, handler: Arc<dyn ControlHandler>) -> Result<Self, ControlError> {
+        Self::start_with_deadline(path, handler, SERVER_DEADLINE)
+    }
+
+    fn start_with_deadline(
+        path: &Path,
+        handler: Arc<dyn ControlHandler>,
+        deadline: Duration,
+    ) -> Result<Self, ControlError> {
         let io_err = |source| ControlError::Io {
             path: path.to_path_buf(),
             source,
@@ -181,20 +215,21 @@ impl ControlServer {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
-        let listener = UnixListener::bind(path).map_err(io_err)?;
+        let listener = Arc::new(UnixListener::bind(path).map_err(io_err)?);
+        let listener2 = Arc::clone(&listener);
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("bhyve-ctl".into())
             .spawn(move || {
-                for conn in listener.incoming() {
+                for conn in listener2.incoming() {
                     if stop2.load(Ordering::Acquire) {
                         break;
                     }
                     match conn {
                         Ok(s) => {
-                            if let Err(e) = serve_one(s, handler.as_ref()) {
+                            if let Err(e) = serve_one(s, handler.as_ref(), deadline) {
                                 log::debug!("control connection: {e}");
                             }
                         }
@@ -209,6 +244,7 @@ impl ControlServer {
         Ok(ControlServer {
             path: path.to_path_buf(),
             stop,
+            listener,
             thread: Some(thread),
         })
     }
@@ -221,12 +257,22 @@ impl ControlServer {
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        // Wake the blocking accept with a connection of our own.
-        let woke = UnixStream::connect(&self.path).is_ok();
+        // Wakes the blocking accept (it fails from now on), even if the
+        // socket file was removed behind our back.
+        // SAFETY: shutdown on a descriptor kept open by self.listener.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
         let _ = std::fs::remove_file(&self.path);
         if let Some(t) = self.thread.take() {
-            if woke {
+            // A connection in service ends by its deadline; never hang
+            // bhyve's exit on it beyond that.
+            let start = Instant::now();
+            while !t.is_finished() && start.elapsed() < STOP_WAIT {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
                 let _ = t.join();
+            } else {
+                log::warn!("control thread did not stop; leaving it");
             }
         }
     }
@@ -286,8 +332,8 @@ fn parse_reply(text: &str) -> Result<Response, ControlError> {
         if let Some(msg) = line.strip_prefix("error ") {
             return Err(ControlError::Remote(msg.to_string()));
         }
-        let w: Vec<&str> = line.split(' ').collect();
-        let ["stat", vcpu, name, value] = w[..] else {
+        let w: Vec<&str> = line.splitn(4, ' ').collect();
+        let ["stat", vcpu, value, name] = w[..] else {
             return Err(proto(line));
         };
         let vcpu: u32 = vcpu.parse().map_err(|_| proto(line))?;
@@ -356,8 +402,8 @@ mod tests {
         assert_eq!(
             request(&path, &Request::Stats).unwrap(),
             Response::Stats(vec![
-                (0, vec![("io_exits".into(), 5), ("hlt".into(), 1)]),
-                (1, vec![("io_exits".into(), 0)]),
+                (0, vec![("io exits".into(), 5), ("hlt".into(), 1)]),
+                (1, vec![("io exits".into(), 0)]),
             ])
         );
         assert_eq!(*rec.0.lock().unwrap(), ["reset", "poweroff", "nmi 1"]);
@@ -408,13 +454,68 @@ mod tests {
             parse_reply("stat 0 a\nok\n"),
             Err(ControlError::Protocol(_))
         ));
+        assert_eq!(
+            parse_reply("stat 0 7 a b  c\nok\n").unwrap(),
+            Response::Stats(vec![(0, vec![("a b  c".into(), 7)])])
+        );
         assert!(matches!(
-            parse_reply("stat 0 a 1\n"),
+            parse_reply("stat 0 a 1\nok\n"),
+            Err(ControlError::Protocol(_))
+        ));
+        assert!(matches!(
+            parse_reply("stat 0 1 a\n"),
             Err(ControlError::Protocol(_))
         ));
         assert!(matches!(
             parse_reply("garbage\nok\n"),
             Err(ControlError::Protocol(_))
         ));
+    }
+
+    #[test]
+    fn slow_drip_client_cannot_hold_the_server() {
+        let path = sock("drip");
+        let rec = Arc::new(Recorder::default());
+        let srv =
+            ControlServer::start_with_deadline(&path, rec.clone(), Duration::from_millis(500))
+                .unwrap();
+        // One byte every 100 ms: each read is quick, the whole never ends.
+        let mut drip = UnixStream::connect(&path).unwrap();
+        let dripper = std::thread::spawn(move || {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(4) {
+                if drip.write_all(b"x").is_err() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let start = Instant::now();
+        assert_eq!(
+            request(&path, &Request::InjectNmi(0)).unwrap(),
+            Response::Ok
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(dripper.join().unwrap(), "server hung up on the dripper");
+        drop(srv);
+    }
+
+    #[test]
+    fn drop_stops_the_thread_without_the_socket_file() {
+        let path = sock("drop");
+        let rec = Arc::new(Recorder::default());
+        let srv = ControlServer::start(&path, rec.clone()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let start = Instant::now();
+        drop(srv);
+        assert!(start.elapsed() < Duration::from_secs(1));
+        // The thread ended and dropped its handle on the handler.
+        assert_eq!(Arc::strong_count(&rec), 1);
     }
 }

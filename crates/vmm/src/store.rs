@@ -11,7 +11,7 @@
 //! then renamed), so a failed operation never leaves a half-made VM.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,29 @@ pub const MAX_NAME_LEN: usize = 48;
 
 /// Guest memory is mapped and handed to KVM in whole pages.
 const PAGE_SIZE: u64 = 4096;
+
+/// A `vm` file holds a handful of short lines; anything bigger is not ours.
+const MAX_VM_FILE: u64 = 4096;
+
+/// Opening files of the store never follows a symlink planted in a VM dir.
+fn open_nofollow() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.custom_flags(libc::O_NOFOLLOW);
+    o
+}
+
+fn getuid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Whether process `pid` exists (EPERM: it does, owned by someone else).
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,8 +118,7 @@ impl VmStore {
     /// `$XDG_RUNTIME_DIR/bhyve`, else `/tmp/bhyve-$UID`.
     pub fn from_env() -> Self {
         let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::getuid() };
+        let uid = getuid();
         let root = if let Some(dir) = nonempty("BHYVE_RUNDIR") {
             PathBuf::from(dir)
         } else if uid == 0 {
@@ -117,31 +139,52 @@ impl VmStore {
         &self.root
     }
 
-    /// Creates the run directory (0700) if needed. A pre-existing one must
-    /// belong to us: in a shared /tmp someone else could have planted it.
+    /// Creates the run directory (0700) if needed, then checks it.
     fn ensure_root(&self) -> Result<()> {
-        match fs::DirBuilder::new()
+        fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.root)
-        {
-            Ok(()) => {}
+            .map_err(io_err(&self.root))?;
+        if self.check_root()? {
+            Ok(())
+        } else {
+            Err(io_err(&self.root)(io::ErrorKind::NotFound.into()))
+        }
+    }
+
+    /// Whether the run directory exists; if it does it must be trustworthy:
+    /// a directory owned by us and writable by nobody else (in a shared
+    /// /tmp someone else could have planted it, or could swap our files).
+    fn check_root(&self) -> Result<bool> {
+        let md = match fs::metadata(&self.root) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(io_err(&self.root)(e)),
+        };
+        let refuse = |why: &str| {
+            Err(io_err(&self.root)(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                why.to_string(),
+            )))
+        };
+        if !md.is_dir() {
+            return refuse("not a directory");
         }
-        let md = fs::metadata(&self.root).map_err(io_err(&self.root))?;
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::getuid() };
-        if uid != 0 && md.uid() != uid {
-            return Err(StoreError::Io {
-                path: self.root.clone(),
-                source: io::Error::new(io::ErrorKind::PermissionDenied, "owned by another user"),
-            });
+        if md.uid() != getuid() {
+            return refuse("run directory owned by another user");
         }
-        Ok(())
+        if md.mode() & 0o022 != 0 {
+            return refuse("run directory writable by group or others");
+        }
+        Ok(true)
     }
 
     /// Existing VMs, sorted by name. A missing run directory means none.
     pub fn list(&self) -> Result<Vec<VmInfo>> {
+        if !self.check_root()? {
+            return Ok(Vec::new());
+        }
         let rd = match fs::read_dir(&self.root) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -153,7 +196,8 @@ impl VmStore {
             let Some(name) = ent.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            if validate_name(&name).is_err() || !ent.path().join(VM_FILE).is_file() {
+            let is_vm = fs::symlink_metadata(ent.path().join(VM_FILE)).is_ok_and(|m| m.is_file());
+            if validate_name(&name).is_err() || !is_vm {
                 continue;
             }
             let running = VmDir::at(&name, ent.path()).is_running();
@@ -170,8 +214,11 @@ impl VmStore {
     /// An existing VM.
     pub fn open(&self, name: &str) -> Result<VmDir> {
         validate_name(name)?;
+        if !self.check_root()? {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
         let path = self.vm_path(name);
-        if !path.join(VM_FILE).is_file() {
+        if !fs::symlink_metadata(path.join(VM_FILE)).is_ok_and(|m| m.is_file()) {
             return Err(StoreError::NotFound(name.to_string()));
         }
         Ok(VmDir::at(name, path))
@@ -202,11 +249,44 @@ impl VmStore {
         }
     }
 
+    /// Removes hidden work directories of `name` (`.{name}.new-PID`,
+    /// `.{name}.gone-PID`) left by processes that died mid-operation.
+    fn clean_stale(&self, name: &str) {
+        let Ok(rd) = fs::read_dir(&self.root) else {
+            return;
+        };
+        let me = std::process::id() as i32;
+        for ent in rd.flatten() {
+            let file_name = ent.file_name();
+            let Some(rest) = file_name
+                .to_str()
+                .and_then(|f| f.strip_prefix('.')?.strip_prefix(name))
+            else {
+                continue;
+            };
+            let pid = rest
+                .strip_prefix(".new-")
+                .or_else(|| rest.strip_prefix(".gone-"))
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<i32>().ok());
+            match pid {
+                // Our own: a leftover of a reused PID (we are not using it).
+                Some(pid) if pid == me || !pid_alive(pid) => {
+                    log::info!("removing stale {}", ent.path().display());
+                    let _ = fs::remove_dir_all(ent.path());
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn create(&self, name: &str, mem_size: u64) -> Result<Prepared> {
+        self.clean_stale(name);
         let tmp = self
             .root
             .join(format!(".{name}.new-{}", std::process::id()));
         let build = || -> Result<(VmDir, RunLock)> {
+            let _ = fs::remove_dir_all(&tmp);
             fs::DirBuilder::new()
                 .mode(0o700)
                 .create(&tmp)
@@ -296,7 +376,7 @@ impl VmDir {
 
     fn open_lock_file(&self) -> Result<File> {
         let p = self.path.join(LOCK_FILE);
-        OpenOptions::new()
+        open_nofollow()
             .read(true)
             .write(true)
             .create(true)
@@ -310,12 +390,16 @@ impl VmDir {
     /// bhyveload and destroy. Another holder → [`StoreError::AlreadyRunning`].
     pub fn lock_running(&self) -> Result<RunLock> {
         let file = self.open_lock_file()?;
+        self.lock_opened(file)
+    }
+
+    fn lock_opened(&self, file: File) -> Result<RunLock> {
         // `is_running` probes hold the lock for microseconds; a few retries
         // keep such a probe from being mistaken for a running bhyve.
         for attempt in 0..20 {
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(RunLock { _file: file });
+                return self.check_lock_current(file);
             }
             let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
@@ -328,10 +412,27 @@ impl VmDir {
         Err(StoreError::AlreadyRunning(self.name.clone()))
     }
 
+    /// The lock we got may belong to a VM directory that was destroyed (or
+    /// destroyed and re-created) while we waited: then it guards nothing.
+    fn check_lock_current(&self, file: File) -> Result<RunLock> {
+        let p = self.path.join(LOCK_FILE);
+        let held = file.metadata().map_err(io_err(&p))?;
+        match fs::symlink_metadata(&p) {
+            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+                Ok(RunLock { _file: file })
+            }
+            Ok(_) => Err(StoreError::NotFound(self.name.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(self.name.clone()))
+            }
+            Err(e) => Err(io_err(&p)(e)),
+        }
+    }
+
     /// Whether some process holds the run lock (a running bhyve, or a
     /// loader at work).
     pub fn is_running(&self) -> bool {
-        let Ok(file) = File::open(self.path.join(LOCK_FILE)) else {
+        let Ok(file) = open_nofollow().read(true).open(self.path.join(LOCK_FILE)) else {
             return false;
         };
         // SAFETY: flock on a descriptor we own; closing it drops the lock.
@@ -341,10 +442,33 @@ impl VmDir {
 
     fn read_vm_file(&self) -> Result<String> {
         let p = self.path.join(VM_FILE);
-        fs::read_to_string(&p).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::NotFound(self.name.clone()),
-            _ => io_err(&p)(e),
-        })
+        // O_NONBLOCK: a FIFO planted as `vm` must not hang the open.
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&p)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StoreError::NotFound(self.name.clone()),
+                _ => io_err(&p)(e),
+            })?;
+        let md = f.metadata().map_err(io_err(&p))?;
+        if !md.is_file() {
+            return Err(self.corrupt("vm file is not a regular file"));
+        }
+        if md.len() > MAX_VM_FILE {
+            return Err(self.corrupt(format!("vm file is larger than {MAX_VM_FILE} bytes")));
+        }
+        let mut text = String::new();
+        f.take(MAX_VM_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => self.corrupt("vm file is not UTF-8"),
+                _ => io_err(&p)(e),
+            })?;
+        if text.len() as u64 > MAX_VM_FILE {
+            return Err(self.corrupt(format!("vm file is larger than {MAX_VM_FILE} bytes")));
+        }
+        Ok(text)
     }
 
     fn corrupt(&self, msg: impl Into<String>) -> StoreError {
@@ -357,10 +481,16 @@ impl VmDir {
     /// Replaces `vm` atomically (write a temporary, then rename).
     fn write_vm_file(&self, text: &str) -> Result<()> {
         let tmp = self.path.join(".vm.tmp");
-        let mut f = OpenOptions::new()
+        // A stale temporary (a writer died) or anything planted there goes;
+        // create_new + O_NOFOLLOW then guarantee a fresh file of our own.
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&tmp)(e)),
+        }
+        let mut f = open_nofollow()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(io_err(&tmp))?;
@@ -384,7 +514,7 @@ impl VmDir {
             return Err(self.corrupt(format!("bad memory.size {size}")));
         }
         let mp = self.memory_path();
-        let flen = fs::metadata(&mp).map_err(io_err(&mp))?.len();
+        let flen = fs::symlink_metadata(&mp).map_err(io_err(&mp))?.len();
         if flen != size {
             return Err(self.corrupt(format!(
                 "memory file is {flen} bytes, memory.size is {size}"
@@ -396,7 +526,7 @@ impl VmDir {
     /// Opens the guest memory file read-write (for MAP_SHARED mapping).
     pub fn memory_file(&self) -> Result<File> {
         let p = self.memory_path();
-        OpenOptions::new()
+        open_nofollow()
             .read(true)
             .write(true)
             .open(&p)
@@ -435,7 +565,7 @@ impl VmDir {
     /// caller holds the run lock.
     fn reinit(&self, mem_size: u64) -> Result<()> {
         let mp = self.memory_path();
-        let f = OpenOptions::new()
+        let f = open_nofollow()
             .read(true)
             .write(true)
             .create(true)
@@ -456,6 +586,8 @@ impl VmDir {
     pub fn remove(self, lock: RunLock) -> Result<()> {
         let parent = self.path.parent().unwrap_or(Path::new("."));
         let grave = parent.join(format!(".{}.gone-{}", self.name, std::process::id()));
+        // Left by an earlier process with our PID: rename cannot replace it.
+        let _ = fs::remove_dir_all(&grave);
         fs::rename(&self.path, &grave).map_err(io_err(&self.path))?;
         drop(lock);
         fs::remove_dir_all(&grave).map_err(io_err(&grave))
@@ -593,6 +725,127 @@ mod tests {
         fs::write(d.path().join(VM_FILE), "memory.size=lots\n").unwrap();
         assert!(matches!(d.mem_size(), Err(StoreError::Corrupt { .. })));
         store.destroy("vm1").unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn lock_of_a_replaced_directory_is_refused() {
+        let root = scratch("relock");
+        let store = VmStore::at(&root);
+        drop(store.create_or_reinit("vm1", 4096).unwrap());
+        let d = store.open("vm1").unwrap();
+        // Opened, then the VM is destroyed before flock: the lock is moot.
+        let f = d.open_lock_file().unwrap();
+        store.destroy("vm1").unwrap();
+        assert!(matches!(d.lock_opened(f), Err(StoreError::NotFound(_))));
+        // ... or destroyed and created anew under the same name.
+        drop(store.create_or_reinit("vm1", 4096).unwrap());
+        let f = d.open_lock_file().unwrap();
+        store.destroy("vm1").unwrap();
+        drop(store.create_or_reinit("vm1", 4096).unwrap());
+        assert!(matches!(d.lock_opened(f), Err(StoreError::NotFound(_))));
+        assert!(d.lock_running().is_ok());
+        store.destroy("vm1").unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn untrusted_run_directory_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = scratch("trust");
+        let store = VmStore::at(&root);
+        drop(store.create_or_reinit("vm1", 4096).unwrap());
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        let denied = |r: Result<()>| {
+            assert!(
+                matches!(&r, Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied),
+                "{r:?}"
+            )
+        };
+        denied(store.open("vm1").map(drop));
+        denied(store.list().map(drop));
+        denied(store.destroy("vm1"));
+        denied(store.create_or_reinit("vm2", 4096).map(drop));
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        // Owned by another user (only root can arrange that).
+        if getuid() == 0 {
+            std::os::unix::fs::chown(&root, Some(1), None).unwrap();
+            let r = store.open("vm1").map(drop);
+            std::os::unix::fs::chown(&root, Some(0), None).unwrap();
+            denied(r);
+        }
+        store.destroy("vm1").unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn symlinks_and_oversized_vm_files_are_refused() {
+        let root = scratch("links");
+        let store = VmStore::at(&root);
+        let p = store.create_or_reinit("vm1", 4096).unwrap();
+        drop(p.lock);
+        let d = p.dir;
+        let target = root.join("elsewhere");
+        fs::write(&target, "memory.size=4096\n").unwrap();
+        // A symlinked vm file does not count as a VM, nor is it read.
+        fs::remove_file(d.path().join(VM_FILE)).unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join(VM_FILE)).unwrap();
+        assert!(matches!(store.open("vm1"), Err(StoreError::NotFound(_))));
+        assert!(d.mem_size().is_err());
+        // Writing replaces the symlink, never writes through it.
+        fs::remove_file(d.path().join(VM_FILE)).unwrap();
+        fs::write(d.path().join(VM_FILE), "memory.size=4096\n").unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join(".vm.tmp")).unwrap();
+        d.save_entry(&entry()).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "memory.size=4096\n");
+        assert_eq!(d.entry().unwrap(), Some(entry()));
+        // Symlinked memory and lock files are refused.
+        fs::remove_file(d.memory_path()).unwrap();
+        std::os::unix::fs::symlink(&target, d.memory_path()).unwrap();
+        assert!(d.memory_file().is_err());
+        fs::remove_file(d.memory_path()).unwrap();
+        fs::remove_file(d.path().join(LOCK_FILE)).unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join(LOCK_FILE)).unwrap();
+        assert!(d.lock_running().is_err());
+        fs::remove_file(d.path().join(LOCK_FILE)).unwrap();
+        // Oversized or non-regular vm files are corrupt state.
+        fs::write(d.path().join(VM_FILE), vec![b'#'; 5000]).unwrap();
+        assert!(matches!(d.entry(), Err(StoreError::Corrupt { .. })));
+        fs::remove_file(d.path().join(VM_FILE)).unwrap();
+        fs::create_dir(d.path().join(VM_FILE)).unwrap();
+        assert!(matches!(d.read_vm_file(), Err(StoreError::Corrupt { .. })));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn stale_work_directories_are_cleaned() {
+        let root = scratch("stale");
+        let store = VmStore::at(&root);
+        fs::DirBuilder::new().mode(0o700).create(&root).unwrap();
+        let me = std::process::id();
+        // PIDs above the kernel's maximum (2^22) never exist.
+        let stale = [
+            format!(".vm1.new-{me}"),
+            ".vm1.new-999999999".to_string(),
+            ".vm1.gone-999999999".to_string(),
+        ];
+        let keep = [
+            // init (PID 1) is alive: its work directory stays.
+            ".vm1.new-1".to_string(),
+            ".vm10.new-999999999".to_string(),
+        ];
+        for d in stale.iter().chain(&keep) {
+            fs::create_dir(root.join(d)).unwrap();
+            fs::write(root.join(d).join("memory"), b"x").unwrap();
+        }
+        let p = store.create_or_reinit("vm1", 4096).unwrap();
+        for d in &stale {
+            assert!(!root.join(d).exists(), "{d}");
+        }
+        for d in &keep {
+            assert!(root.join(d).exists(), "{d}");
+        }
+        p.dir.remove(p.lock).unwrap();
         fs::remove_dir_all(&root).unwrap();
     }
 }
