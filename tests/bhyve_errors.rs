@@ -158,3 +158,40 @@ fn non_utf8_arguments_are_one_line_errors() {
         );
     }
 }
+
+#[test]
+fn snapshot_restore_and_inert_options() {
+    let s = Scratch::new("inert");
+    let k = kernel_opt(&s.guest("hello"));
+    fails(
+        &s,
+        &["-r", "/tmp/snap", "-o", &k, "vm0"],
+        4,
+        "-r: restoring a snapshot is not implemented yet",
+    );
+    // Each accepted-but-inert option says so on one line and the VM runs.
+    let o = s.run(&[
+        "-Y",
+        "-u",
+        "-U",
+        "00000000-0000-0000-0000-000000000001",
+        "-K",
+        "us",
+        "-l",
+        "pc-testdev",
+        "-o",
+        &k,
+        "vm0",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(33), "{err}");
+    for w in ["-Y: ", "-u: ", "-U: ", "-K: "] {
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.starts_with(&format!("bhyve: warning: {w}")))
+                .count(),
+            1,
+            "{w}: {err}"
+        );
+    }
+}
