@@ -18,6 +18,7 @@ const GUESTS: &[(&str, Kind)] = &[
     ("smp", Kind::Pvh),
     ("pvh_inspect", Kind::Pvh),
     ("pio_loop", Kind::Pvh),
+    ("serial_echo", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
 ];
 

@@ -201,7 +201,13 @@ fn run(o: &Opts) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = match bhyve_config::utf8_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bhyvectl: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let opts = match parse(&args) {
         Ok(o) => o,
         Err(e) => {

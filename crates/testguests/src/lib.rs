@@ -52,6 +52,8 @@
 //! * `pio_loop` (cmdline `iterations=N`) → no output; N rounds of
 //!   `out 0xe0, al` (pc-testdev's scratch port), status 33. The benchmark
 //!   guest of `bhyve-bench pio`.
+//! * `serial_echo` → waits for one byte `c` on COM1, then `echo: c`,
+//!   status 33.
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
 //!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
@@ -73,6 +75,7 @@ pub const GUESTS: &[&str] = &[
     "smp",
     "pvh_inspect",
     "pio_loop",
+    "serial_echo",
     "bzimage_inspect",
 ];
 
