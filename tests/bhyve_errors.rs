@@ -157,6 +157,17 @@ fn non_utf8_arguments_are_one_line_errors() {
             "{err}"
         );
     }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_bhyvectl"))
+        .arg(std::ffi::OsStr::from_bytes(b"--vm=\xff"))
+        .arg("--destroy")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("bhyvectl: argument is not valid UTF-8"),
+        "{err}"
+    );
 }
 
 #[test]
