@@ -11,8 +11,7 @@ use std::process::ExitCode;
 
 use bhyve_config::getopt::{Getopt, GetoptItem};
 use bhyve_config::{parse_bool, parse_memsize, ConfigError, EX_USAGE};
-use bhyve_firmware::{load_linux, MemLayout};
-use bhyve_vmm::memory;
+use bhyve_vmm::boot::{load_kernel, KernelInputs, LoadFailure};
 use bhyve_vmm::store::{StoreError, VmStore};
 
 const SYNOPSIS: &str = "\
@@ -210,46 +209,28 @@ fn run(o: &Opts) -> Result<(), Fail> {
     let initrd_path = o.initrd.as_deref().map(|p| o.resolve(p));
     let mut initrd = initrd_path.as_deref().map(open).transpose()?;
     let mem_size = o.mem_size.unwrap_or(256 << 20);
-    let layout = MemLayout::new(mem_size).map_err(|e| err(e.to_string()))?;
     let cmdline = o.full_cmdline();
 
     let store = VmStore::from_env();
-    let prep = store
-        .create_or_reinit(&o.vmname, mem_size)
-        .map_err(|e| match e {
-            StoreError::AlreadyRunning(n) => err(format!("VM {n} is running")),
+    let inputs = KernelInputs {
+        kernel: (&mut kernel, &kernel_path),
+        initrd: initrd.as_mut().zip(initrd_path.as_deref()),
+        cmdline: &cmdline,
+    };
+    let booted =
+        load_kernel(&store, &o.vmname, mem_size, inputs, o.wired).map_err(|e| match e {
+            LoadFailure::Store(StoreError::AlreadyRunning(n)) => err(format!("VM {n} is running")),
             e => err(e.to_string()),
         })?;
-    let mut load = || -> Result<(), Fail> {
-        let file = prep.dir.memory_file().map_err(|e| err(e.to_string()))?;
-        let mem = memory::map_layout_file(file, &layout).map_err(|e| err(e.to_string()))?;
-        if o.wired {
-            memory::wire(&mem).map_err(|e| err(e.to_string()))?;
+    if let Err(e) = booted.dir.save_entry(&booted.entry) {
+        // Without its entry state the VM is not runnable: a VM this run
+        // created goes away again.
+        if booted.created {
+            let _ = booted.dir.clone().remove(booted.lock);
         }
-        let entry = load_linux(&mem, &layout, &mut kernel, initrd.as_mut(), &cmdline).map_err(
-            |e| match (&e, &initrd_path) {
-                (bhyve_firmware::LoadError::InitrdTooBig { .. }, Some(p)) => {
-                    err(format!("{}: {e}", p.display()))
-                }
-                _ => err(format!("{}: {e}", kernel_path.display())),
-            },
-        )?;
-        prep.dir.save_entry(&entry).map_err(|e| err(e.to_string()))
-    };
-    match load() {
-        Ok(()) => Ok(()),
-        Err(f) => {
-            // A VM this run created goes away again; a re-initialized one
-            // stays, with zeroed memory and no entry state (not runnable).
-            if prep.created {
-                let dir = prep.dir.clone();
-                if let Err(e) = dir.remove(prep.lock) {
-                    eprintln!("bhyveload: {e}");
-                }
-            }
-            Err(f)
-        }
+        return Err(err(e.to_string()));
     }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -5,8 +5,9 @@
 //! store, the run lock held for bhyve's whole life, and an [`EntryState`].
 
 use std::fs::File;
+use std::path::Path;
 
-use bhyve_firmware::{load_linux, EntryState, MemLayout};
+use bhyve_firmware::{load_linux, EntryState, LoadError, MemLayout};
 use vm_memory::GuestMemoryMmap;
 
 use crate::memory::map_layout_file;
@@ -33,6 +34,8 @@ pub struct Booted {
     pub layout: MemLayout,
     pub mem: GuestMemoryMmap,
     pub entry: EntryState,
+    /// Whether this run created the VM (rather than reusing one).
+    pub created: bool,
 }
 
 fn store_err(e: StoreError) -> MachineError {
@@ -41,6 +44,78 @@ fn store_err(e: StoreError) -> MachineError {
 
 fn open_input(what: &str, path: &str) -> Result<File, MachineError> {
     File::open(path).map_err(|e| MachineError::new(format!("{what} {path}: {e}")))
+}
+
+/// A kernel to load: open files with the paths used in messages.
+pub struct KernelInputs<'a> {
+    pub kernel: (&'a mut File, &'a Path),
+    pub initrd: Option<(&'a mut File, &'a Path)>,
+    pub cmdline: &'a str,
+}
+
+/// Why [`load_kernel`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadFailure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Load(String),
+}
+
+/// bhyveload's work, shared by `bhyveload` and bhyve's `boot.kernel`:
+/// creates (or re-initializes) the named VM, maps its memory, optionally
+/// wires it, and loads the kernel. On failure a VM this call created is
+/// removed again; a re-initialized one stays, zeroed and without an entry.
+pub fn load_kernel(
+    store: &VmStore,
+    name: &str,
+    mem_size: u64,
+    inputs: KernelInputs<'_>,
+    wire: bool,
+) -> Result<Booted, LoadFailure> {
+    let layout = MemLayout::new(mem_size).map_err(|e| LoadFailure::Load(e.to_string()))?;
+    let prepared = store.create_or_reinit(name, mem_size)?;
+    let KernelInputs {
+        kernel: (kernel, kernel_path),
+        initrd,
+        cmdline,
+    } = inputs;
+    let initrd_path = initrd.as_ref().map(|(_, p)| p.to_path_buf());
+    let loaded = (|| {
+        let file = prepared.dir.memory_file()?;
+        let mem = map_layout_file(file, &layout).map_err(|e| LoadFailure::Load(e.to_string()))?;
+        if wire {
+            crate::memory::wire(&mem).map_err(|e| LoadFailure::Load(e.to_string()))?;
+        }
+        let entry =
+            load_linux(&mem, &layout, kernel, initrd.map(|(f, _)| f), cmdline).map_err(|e| {
+                // Name the file the error is about.
+                let path = match (&e, &initrd_path) {
+                    (LoadError::InitrdTooBig { .. }, Some(p)) => p.as_path(),
+                    _ => kernel_path,
+                };
+                LoadFailure::Load(format!("{}: {e}", path.display()))
+            })?;
+        Ok((mem, entry))
+    })();
+    match loaded {
+        Ok((mem, entry)) => Ok(Booted {
+            dir: prepared.dir,
+            lock: prepared.lock,
+            layout,
+            mem,
+            entry,
+            created: prepared.created,
+        }),
+        Err(e) => {
+            if prepared.created {
+                if let Err(r) = prepared.dir.remove(prepared.lock) {
+                    log::warn!("removing the half-created VM {name}: {r}");
+                }
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Prepares the VM `name` of `mem_size` bytes for `source`.
@@ -64,36 +139,13 @@ pub fn boot(
                 .as_deref()
                 .map(|p| open_input("initrd", p))
                 .transpose()?;
-            let prepared = store.create_or_reinit(name, mem_size).map_err(store_err)?;
-            let loaded = (|| {
-                let file = prepared.dir.memory_file().map_err(store_err)?;
-                let mem =
-                    map_layout_file(file, &layout).map_err(|e| MachineError::new(e.to_string()))?;
-                let entry = load_linux(
-                    &mem,
-                    &layout,
-                    &mut kernel_file,
-                    initrd_file.as_mut(),
-                    cmdline,
-                )
-                .map_err(|e| MachineError::new(format!("{kernel}: {e}")))?;
-                Ok((mem, entry))
-            })();
-            match loaded {
-                Ok((mem, entry)) => Ok(Booted {
-                    dir: prepared.dir,
-                    lock: prepared.lock,
-                    layout,
-                    mem,
-                    entry,
-                }),
-                Err(e) => {
-                    if prepared.created {
-                        let _ = prepared.dir.remove(prepared.lock);
-                    }
-                    Err(e)
-                }
-            }
+            let inputs = KernelInputs {
+                kernel: (&mut kernel_file, Path::new(kernel)),
+                initrd: initrd_file.as_mut().zip(initrd.as_deref().map(Path::new)),
+                cmdline,
+            };
+            load_kernel(store, name, mem_size, inputs, false)
+                .map_err(|e| MachineError::new(e.to_string()))
         }
         BootSource::Loaded => {
             let dir = match store.open(name) {
@@ -133,6 +185,7 @@ pub fn boot(
                 layout,
                 mem,
                 entry,
+                created: false,
             })
         }
     }
