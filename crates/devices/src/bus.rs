@@ -64,10 +64,15 @@ impl Bus {
         map.remove(&base).is_some()
     }
 
-    fn lookup(&self, addr: u64) -> Option<(u64, SharedDevice)> {
+    /// The device whose range holds all of `addr..addr + len`. An access
+    /// that starts inside a range but runs past its end (a guest choosing
+    /// the address and size) is unclaimed, so devices never see offsets
+    /// beyond what they registered.
+    fn lookup(&self, addr: u64, len: usize) -> Option<(u64, SharedDevice)> {
         let map = self.ranges.read().unwrap_or_else(|e| e.into_inner());
         let (base, r) = map.range(..=addr).next_back()?;
-        if addr - base < r.len {
+        let off = addr - base;
+        if off < r.len && (len as u64) <= r.len - off {
             Some((*base, r.dev.clone()))
         } else {
             None
@@ -76,7 +81,7 @@ impl Bus {
 
     /// Dispatches a read; returns false when no device claims `addr`.
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
-        match self.lookup(addr) {
+        match self.lookup(addr, data.len()) {
             Some((base, dev)) => {
                 dev.lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -89,7 +94,7 @@ impl Bus {
 
     /// Dispatches a write; returns false when no device claims `addr`.
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
-        match self.lookup(addr) {
+        match self.lookup(addr, data.len()) {
             Some((base, dev)) => {
                 dev.lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -143,6 +148,11 @@ mod tests {
         assert!(!bus.read(0x400, &mut b));
         assert!(bus.write(0x3f8, &[0x41]));
         assert_eq!(dev.lock().unwrap().0, vec![(0x3f8, 0, vec![0x41])]);
+        // Accesses that run past the end of a range are not dispatched.
+        let mut w = [0u8; 4];
+        assert!(!bus.read(0x3fe, &mut w));
+        assert!(!bus.write(0x3ff, &[1, 2]));
+        assert!(bus.read(0x3fc, &mut w));
         assert!(bus.remove(0x3f8));
         assert!(!bus.write(0x3f8, &[0x41]));
     }
