@@ -4,7 +4,9 @@
 pub mod entry;
 pub mod layout;
 pub mod loader;
+pub mod mptable;
 
 pub use entry::{EntryMode, EntryState};
 pub use layout::{E820Entry, E820Type, MemLayout, MemRegion};
 pub use loader::{load_linux, LoadError};
+pub use mptable::{MpTableError, MpTableSpec};
