@@ -13,8 +13,11 @@
 //! - `-w` (`x86.strictmsr=false`): unknown MSRs read 0 and ignore writes
 //!   instead of raising #GP; done with `KVM_CAP_X86_USER_SPACE_MSR` (see
 //!   `msr.rs`).
+//!
+//! Interrupt routing: the GSI table is bhyve's PC wiring (`gsi.rs`), so the
+//! in-kernel PIT reaches I/O APIC pin 2 as the MP table says.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bhyve_devices::IrqLine;
 use kvm_bindings::{
@@ -25,6 +28,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
+use crate::gsi::{GsiError, GsiRouting};
 use crate::VmmError;
 
 /// KVM needs one page for the real-mode identity page table and three for
@@ -49,6 +53,8 @@ pub struct KvmVm {
     fd: Arc<VmFd>,
     supported_cpuid: CpuId,
     user_space_msr: bool,
+    /// What KVM was last given with `KVM_SET_GSI_ROUTING`.
+    routing: Mutex<GsiRouting>,
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
@@ -66,6 +72,7 @@ impl KvmVm {
             (Cap::SetIdentityMapAddr, "KVM_CAP_SET_IDENTITY_MAP_ADDR"),
             (Cap::Pit2, "KVM_CAP_PIT2"),
             (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
+            (Cap::IrqRouting, "KVM_CAP_IRQ_ROUTING"),
         ] {
             if !kvm.check_extension(cap) {
                 return Err(VmmError::MissingCap(name));
@@ -104,6 +111,9 @@ impl KvmVm {
         };
         fd.create_irq_chip()
             .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        let routing = GsiRouting::pc();
+        fd.set_gsi_routing(&routing.to_kvm())
+            .map_err(kvm_err("KVM_SET_GSI_ROUTING"))?;
         let pit = kvm_pit_config {
             flags: KVM_PIT_SPEAKER_DUMMY,
             ..Default::default()
@@ -117,6 +127,7 @@ impl KvmVm {
             fd: Arc::new(fd),
             supported_cpuid,
             user_space_msr,
+            routing: Mutex::new(routing),
         })
     }
 
@@ -175,7 +186,33 @@ impl KvmVm {
         self.fd.create_vcpu(id).map_err(kvm_err("KVM_CREATE_VCPU"))
     }
 
-    /// An interrupt line for ISA IRQ `irq` (routed to the PIC and IOAPIC).
+    /// A copy of the GSI routing table KVM has now.
+    pub fn gsi_routing(&self) -> GsiRouting {
+        self.routing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes the GSI routing table with `change` and installs the result
+    /// in KVM. If either step fails, KVM and this copy keep the old table.
+    pub fn update_gsi_routing<R>(
+        &self,
+        change: impl FnOnce(&mut GsiRouting) -> Result<R, GsiError>,
+    ) -> Result<R, VmmError> {
+        let mut current = self.routing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = current.clone();
+        let out = change(&mut next)?;
+        self.fd
+            .set_gsi_routing(&next.to_kvm())
+            .map_err(kvm_err("KVM_SET_GSI_ROUTING"))?;
+        *current = next;
+        Ok(out)
+    }
+
+    /// The interrupt line of GSI `irq`: with the PC routing, ISA IRQ n
+    /// (n < 16; PIC pin n and I/O APIC pin n, except IRQ 0 → I/O APIC pin
+    /// 2) or I/O APIC pin n (16–23).
     pub fn irq_line(&self, irq: u32) -> Arc<dyn IrqLine> {
         Arc::new(KvmIrqLine {
             vm: self.fd.clone(),
@@ -195,5 +232,105 @@ impl IrqLine for KvmIrqLine {
         if let Err(e) = self.vm.set_irq_line(self.irq, high) {
             log::warn!("KVM_IRQ_LINE {} {}: {e}", self.irq, high);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kvm_bindings::{
+        kvm_irqchip, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
+    };
+
+    use super::*;
+    use crate::gsi::{IrqChip, Route};
+
+    fn chip(vm: &KvmVm, chip_id: u32) -> kvm_irqchip {
+        let mut c = kvm_irqchip {
+            chip_id,
+            ..Default::default()
+        };
+        vm.fd().get_irqchip(&mut c).unwrap();
+        c
+    }
+
+    /// The pending inputs (IRR) of the master PIC, slave PIC and I/O APIC
+    /// as one number each: PIC bits 0–15 (slave in 8–15), I/O APIC pins.
+    fn irrs(vm: &KvmVm) -> (u16, u32) {
+        let (m, s, io) = (
+            chip(vm, KVM_IRQCHIP_PIC_MASTER),
+            chip(vm, KVM_IRQCHIP_PIC_SLAVE),
+            chip(vm, KVM_IRQCHIP_IOAPIC),
+        );
+        // SAFETY: KVM filled the member named by chip_id.
+        unsafe {
+            (
+                u16::from(m.chip.pic.irr) | (u16::from(s.chip.pic.irr) << 8),
+                io.chip.ioapic.irr,
+            )
+        }
+    }
+
+    /// Raises and lowers `line`; returns the IRRs seen while it was high.
+    /// The PIC latches an edge until acknowledged, so each probe uses a
+    /// fresh VM.
+    fn probe(line: u32) -> (u16, u32) {
+        let vm = KvmVm::create(&VmOptions::default()).unwrap();
+        vm.irq_line(line).set_level(true);
+        let seen = irrs(&vm);
+        vm.irq_line(line).set_level(false);
+        seen
+    }
+
+    #[test]
+    fn pit_line_reaches_ioapic_pin_2() {
+        // I/O APIC pins start masked, so raised pins stay pending in IRR.
+        assert_eq!(probe(0), (1 << 0, 1 << 2), "GSI 0: PIC 0 + IOAPIC 2");
+        assert_eq!(probe(2), (1 << 2, 1 << 2), "GSI 2 keeps pin 2");
+        assert_eq!(probe(4), (1 << 4, 1 << 4));
+        // The slave's output shows as the master's cascade input 2.
+        assert_eq!(probe(9), ((1 << 9) | (1 << 2), 1 << 9));
+        assert_eq!(probe(17), (0, 1 << 17));
+    }
+
+    #[test]
+    fn routing_updates_commit_or_roll_back() {
+        let vm = KvmVm::create(&VmOptions::default()).unwrap();
+        assert_eq!(vm.gsi_routing(), GsiRouting::pc());
+        let gsi = vm
+            .update_gsi_routing(|r| r.add_msi(0xfee0_0000, 0x30))
+            .unwrap();
+        assert_eq!(gsi, 24);
+        assert_eq!(vm.gsi_routing().len(), GsiRouting::pc().len() + 1);
+        // Rejected here: nothing changes.
+        let e = vm
+            .update_gsi_routing(|r| {
+                r.add(
+                    3,
+                    Route::Irqchip {
+                        chip: IrqChip::Ioapic,
+                        pin: 7,
+                    },
+                )
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "GSI routing: GSI 3 already has a route that conflicts"
+        );
+        assert_eq!(vm.gsi_routing().routes(24).count(), 1);
+        // Routing the new GSI to a pin really reaches that pin.
+        vm.update_gsi_routing(|r| {
+            r.remove(24);
+            r.add(
+                24,
+                Route::Irqchip {
+                    chip: IrqChip::Ioapic,
+                    pin: 20,
+                },
+            )
+        })
+        .unwrap();
+        vm.irq_line(24).set_level(true);
+        assert_eq!(irrs(&vm).1, 1 << 20);
     }
 }

@@ -5,6 +5,7 @@ pub mod boot;
 pub mod control;
 pub mod cpuid;
 pub mod exits;
+pub mod gsi;
 pub mod kvm_vm;
 pub mod lifecycle;
 pub mod machine;
@@ -32,6 +33,8 @@ pub enum VmmError {
     Memory(String),
     #[error("{0}")]
     Config(String),
+    #[error("GSI routing: {0}")]
+    Gsi(#[from] gsi::GsiError),
 }
 
 /// A reason bhyve cannot run the VM: one line and bhyve's exit status.
