@@ -10,7 +10,9 @@ use std::thread::JoinHandle;
 
 use bhyve_config::{find_emulation, pci_devices, run_params, Config};
 use bhyve_devices::{ExitRequest, VmControl};
-use kvm_bindings::CpuId;
+use bhyve_firmware::mptable::{self, CpuIdentity, MpTableSpec};
+use kvm_bindings::{kvm_cpuid_entry2, CpuId};
+use vm_memory::GuestMemoryMmap;
 
 use crate::boot::{boot, BootSource, Booted};
 use crate::control::ControlServer;
@@ -38,6 +40,8 @@ pub struct MachineSpec {
     pub wired: bool,
     pub guest_in_core: bool,
     pub destroy_on_poweroff: bool,
+    /// `x86.mptable` (off with `-Y`): write the MP table at start.
+    pub mptable: bool,
     pub legacy: LegacySpec,
     pub boot: BootSource,
     /// One-line warnings for options accepted but not effective yet.
@@ -95,21 +99,8 @@ impl MachineSpec {
                 "-l tpm: TPM emulation is not implemented yet".into(),
             ));
         }
-        for (path, default, what) in [
-            (
-                "acpi_tables",
-                false,
-                "-A: ACPI tables are not implemented yet; the guest gets none",
-            ),
-            (
-                "x86.mptable",
-                true,
-                "-Y: no MP table is generated yet anyway",
-            ),
-        ] {
-            if flag(cfg, path, default)? != default {
-                warnings.push(what.to_string());
-            }
+        if flag(cfg, "acpi_tables", false)? {
+            warnings.push("-A: ACPI tables are not implemented yet; the guest gets none".into());
         }
         if !flag(cfg, "rtc.use_localtime", true)? {
             warnings.push("-u: there is no RTC yet; the option has no effect".into());
@@ -179,6 +170,7 @@ impl MachineSpec {
             wired: flag(cfg, "memory.wired", false)?,
             guest_in_core: flag(cfg, "memory.guest_in_core", false)?,
             destroy_on_poweroff: flag(cfg, "destroy_on_poweroff", false)?,
+            mptable: flag(cfg, "x86.mptable", true)?,
             legacy,
             boot,
             warnings,
@@ -254,6 +246,7 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     let mut platform = Platform::build(&vm, control.clone(), &spec.legacy, serial_backends)?;
 
     let mut vcpus = Vec::with_capacity(ncpus);
+    let mut cpu_identity = CpuIdentity::default();
     for i in 0..ncpus {
         let fd = vm
             .create_vcpu(i as u64)
@@ -265,6 +258,9 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
             x2apic: spec.x2apic,
         };
         let entries = cpuid::build(vm.supported_cpuid().as_slice(), &params);
+        if i == 0 {
+            cpu_identity = identity(&entries).unwrap_or_default();
+        }
         let cpuid = CpuId::from_entries(&entries)
             .map_err(|_| MachineError::new("CPUID table too large".into()))?;
         vcpu.configure(&cpuid, spec.x2apic)
@@ -274,6 +270,10 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
                 .map_err(|e| MachineError::new(e.to_string()))?;
         }
         vcpus.push(vcpu);
+    }
+
+    if spec.mptable {
+        write_mptable(&mem, ncpus, cpu_identity)?;
     }
 
     let ctl = ControlServer::start(&dir.ctl_socket_path(), life.clone())
@@ -315,6 +315,28 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     Ok(req.exit_status())
 }
 
+/// What the MP table's processor entries report: the guest's own CPUID
+/// leaf 1 (bhyve hardcodes an i7's).
+fn identity(cpuid: &[kvm_cpuid_entry2]) -> Option<CpuIdentity> {
+    cpuid
+        .iter()
+        .find(|e| e.function == 1 && e.index == 0)
+        .map(|e| CpuIdentity {
+            signature: e.eax,
+            features: e.edx,
+        })
+}
+
+/// bhyve(8) builds the MP table itself at every start (bhyveload does
+/// not), so both boot paths get one sized for this run's `-c`.
+fn write_mptable(mem: &GuestMemoryMmap, cpus: usize, cpu: CpuIdentity) -> Result<(), MachineError> {
+    let spec = MpTableSpec {
+        cpu,
+        ..MpTableSpec::new(cpus)
+    };
+    mptable::write(mem, &spec).map_err(|e| MachineError::new(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +363,10 @@ mod tests {
         assert_eq!(s.boot, BootSource::Loaded);
         assert!(!s.vm.ignore_unknown_msrs && !s.vm.yield_on_hlt && !s.strict_io);
         assert!(s.warnings.is_empty());
+        assert!(s.mptable);
+        let s = MachineSpec::from_config(&cfg(&[("x86.mptable", "false")])).unwrap();
+        assert!(!s.mptable);
+        assert!(s.warnings.is_empty(), "-Y is effective: no warning");
     }
 
     #[test]
@@ -367,6 +393,33 @@ mod tests {
         assert!(s.legacy.pc_testdev);
         assert!(matches!(s.boot, BootSource::Kernel { .. }));
         assert_eq!(s.warnings.len(), 2);
+    }
+
+    #[test]
+    fn mptable_reports_the_guest_cpuid() {
+        use vm_memory::{Bytes, GuestAddress};
+        let leaf = |function, eax, edx| kvm_cpuid_entry2 {
+            function,
+            eax,
+            edx,
+            ..Default::default()
+        };
+        let cpu = identity(&[leaf(0, 0xd, 0), leaf(1, 0x906ea, 0x178b_fbff)]).unwrap();
+        assert_eq!((cpu.signature, cpu.features), (0x906ea, 0x178b_fbff));
+        assert!(identity(&[leaf(0, 0xd, 0)]).is_none());
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        write_mptable(&mem, 2, cpu).unwrap();
+        let mut img = [0u8; 16 + 44 + 20];
+        mem.read_slice(&mut img, GuestAddress(mptable::MPTABLE_BASE))
+            .unwrap();
+        assert_eq!(&img[..4], b"_MP_");
+        assert_eq!(&img[16..20], b"PCMP");
+        let cpu0 = &img[60..80];
+        assert_eq!(u32::from_le_bytes(cpu0[4..8].try_into().unwrap()), 0x6ea);
+        assert_eq!(
+            u32::from_le_bytes(cpu0[8..12].try_into().unwrap()),
+            0x178b_fbff
+        );
     }
 
     #[test]
