@@ -19,6 +19,7 @@ const GUESTS: &[(&str, Kind)] = &[
     ("pvh_inspect", Kind::Pvh),
     ("pio_loop", Kind::Pvh),
     ("serial_echo", Kind::Pvh),
+    ("mptable", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
 ];
 

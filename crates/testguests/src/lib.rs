@@ -54,6 +54,14 @@
 //!   guest of `bhyve-bench pio`.
 //! * `serial_echo` → waits for one byte `c` on COM1, then `echo: c`,
 //!   status 33.
+//! * `mptable` → scans 0xf0000–0xfffff in 16-byte steps for the MP
+//!   floating pointer. None: `mptable: none`, status 33. Found: `mptable:
+//!   at ADDR table ADDR`, `mptable: checksums ok` (floating pointer, base
+//!   and extended table), then one line per entry in table order: `cpu ID
+//!   flags F`, `bus ID NAME`, `ioapic ID ADDR`, `ioint TYPE FLAGS BUS IRQ
+//!   APIC PIN`, `lint TYPE FLAGS BUS IRQ APIC PIN`; then `mptable: 0xN
+//!   cpus`, status 33. A bad checksum or malformed table: one `mptable:
+//!   bad …`/`malformed table` line, status 35.
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
 //!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
@@ -76,6 +84,7 @@ pub const GUESTS: &[&str] = &[
     "pvh_inspect",
     "pio_loop",
     "serial_echo",
+    "mptable",
     "bzimage_inspect",
 ];
 
