@@ -1,0 +1,228 @@
+//! L2 guest images: Debian's cloud kernel (bzImage, and the ELF vmlinux
+//! inside it for the PVH entry) and a busybox initramfs whose `/init` runs
+//! a test script given on the kernel command line (`lab.script=`, base64)
+//! or found on a disk (`lab.disk=/dev/…`, an ext4 image holding
+//! `/test.sh`). It prints markers on the console and, when the script
+//! returns, reboots (so bhyve exits 0).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cpio::Cpio;
+use crate::kmod::ModuleTree;
+use crate::{debs, io_err, run_cmd, vmlinux, LabError, Result};
+
+/// Printed by `/init` once the guest's userspace runs.
+pub const GUEST_USERSPACE_MARKER: &str = "LAB-GUEST-USERSPACE";
+/// Printed by `/init` after the script, with `status=N`.
+pub const GUEST_END_MARKER: &str = "LAB-GUEST-END";
+
+/// The kernel's limit on x86 (COMMAND_LINE_SIZE) bounds what
+/// `lab.script=` can carry; longer scripts go on a disk image.
+pub const MAX_CMDLINE: usize = 2048;
+
+const INIT: &str = r#"#!/bin/sh
+# The lab's L2 init (see crates/lab/src/guest.rs).
+export PATH=/bin:/sbin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $(cat /modules.order); do
+    insmod /lib/modules/$m.ko || echo "LAB-GUEST: insmod $m failed"
+done
+echo "LAB-GUEST-USERSPACE cpus=$(grep -c ^processor /proc/cpuinfo)"
+disk=
+for w in $(cat /proc/cmdline); do
+    case "$w" in
+    lab.script=*) echo "${w#lab.script=}" | base64 -d > /lab.sh ;;
+    lab.disk=*) disk="${w#lab.disk=}" ;;
+    esac
+done
+if [ -n "$disk" ]; then
+    mkdir -p /disk
+    if mount -o ro "$disk" /disk && [ -f /disk/test.sh ]; then
+        cp /disk/test.sh /lab.sh
+    else
+        echo "LAB-GUEST: no /test.sh on $disk"
+    fi
+fi
+st=none
+if [ -f /lab.sh ]; then
+    sh /lab.sh
+    st=$?
+fi
+echo "LAB-GUEST-END status=$st"
+sync
+reboot -f
+"#;
+
+/// The files an L2 boot needs, built once per kernel version and module set.
+#[derive(Debug, Clone)]
+pub struct GuestImages {
+    pub kernel_version: String,
+    pub bzimage: PathBuf,
+    /// The ELF vmlinux (PVH entry) extracted from `bzimage`.
+    pub vmlinux: PathBuf,
+    pub initramfs: PathBuf,
+}
+
+impl GuestImages {
+    /// Fetches `linux-image-cloud-amd64` and busybox and builds the images
+    /// under `lab_dir`; `modules` (with their dependencies) are inserted by
+    /// `/init` before the script runs.
+    pub fn prepare(lab_dir: &Path, modules: &[&str]) -> Result<Self> {
+        let cache = lab_dir.join("cache");
+        let kernel = debs::kernel(&cache, "linux-image-cloud-amd64")?;
+        let busybox = debs::busybox(&cache)?;
+        let tag = if modules.is_empty() {
+            "base".to_string()
+        } else {
+            modules.join("+")
+        };
+        let dir = lab_dir.join("images").join(&kernel.version);
+        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+
+        let vmlinux_path = dir.join("vmlinux");
+        if !vmlinux_path.exists() {
+            let bz = std::fs::read(&kernel.bzimage)
+                .map_err(io_err(format!("reading {}", kernel.bzimage.display())))?;
+            write_atomic(&vmlinux_path, &vmlinux::extract(&bz)?)?;
+        }
+
+        let initramfs = dir.join(format!("initramfs-{tag}.cpio"));
+        let mut c = Cpio::new();
+        c.host_file("bin/busybox", 0o755, &busybox)?;
+        // /init installs the other applets' links itself.
+        c.symlink("bin/sh", "busybox");
+        for d in ["proc", "sys", "dev", "tmp", "disk"] {
+            c.dir(d);
+        }
+        c.chardev("dev/console", 5, 1);
+        c.file("init", 0o755, INIT.as_bytes());
+        let tree = if modules.is_empty() {
+            None
+        } else {
+            Some(ModuleTree::scan(&kernel.modules)?)
+        };
+        let mut order = String::new();
+        if let Some(tree) = &tree {
+            for (name, path) in tree.load_order(modules)? {
+                c.host_file(&format!("lib/modules/{name}.ko"), 0o644, &path)?;
+                order.push_str(&name);
+                order.push('\n');
+            }
+        }
+        c.file("modules.order", 0o644, order.as_bytes());
+        write_atomic(&initramfs, &c.finish())?;
+
+        Ok(Self {
+            kernel_version: kernel.version,
+            bzimage: kernel.bzimage,
+            vmlinux: vmlinux_path,
+            initramfs,
+        })
+    }
+}
+
+/// The L2 kernel command line: the serial console on com1, reboot on
+/// panic (a broken boot ends bhyve quickly instead of hanging), the script,
+/// and `extra` words.
+pub fn cmdline(script: &str, extra: &str) -> Result<String> {
+    let line = format!(
+        "console=ttyS0 panic=-1 {extra} lab.script={}",
+        base64(script.as_bytes())
+    );
+    if line.len() >= MAX_CMDLINE {
+        return Err(LabError::Format(format!(
+            "kernel command line of {} bytes exceeds {MAX_CMDLINE}: put the script on a disk image",
+            line.len()
+        )));
+    }
+    Ok(line)
+}
+
+/// An ext4 image of `size_mib` holding `/test.sh` (run by `/init` when the
+/// kernel command line says `lab.disk=DEV`) and `files`, built without root
+/// by `mkfs.ext4 -d`.
+pub fn ext4_image(path: &Path, size_mib: u32, script: &str, files: &[(&str, &[u8])]) -> Result<()> {
+    let staging = path.with_extension("d");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(io_err(format!("creating {}", staging.display())))?;
+    let mut all: Vec<(&str, &[u8])> = vec![("test.sh", script.as_bytes())];
+    all.extend_from_slice(files);
+    for (rel, data) in all {
+        let p = staging.join(rel.trim_start_matches('/'));
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        std::fs::write(&p, data).map_err(io_err(format!("writing {}", p.display())))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let r = run_cmd(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "labtest", "-d"])
+            .arg(&staging)
+            .arg(path)
+            .arg(format!("{size_mib}M")),
+    );
+    let _ = std::fs::remove_dir_all(&staging);
+    r.map(|_| ())
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, data).map_err(io_err(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io_err(format!("renaming to {}", path.display())))
+}
+
+/// Standard base64 (RFC 4648, with padding), as busybox `base64 -d` reads.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn long_scripts_are_refused_on_the_command_line() {
+        assert!(cmdline("echo hi", "")
+            .unwrap()
+            .contains("lab.script=ZWNobyBoaQ=="));
+        assert!(cmdline(&"x".repeat(2000), "").is_err());
+    }
+}

@@ -1,0 +1,424 @@
+//! The L1 machine: Debian's generic kernel under QEMU's software CPU with
+//! emulated AMD-V (`-accel tcg -cpu max`), `kvm_amd` loaded, the host root
+//! shared read-only and a work folder shared writable at the same path, so
+//! a script run in L1 sees the host's files (our freshly built binaries,
+//! QEMU, socat, python) unchanged and leaves its results where the host
+//! can read them.
+//!
+//! Control goes over L1's second serial port (QEMU's stdio): the harness
+//! sends `run ID SECONDS`, L1 runs `work/jobs/ID/script` under `timeout`
+//! in the host root and answers `done ID STATUS`. Jobs run concurrently;
+//! one L1 boot serves every run of a test process.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cpio::Cpio;
+use crate::kmod::ModuleTree;
+use crate::{debs, io_err, lab_dir, LabError, Result};
+
+/// Modules L1 inserts (with their dependencies): KVM on emulated AMD-V,
+/// the 9p shares, and what later lab tests need on the L1 side (tap
+/// devices for the network tests).
+const L1_MODULES: &[&str] = &["kvm-amd", "virtio_pci", "9pnet_virtio", "9p", "tun"];
+
+const L1_INIT: &str = r#"#!/bin/sh
+# The lab's L1 init (see crates/lab/src/l1.rs).
+export PATH=/bin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec 3<>/dev/ttyS1
+stty -F /dev/ttyS1 raw -echo
+fail() { echo "LAB-L1-FAIL $*" >&3; echo "LAB-L1-FAIL $*"; poweroff -f; }
+work=
+for w in $(cat /proc/cmdline); do
+    case "$w" in lab.work=*) work="${w#lab.work=}" ;; esac
+done
+[ -n "$work" ] || fail "no lab.work= on the kernel command line"
+for m in $(cat /modules.order); do
+    insmod /lib/modules/$m.ko || fail "insmod $m"
+done
+[ -c /dev/kvm ] || fail "no /dev/kvm after loading kvm_amd (does the CPU model offer svm?)"
+opts=trans=virtio,version=9p2000.L,msize=512000,cache=none
+mkdir -p /host
+mount -t 9p -o ro,$opts hostroot /host || fail "mounting the host root"
+mount -t 9p -o $opts work "/host$work" || fail "mounting the work folder at $work"
+mount --bind /proc /host/proc
+mount --bind /sys /host/sys
+mount --bind /dev /host/dev
+mount -t tmpfs tmpfs /host/dev/shm
+mount -t tmpfs tmpfs /host/tmp
+mount -t tmpfs tmpfs /host/run
+echo "LAB-L1-READY" >&3
+while read -r cmd id secs <&3; do
+    case "$cmd" in
+    run)
+        j="$work/jobs/$id"
+        (
+            chroot /host /usr/bin/env -i \
+                PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+                HOME=/root TERM=dumb LAB_JOB="$j" LAB_WORK="$work" \
+                /usr/bin/timeout -s KILL "$secs" /bin/bash "$j/script" \
+                >"/host$j/out" 2>&1 </dev/null
+            echo "done $id $?" >&3
+        ) &
+        ;;
+    exit) poweroff -f ;;
+    esac
+done
+"#;
+
+/// How to boot L1.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// L1's vCPUs (QEMU's multi-threaded TCG runs one host thread each).
+    pub cpus: u32,
+    pub mem_mib: u32,
+    /// From QEMU start to L1's ready line.
+    pub boot_timeout: Duration,
+    pub qemu: PathBuf,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        Self {
+            cpus: 2,
+            mem_mib: 2048,
+            boot_timeout: Duration::from_secs(180),
+            qemu: PathBuf::from("qemu-system-x86_64"),
+        }
+    }
+}
+
+/// What a script run in L1 produced.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    /// The script's exit status (137 when its timeout killed it).
+    pub status: i32,
+    pub timed_out: bool,
+    /// Its standard output and error, interleaved.
+    pub output: String,
+    /// Its job folder (same path on the host and in L1).
+    pub dir: PathBuf,
+}
+
+enum Event {
+    Done(i32),
+    Dead,
+}
+
+/// A running L1. Dropping it powers L1 off.
+pub struct Lab {
+    work: PathBuf,
+    console: PathBuf,
+    ctl: Mutex<ChildStdin>,
+    waiters: Arc<Mutex<HashMap<u64, Sender<Event>>>>,
+    dead: Arc<Mutex<bool>>,
+    pid: i32,
+    next: AtomicU64,
+}
+
+impl Lab {
+    /// Fetches what L1 needs, boots it and waits until it accepts jobs.
+    pub fn boot(opts: &LabOptions) -> Result<Self> {
+        check_qemu(&opts.qemu)?;
+        let dir = lab_dir();
+        let cache = dir.join("cache");
+        let kernel = debs::kernel(&cache, "linux-image-amd64")?;
+        let busybox = debs::busybox(&cache)?;
+        let tree = ModuleTree::scan(&kernel.modules)?;
+
+        let mut c = Cpio::new();
+        c.host_file("bin/busybox", 0o755, &busybox)?;
+        c.symlink("bin/sh", "busybox");
+        for d in ["proc", "sys", "dev", "host"] {
+            c.dir(d);
+        }
+        c.chardev("dev/console", 5, 1);
+        c.file("init", 0o755, L1_INIT.as_bytes());
+        let mut order = String::new();
+        for (name, path) in tree.load_order(L1_MODULES)? {
+            c.host_file(&format!("lib/modules/{name}.ko"), 0o644, &path)?;
+            order.push_str(&name);
+            order.push('\n');
+        }
+        c.file("modules.order", 0o644, order.as_bytes());
+
+        // A fresh work folder per L1; absolute, since L1 mounts it at the
+        // same path inside the host root.
+        let work = fresh_work_dir(&dir)?;
+        let initrd = work.join("l1-initramfs.cpio");
+        std::fs::write(&initrd, c.finish()).map_err(io_err("writing the L1 initramfs"))?;
+        let console = work.join("l1-console.log");
+        let qemu_log = work.join("qemu.log");
+        let work_str = work
+            .to_str()
+            .filter(|s| !s.contains([' ', ',']))
+            .ok_or_else(|| {
+                LabError::Format(format!(
+                    "the lab folder {} must be UTF-8 without spaces or commas (set BHYVE_LAB_DIR)",
+                    work.display()
+                ))
+            })?
+            .to_string();
+
+        let mut cmd = Command::new(&opts.qemu);
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-nodefaults",
+            "-no-user-config",
+        ])
+        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .arg("-smp")
+        .arg(opts.cpus.to_string())
+        .arg("-m")
+        .arg(opts.mem_mib.to_string())
+        .arg("-kernel")
+        .arg(&kernel.bzimage)
+        .arg("-initrd")
+        .arg(&initrd)
+        .arg("-append")
+        .arg(format!("console=ttyS0 panic=-1 lab.work={work_str}"))
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .args([
+            "-chardev",
+            "stdio,id=ctl,signal=off",
+            "-serial",
+            "chardev:ctl",
+        ])
+        .arg("-virtfs")
+        .arg("local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={work_str},mount_tag=work,security_model=none,multidevs=remap"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::File::create(&qemu_log)
+                .map_err(io_err(format!("creating {}", qemu_log.display())))?,
+        );
+        // SAFETY: prctl only, which is async-signal-safe. L1 must not
+        // outlive the process that booted it (test binaries never drop
+        // their shared lab); the spawning thread below lives as long as L1.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+
+        let (spawned_tx, spawned_rx) = channel();
+        let dead = Arc::new(Mutex::new(false));
+        let waiters: Arc<Mutex<HashMap<u64, Sender<Event>>>> = Arc::default();
+        let (ready_tx, ready_rx) = channel::<std::result::Result<(), String>>();
+        {
+            let dead = dead.clone();
+            let waiters = waiters.clone();
+            std::thread::Builder::new()
+                .name("lab-l1".into())
+                .spawn(move || supervise(cmd, spawned_tx, ready_tx, waiters, dead))
+                .map_err(io_err("starting the L1 thread"))?;
+        }
+        let (pid, stdin) = spawned_rx
+            .recv()
+            .map_err(|_| LabError::L1("the L1 thread ended early".into()))?
+            .map_err(|e| LabError::L1(format!("starting {}: {e}", opts.qemu.display())))?;
+        let lab = Self {
+            work,
+            console,
+            ctl: Mutex::new(stdin),
+            waiters,
+            dead,
+            pid,
+            next: AtomicU64::new(1),
+        };
+        match ready_rx.recv_timeout(opts.boot_timeout) {
+            Ok(Ok(())) => Ok(lab),
+            Ok(Err(why)) => Err(LabError::L1(format!("L1 failed: {why}\n{}", lab.tails()))),
+            Err(_) => Err(LabError::L1(format!(
+                "L1 was not ready within {:?}\n{}",
+                opts.boot_timeout,
+                lab.tails()
+            ))),
+        }
+    }
+
+    /// The writable folder shared with L1 (same path on both sides).
+    pub fn work_dir(&self) -> &Path {
+        &self.work
+    }
+
+    /// Runs `script` with bash in L1 (in the host root, as root, in its own
+    /// job folder, `$LAB_JOB`) and waits for it. It is killed after
+    /// `timeout`; if L1 itself stops answering, the lab is declared dead.
+    pub fn run(&self, script: &str, timeout: Duration) -> Result<JobOutput> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let dir = self.work.join("jobs").join(id.to_string());
+        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let body = format!("cd \"$LAB_JOB\" || exit 120\n{script}\n");
+        std::fs::write(dir.join("script"), body).map_err(io_err("writing the job script"))?;
+
+        let rx = self.register(id)?;
+        let secs = timeout.as_secs().max(1);
+        {
+            let mut ctl = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
+            ctl.write_all(format!("run {id} {secs}\n").as_bytes())
+                .and_then(|_| ctl.flush())
+                .map_err(|e| LabError::L1(format!("sending job {id} to L1: {e}")))?;
+        }
+        let start = Instant::now();
+        // L1 enforces the timeout; the grace covers a slow, loaded L1.
+        let status = match rx.recv_timeout(timeout + Duration::from_secs(60)) {
+            Ok(Event::Done(s)) => s,
+            Ok(Event::Dead) | Err(RecvTimeoutError::Disconnected) => {
+                return Err(LabError::L1(format!(
+                    "L1 died during job {id}\n{}",
+                    self.tails()
+                )))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.waiters.lock().unwrap().remove(&id);
+                return Err(LabError::L1(format!(
+                    "L1 did not finish job {id} within its timeout plus 60 s\n{}",
+                    self.tails()
+                )));
+            }
+        };
+        let output = std::fs::read(dir.join("out"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Ok(JobOutput {
+            status,
+            timed_out: status == 137 && start.elapsed() >= timeout,
+            output,
+            dir,
+        })
+    }
+
+    fn register(&self, id: u64) -> Result<Receiver<Event>> {
+        let (tx, rx) = channel();
+        // Checked under the waiters lock, which the reader takes to
+        // declare L1 dead: no job is registered after that.
+        let mut w = self.waiters.lock().unwrap();
+        if *self.dead.lock().unwrap() {
+            return Err(LabError::L1(format!("L1 is not running\n{}", self.tails())));
+        }
+        w.insert(id, tx);
+        Ok(rx)
+    }
+
+    /// The last lines of L1's console and of QEMU's own messages.
+    pub fn tails(&self) -> String {
+        let tail = |p: &Path| {
+            let s = std::fs::read(p)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let lines: Vec<&str> = s.lines().collect();
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        };
+        format!(
+            "--- L1 console ({}):\n{}\n--- QEMU:\n{}",
+            self.console.display(),
+            tail(&self.console),
+            tail(&self.work.join("qemu.log"))
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Ok(mut ctl) = self.ctl.lock() {
+            let _ = ctl.write_all(b"exit\n");
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+    }
+}
+
+type Spawned = std::result::Result<(i32, ChildStdin), std::io::Error>;
+
+/// Owns the QEMU process for its whole life (so PDEATHSIG fires only when
+/// the test process exits) and routes its control-port lines.
+fn supervise(
+    mut cmd: Command,
+    spawned: Sender<Spawned>,
+    ready: Sender<std::result::Result<(), String>>,
+    waiters: Arc<Mutex<HashMap<u64, Sender<Event>>>>,
+    dead: Arc<Mutex<bool>>,
+) {
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = spawned.send(Err(e));
+            return;
+        }
+    };
+    let stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let _ = spawned.send(Ok((child.id() as i32, stdin)));
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let line = line.trim();
+        if line == "LAB-L1-READY" {
+            let _ = ready.send(Ok(()));
+        } else if let Some(why) = line.strip_prefix("LAB-L1-FAIL ") {
+            let _ = ready.send(Err(why.to_string()));
+        } else if let Some(rest) = line.strip_prefix("done ") {
+            let mut it = rest.split_whitespace();
+            if let (Some(Ok(id)), Some(Ok(st))) = (
+                it.next().map(str::parse::<u64>),
+                it.next().map(str::parse::<i32>),
+            ) {
+                if let Some(tx) = waiters.lock().unwrap().remove(&id) {
+                    let _ = tx.send(Event::Done(st));
+                }
+            }
+        }
+    }
+    let mut w = waiters.lock().unwrap();
+    *dead.lock().unwrap() = true;
+    for (_, tx) in w.drain() {
+        let _ = tx.send(Event::Dead);
+    }
+    drop(w);
+    let _ = ready.send(Err("QEMU exited".into()));
+    let _ = child.wait();
+}
+
+fn check_qemu(qemu: &Path) -> Result<()> {
+    match Command::new(qemu).arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err(LabError::Missing(format!(
+            "{} not found: install Debian's qemu-system-x86 (the lab's L1 runs under QEMU's TCG)",
+            qemu.display()
+        ))),
+    }
+}
+
+fn fresh_work_dir(lab: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(lab).map_err(io_err(format!("creating {}", lab.display())))?;
+    let lab = lab
+        .canonicalize()
+        .map_err(io_err(format!("resolving {}", lab.display())))?;
+    let work = lab.join(format!("work-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("jobs"))
+        .map_err(io_err(format!("creating {}", work.display())))?;
+    Ok(work)
+}
