@@ -20,6 +20,7 @@ const GUESTS: &[(&str, Kind)] = &[
     ("pio_loop", Kind::Pvh),
     ("serial_echo", Kind::Pvh),
     ("mptable", Kind::Pvh),
+    ("pit_ioapic", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
 ];
 

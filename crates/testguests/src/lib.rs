@@ -62,6 +62,14 @@
 //!   APIC PIN`, `lint TYPE FLAGS BUS IRQ APIC PIN`; then `mptable: 0xN
 //!   cpus`, status 33. A bad checksum or malformed table: one `mptable:
 //!   bad …`/`malformed table` line, status 35.
+//! * `pit_ioapic` → masks both 8259s, unmasks I/O APIC pins 0 and 2,
+//!   runs the PIT at ~1 kHz and waits (a ~4 s local APIC timer bounds
+//!   the wait) for 10 interrupts on pin 2, each EOIed through the local
+//!   APIC: `pit_ioapic:
+//!   0xa ticks on pin 2, pin 0 saw 0xN` (N = interrupts on pin 0, 0 on
+//!   bhyve's wiring), status 33. Timeout: `pit_ioapic: timeout: ticks on
+//!   pin 2: 0xK`, status 35; any other vector or exception: `pit_ioapic:
+//!   unexpected interrupt or exception`, status 35.
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
 //!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
@@ -85,6 +93,7 @@ pub const GUESTS: &[&str] = &[
     "pio_loop",
     "serial_echo",
     "mptable",
+    "pit_ioapic",
     "bzimage_inspect",
 ];
 
