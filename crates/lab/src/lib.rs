@@ -87,3 +87,22 @@ pub(crate) fn run_cmd(cmd: &mut std::process::Command) -> Result<std::process::O
     }
     Ok(out)
 }
+
+/// Bash helpers (`result`, `wait_for`, a private `$BHYVE_RUNDIR`) to put at
+/// the start of a job script.
+pub const JOB_PRELUDE: &str = include_str!("prelude.sh");
+
+/// The `RESULT key=value` lines a job printed, in order.
+pub fn results(output: &str) -> Vec<(String, String)> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Quotes `s` for bash (single quotes).
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

@@ -1,0 +1,23 @@
+# Shell helpers every lab job script starts with (crates/lab/src/prelude.sh).
+# The job runs in L1, as root, in the host's root file system, with its
+# working directory $LAB_JOB on the shared work folder (readable from the
+# host afterwards).
+set -u
+# Named VMs and guest memory on L1's tmpfs (memory files are mmap'ed; the
+# 9p work share is for results).
+export BHYVE_RUNDIR=/run/bhyve-lab-$$
+mkdir -p "$BHYVE_RUNDIR"
+
+# result KEY VALUE: a line the test reads back.
+result() { echo "RESULT $1=$2"; }
+
+# wait_for FILE PATTERN SECONDS: until FILE contains PATTERN.
+wait_for() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        grep -q -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "LAB: '$2' did not appear in $1 within $3 s"
+    return 1
+}

@@ -1,0 +1,298 @@
+//! The real-OS lab: Debian's cloud kernel boots on our bhyve inside the
+//! lab's L1 (QEMU TCG with emulated AMD-V; see crates/lab and README
+//! "Lab"), through `bhyveload` (bzImage and PVH ELF) and through the
+//! one-command path, with one and two vCPUs; and the VM lifecycle a bhyve
+//! user relies on: reboot (exit 0, the VM stays), triple fault (3), console
+//! input on com1, `bhyvectl --force-poweroff` and `--destroy` on a running
+//! guest.
+//!
+//! One L1 boot serves every test of this file; tests run their guests
+//! concurrently in it.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bhyve_lab::guest::cmdline;
+use bhyve_lab::{
+    lab_dir, results, shell_quote, GuestImages, JobOutput, Lab, LabOptions, GUEST_END_MARKER,
+    GUEST_USERSPACE_MARKER, JOB_PRELUDE,
+};
+
+/// An L2 boot takes 30–60 s at emulator speed; two may share L1's CPUs.
+const JOB_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn lab() -> &'static Lab {
+    static LAB: OnceLock<Result<Lab, String>> = OnceLock::new();
+    LAB.get_or_init(|| Lab::boot(&LabOptions::default()).map_err(|e| e.to_string()))
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the lab did not start: {e}"))
+}
+
+fn images() -> &'static GuestImages {
+    static IMAGES: OnceLock<Result<GuestImages, String>> = OnceLock::new();
+    IMAGES
+        .get_or_init(|| GuestImages::prepare(&lab_dir(), &[]).map_err(|e| e.to_string()))
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the guest images could not be built: {e}"))
+}
+
+/// What one job left: its output, its `RESULT` lines and the guest console.
+struct Run {
+    out: JobOutput,
+    console: String,
+}
+
+impl Run {
+    fn result(&self, key: &str) -> Option<String> {
+        results(&self.out.output)
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    fn expect(&self, key: &str, want: &str) {
+        assert_eq!(
+            self.result(key).as_deref(),
+            Some(want),
+            "RESULT {key}\n{}",
+            self.explain()
+        );
+    }
+
+    fn expect_console(&self, needle: &str) {
+        assert!(
+            self.console.contains(needle),
+            "the guest console lacks {needle:?}\n{}",
+            self.explain()
+        );
+    }
+
+    fn explain(&self) -> String {
+        let tail: Vec<&str> = self.console.lines().collect();
+        format!(
+            "--- job output:\n{}\n--- guest console (last lines):\n{}",
+            self.out.output,
+            tail[tail.len().saturating_sub(40)..].join("\n")
+        )
+    }
+}
+
+/// Runs `body` in L1 with `$BHYVE`, `$BHYVELOAD`, `$BHYVECTL`, the guest
+/// images (`$BZIMAGE`, `$VMLINUX`, `$INITRD`) and `$CMDLINE` (the L2 kernel
+/// command line running `guest_script`, plus `extra`) defined.
+fn run(guest_script: &str, extra: &str, body: &str) -> Run {
+    let img = images();
+    let vars = [
+        ("BHYVE", env!("CARGO_BIN_EXE_bhyve").to_string()),
+        ("BHYVELOAD", env!("CARGO_BIN_EXE_bhyveload").to_string()),
+        ("BHYVECTL", env!("CARGO_BIN_EXE_bhyvectl").to_string()),
+        ("BZIMAGE", img.bzimage.display().to_string()),
+        ("VMLINUX", img.vmlinux.display().to_string()),
+        ("INITRD", img.initramfs.display().to_string()),
+        ("CMDLINE", cmdline(guest_script, extra).unwrap()),
+    ];
+    let mut script = String::from(JOB_PRELUDE);
+    for (k, v) in vars {
+        script.push_str(&format!("{k}={}\n", shell_quote(&v)));
+    }
+    script.push_str(body);
+    let out = lab().run(&script, JOB_TIMEOUT).unwrap();
+    let console = std::fs::read(out.dir.join("console.log"))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let run = Run { out, console };
+    assert!(!run.out.timed_out, "the job timed out\n{}", run.explain());
+    assert!(
+        !run.console.contains("Kernel panic"),
+        "the guest panicked\n{}",
+        run.explain()
+    );
+    run
+}
+
+fn marker(cpus: u32) -> String {
+    format!("{GUEST_USERSPACE_MARKER} cpus={cpus}")
+}
+
+/// bhyveload + bhyve with a bzImage; the guest's `reboot` ends bhyve with
+/// 0 and leaves the named VM in place until `bhyvectl --destroy`.
+#[test]
+fn bzimage_via_bhyveload_reboots_and_the_vm_stays() {
+    let r = run(
+        "echo LAB-SCRIPT-RAN",
+        "",
+        r#"
+$BHYVELOAD -m 256M -k "$BZIMAGE" -i "$INITRD" -o boot.cmdline="$CMDLINE" vm-a
+result load $?
+$BHYVE -A -c 1 -m 256M -l com1,stdio vm-a >console.log 2>bhyve.err </dev/null
+result bhyve $?
+cat bhyve.err
+$BHYVECTL --list | grep -q '^vm-a' && result listed yes
+$BHYVECTL --destroy --vm=vm-a
+result destroy $?
+$BHYVECTL --list | grep -q '^vm-a' || result gone yes
+"#,
+    );
+    r.expect("load", "0");
+    r.expect_console(&marker(1));
+    r.expect_console("LAB-SCRIPT-RAN");
+    r.expect_console(&format!("{GUEST_END_MARKER} status=0"));
+    r.expect("bhyve", "0");
+    r.expect("listed", "yes");
+    r.expect("destroy", "0");
+    r.expect("gone", "yes");
+}
+
+/// Two vCPUs both online; a line typed into com1 reaches the guest's
+/// shell; `reboot=t` makes Linux reset by triple fault: bhyve exits 3.
+#[test]
+fn bzimage_two_cpus_console_input_and_triple_fault() {
+    let r = run(
+        "echo LAB-READY-FOR-INPUT; read line; echo \"LAB-GOT:$line\"",
+        "reboot=t",
+        r#"
+$BHYVELOAD -m 256M -k "$BZIMAGE" -i "$INITRD" -o boot.cmdline="$CMDLINE" vm-b
+result load $?
+mkfifo /tmp/com1-in-$$
+exec 7<>/tmp/com1-in-$$
+$BHYVE -A -c 2 -m 256M -l com1,stdio vm-b >console.log 2>bhyve.err </tmp/com1-in-$$ &
+pid=$!
+wait_for console.log LAB-READY-FOR-INPUT 240 && echo "typed-into-com1" >&7
+wait $pid
+result bhyve $?
+cat bhyve.err
+"#,
+    );
+    r.expect("load", "0");
+    r.expect_console(&marker(2));
+    r.expect_console("LAB-GOT:typed-into-com1");
+    r.expect("bhyve", "3");
+}
+
+/// The PVH entry of the ELF vmlinux; `bhyvectl --force-poweroff` stops the
+/// running guest: bhyve exits 1.
+#[test]
+fn pvh_via_bhyveload_and_force_poweroff() {
+    let r = run(
+        "echo LAB-WAITING; sleep 600",
+        "",
+        r#"
+$BHYVELOAD -m 256M -k "$VMLINUX" -i "$INITRD" -o boot.cmdline="$CMDLINE" vm-c
+result load $?
+$BHYVE -A -c 1 -m 256M -l com1,stdio vm-c >console.log 2>bhyve.err </dev/null &
+pid=$!
+wait_for console.log LAB-WAITING 240
+$BHYVECTL --force-poweroff --vm=vm-c
+result ctl $?
+wait $pid
+result bhyve $?
+cat bhyve.err
+"#,
+    );
+    r.expect("load", "0");
+    r.expect_console(&marker(1));
+    r.expect("ctl", "0");
+    r.expect("bhyve", "1");
+    assert!(!r.console.contains(GUEST_END_MARKER), "{}", r.explain());
+}
+
+/// PVH with two vCPUs; `bhyvectl --destroy` on the running guest powers it
+/// off and removes the VM.
+#[test]
+fn pvh_two_cpus_and_destroy_while_running() {
+    let r = run(
+        "echo LAB-WAITING; sleep 600",
+        "",
+        r#"
+$BHYVELOAD -m 256M -k "$VMLINUX" -i "$INITRD" -o boot.cmdline="$CMDLINE" vm-d
+result load $?
+$BHYVE -A -c 2 -m 256M -l com1,stdio vm-d >console.log 2>bhyve.err </dev/null &
+pid=$!
+wait_for console.log LAB-WAITING 240
+$BHYVECTL --destroy --vm=vm-d
+result ctl $?
+wait $pid
+result bhyve $?
+cat bhyve.err
+$BHYVECTL --list | grep -q '^vm-d' || result gone yes
+"#,
+    );
+    r.expect("load", "0");
+    r.expect_console(&marker(2));
+    r.expect("ctl", "0");
+    r.expect("bhyve", "1");
+    r.expect("gone", "yes");
+}
+
+/// The one-command path (`-o boot.kernel=`), bzImage and PVH, one and two
+/// vCPUs.
+#[test]
+fn one_command_bzimage_two_cpus() {
+    let r = run(
+        "echo LAB-SCRIPT-RAN",
+        "",
+        r#"
+$BHYVE -A -c 2 -m 256M -l com1,stdio -o boot.kernel="$BZIMAGE" -o boot.initrd="$INITRD" \
+    -o boot.cmdline="$CMDLINE" vm-e >console.log 2>bhyve.err </dev/null
+result bhyve $?
+cat bhyve.err
+"#,
+    );
+    r.expect_console(&marker(2));
+    r.expect_console("LAB-SCRIPT-RAN");
+    r.expect("bhyve", "0");
+}
+
+#[test]
+fn one_command_pvh_one_cpu() {
+    let r = run(
+        "echo LAB-SCRIPT-RAN",
+        "",
+        r#"
+$BHYVE -A -c 1 -m 256M -l com1,stdio -o boot.kernel="$VMLINUX" -o boot.initrd="$INITRD" \
+    -o boot.cmdline="$CMDLINE" vm-f >console.log 2>bhyve.err </dev/null
+result bhyve $?
+cat bhyve.err
+"#,
+    );
+    r.expect_console(&marker(1));
+    r.expect_console("LAB-SCRIPT-RAN");
+    r.expect("bhyve", "0");
+}
+
+/// The lab's own disk-image path (an ext4 image from `mkfs.ext4 -d` whose
+/// `/test.sh` the guest's init runs when told `lab.disk=`), checked under
+/// QEMU with KVM inside L1 — the yardstick — since our bhyve gets its disk
+/// controllers in later work. The same images boot on both VMMs.
+#[test]
+fn disk_image_script_runs_under_qemu_in_l1() {
+    let dir = lab().work_dir().join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("script-disk.img");
+    bhyve_lab::guest::ext4_image(
+        &img,
+        16,
+        "echo LAB-FROM-DISK; cat /disk/data/hello.txt\n",
+        &[("data/hello.txt", b"hello from an ext4 image\n")],
+    )
+    .unwrap();
+    let r = run(
+        "",
+        "",
+        &format!(
+            r#"
+qemu-system-x86_64 -accel kvm -M pc -cpu host -m 256 -nodefaults -no-user-config \
+    -display none -no-reboot -serial file:console.log \
+    -kernel "$BZIMAGE" -initrd "$INITRD" \
+    -append "console=ttyS0 panic=-1 lab.disk=/dev/nvme0n1" \
+    -drive file={},if=none,id=d,format=raw,readonly=on -device nvme,drive=d,serial=lab
+result qemu $?
+"#,
+            shell_quote(&img.display().to_string())
+        ),
+    );
+    r.expect("qemu", "0");
+    r.expect_console(&marker(1));
+    r.expect_console("LAB-FROM-DISK");
+    r.expect_console("hello from an ext4 image");
+}
