@@ -6,18 +6,23 @@
 //! [`VmControl`]. The vmm crate supplies KVM-backed implementations; unit
 //! tests supply recording ones.
 
+pub mod acpi_pm;
 pub mod atkbdc;
 pub mod bus;
 pub mod chardev;
+pub mod hpet;
 pub mod pctestdev;
 pub mod reset;
 #[cfg(test)]
 mod testutil;
+pub mod timer;
 pub mod uart;
 
+pub use acpi_pm::AcpiPm;
 pub use atkbdc::Atkbdc;
 pub use bus::{Bus, BusDevice, BusError};
 pub use chardev::{CharFrontend, Notifier};
+pub use hpet::Hpet;
 pub use pctestdev::PcTestDev;
 pub use reset::ResetControl;
 pub use uart::Uart;
@@ -27,6 +32,12 @@ pub trait IrqLine: Send + Sync {
     /// Drives the line. Level-triggered users hold it high while their
     /// condition lasts; edge users call `set_level(true)` then `false`.
     fn set_level(&self, high: bool);
+}
+
+/// Delivers message-signalled interrupts (a write of `data` to the
+/// local APIC address `address`), e.g. the HPET's FSB interrupts.
+pub trait MsiSink: Send + Sync {
+    fn send_msi(&self, address: u64, data: u32);
 }
 
 /// Why a device wants the VM to stop, mapped to bhyve(8)'s exit status by
