@@ -90,6 +90,8 @@ impl VcpuShared {
     }
 }
 
+type PowerButtonFn = Box<dyn Fn() -> bool + Send + Sync>;
+
 /// The VM's run state, shared by vCPU threads, devices (as their
 /// [`VmControl`]) and the control socket (as its [`ControlHandler`]).
 pub struct Lifecycle {
@@ -97,6 +99,7 @@ pub struct Lifecycle {
     cond: Condvar,
     stopping: AtomicBool,
     vcpus: Vec<VcpuShared>,
+    power_button: Mutex<Option<PowerButtonFn>>,
 }
 
 impl Lifecycle {
@@ -106,7 +109,35 @@ impl Lifecycle {
             cond: Condvar::new(),
             stopping: AtomicBool::new(false),
             vcpus: (0..vcpus).map(|_| VcpuShared::default()).collect(),
+            power_button: Mutex::new(None),
         }
+    }
+
+    /// Installs the ACPI power button: `press` returns whether the guest
+    /// was listening (had enabled ACPI).
+    pub fn set_power_button(&self, press: impl Fn() -> bool + Send + Sync + 'static) {
+        *self.power_button.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(press));
+    }
+
+    /// A host stop signal. SIGTERM presses the power button, as bhyve
+    /// does once the guest enabled ACPI, and the guest decides; with no
+    /// ACPI-aware guest listening it powers off, as do the other stop
+    /// signals (bhyve would die of the signal there).
+    pub fn stop_signal(&self, sig: libc::c_int) {
+        if sig == libc::SIGTERM {
+            let pressed = self
+                .power_button
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(|press| press());
+            if pressed {
+                log::info!("signal {sig}: pressing the ACPI power button");
+                return;
+            }
+        }
+        log::info!("signal {sig}: powering off");
+        self.request_exit(ExitRequest::PowerOff);
     }
 
     /// Whether vCPU threads must leave their loops.
@@ -272,6 +303,40 @@ mod tests {
         assert!(l.stopping());
         assert_eq!(l.wait(), ExitRequest::Status(7));
         assert!(l.queue_nmi(0).is_err());
+    }
+
+    #[test]
+    fn sigterm_presses_the_power_button_when_the_guest_listens() {
+        use std::sync::atomic::AtomicUsize;
+        let l = Lifecycle::new(1);
+        let presses = Arc::new(AtomicUsize::new(0));
+        let listening = Arc::new(AtomicBool::new(true));
+        let (p, on) = (presses.clone(), listening.clone());
+        l.set_power_button(move || {
+            p.fetch_add(1, Ordering::SeqCst);
+            on.load(Ordering::SeqCst)
+        });
+        l.stop_signal(libc::SIGTERM);
+        l.stop_signal(libc::SIGTERM);
+        assert_eq!(presses.load(Ordering::SeqCst), 2);
+        assert!(!l.stopping());
+        listening.store(false, Ordering::SeqCst);
+        l.stop_signal(libc::SIGTERM);
+        assert_eq!(l.exit_request(), Some(ExitRequest::PowerOff));
+
+        // SIGINT never presses; no button at all powers off too.
+        let l = Lifecycle::new(1);
+        let p = presses.clone();
+        l.set_power_button(move || {
+            p.fetch_add(1, Ordering::SeqCst);
+            true
+        });
+        l.stop_signal(libc::SIGINT);
+        assert_eq!(presses.load(Ordering::SeqCst), 3);
+        assert_eq!(l.exit_request(), Some(ExitRequest::PowerOff));
+        let l = Lifecycle::new(1);
+        l.stop_signal(libc::SIGTERM);
+        assert_eq!(l.exit_request(), Some(ExitRequest::PowerOff));
     }
 
     #[test]

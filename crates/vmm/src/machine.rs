@@ -207,11 +207,8 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     // First, before any thread exists: every later thread inherits the
     // blocked stop signals, so only the watcher receives them.
     let stopper = life.clone();
-    let _signals = StopSignalWatcher::spawn(move |sig| {
-        log::info!("signal {sig}: powering off");
-        stopper.request_exit(ExitRequest::PowerOff);
-    })
-    .map_err(|e| MachineError::new(format!("signal thread: {e}")))?;
+    let _signals = StopSignalWatcher::spawn(move |sig| stopper.stop_signal(sig))
+        .map_err(|e| MachineError::new(format!("signal thread: {e}")))?;
     let serial_backends = open_serial_backends(&spec.legacy)?;
     let store = VmStore::from_env();
     let Booted {
@@ -244,6 +241,8 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
 
     let control: Arc<dyn VmControl> = life.clone();
     let mut platform = Platform::build(&vm, control.clone(), &spec.legacy, serial_backends)?;
+    let button = platform.power_button();
+    life.set_power_button(move || button.press());
 
     let mut vcpus = Vec::with_capacity(ncpus);
     let mut cpu_identity = CpuIdentity::default();

@@ -1,14 +1,23 @@
 //! The PC's legacy devices on the port and MMIO buses: COM ports behind
-//! the LPC bridge, pc-testdev, the 0xcf9 reset register and the i8042
-//! (whose 0xfe command resets the machine).
+//! the LPC bridge, pc-testdev, the 0xcf9 reset register, the i8042
+//! (whose 0xfe command resets the machine), and what bhyve's kernel and
+//! `pm.c` always provide: the HPET, the ACPI PM timer and PM1 registers
+//! and SMI_CMD.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
+use bhyve_devices::acpi_pm::SCI_IRQ;
 use bhyve_devices::atkbdc::{KBD_DATA_PORT, KBD_STS_CTL_PORT};
+use bhyve_devices::hpet::{HPET_BASE, HPET_LEN};
 use bhyve_devices::pctestdev::IRQ_PINCOUNT_MIN;
 use bhyve_devices::reset::{RESET_PORT, RESET_PORT_LEN};
+use bhyve_devices::timer::{Clock, MonotonicClock, TimerThread, TimerWake};
 use bhyve_devices::uart::{COM_PORTS, UART_REG_COUNT};
-use bhyve_devices::{Atkbdc, Bus, BusError, IrqLine, PcTestDev, ResetControl, Uart, VmControl};
+use bhyve_devices::{
+    AcpiPm, Atkbdc, Bus, BusError, Hpet, IrqLine, MsiSink, PcTestDev, ResetControl, Uart, VmControl,
+};
+use kvm_bindings::kvm_msi;
+use kvm_ioctls::VmFd;
 
 use crate::kvm_vm::KvmVm;
 use crate::MachineError;
@@ -16,6 +25,41 @@ use bhyve_backends::{open_char_backend, BackendHandle, CharBackend};
 
 /// IOAPIC pins of KVM's in-kernel IOAPIC, driven by pc-testdev's IRQ ports.
 const IOAPIC_PINS: usize = IRQ_PINCOUNT_MIN;
+
+/// MSIs through `KVM_SIGNAL_MSI` (the HPET's FSB interrupts).
+struct KvmMsi(Arc<VmFd>);
+
+impl MsiSink for KvmMsi {
+    fn send_msi(&self, address: u64, data: u32) {
+        let msi = kvm_msi {
+            address_lo: address as u32,
+            address_hi: (address >> 32) as u32,
+            data,
+            ..Default::default()
+        };
+        if let Err(e) = self.0.signal_msi(msi) {
+            log::warn!("KVM_SIGNAL_MSI {address:#x} {data:#x}: {e}");
+        }
+    }
+}
+
+/// The ACPI power button, as SIGTERM presses it. Weak: the lifecycle
+/// keeps the button and the PM device keeps the lifecycle.
+#[derive(Clone)]
+pub struct PowerButton(Weak<Mutex<AcpiPm>>);
+
+impl PowerButton {
+    /// Presses the button; false when the guest has not enabled ACPI
+    /// (then nothing listens and the caller powers off instead) or the
+    /// platform is gone.
+    pub fn press(&self) -> bool {
+        self.0.upgrade().is_some_and(|pm| {
+            pm.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .press_power_button()
+        })
+    }
+}
 
 /// What the LPC bridge and the fixed platform carry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,6 +90,8 @@ pub struct Platform {
     pub pio: Arc<Bus>,
     pub mmio: Arc<Bus>,
     serial: Vec<BackendHandle>,
+    power_button: PowerButton,
+    hpet_timer: Option<TimerThread>,
 }
 
 impl Platform {
@@ -85,6 +131,27 @@ impl Platform {
                 .map_err(|e| MachineError::new(format!("{name}: {e}")))?;
             serial.push(handle);
         }
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+        let pm = Arc::new(Mutex::new(AcpiPm::new(
+            control.clone(),
+            vm.irq_line(SCI_IRQ),
+            clock.clone(),
+        )));
+        for (base, len) in AcpiPm::pio_ranges() {
+            pio.insert(base, len, pm.clone())
+                .map_err(|e| bus_err("acpi", e))?;
+        }
+        // bhyve's timers may use the I/O APIC's top pins, which are GSIs
+        // of the same number in the PC routing.
+        let pins: Vec<Arc<dyn IrqLine>> = (0..IOAPIC_PINS as u32).map(|i| vm.irq_line(i)).collect();
+        let mut hpet = Hpet::new(clock.clone(), pins, Some(Arc::new(KvmMsi(vm.fd().clone()))));
+        let wake = TimerWake::new();
+        hpet.set_wake(wake.clone());
+        let hpet = Arc::new(Mutex::new(hpet));
+        mmio.insert(HPET_BASE, HPET_LEN, hpet.clone())
+            .map_err(|e| bus_err("hpet", e))?;
+        let hpet_timer = TimerThread::spawn("hpet", hpet, clock, wake)
+            .map_err(|e| MachineError::new(format!("hpet timer thread: {e}")))?;
         if spec.pc_testdev {
             let irqs: Vec<Arc<dyn IrqLine>> =
                 (0..IOAPIC_PINS as u32).map(|i| vm.irq_line(i)).collect();
@@ -100,7 +167,18 @@ impl Platform {
             mmio.insert(mbase, mlen, dev)
                 .map_err(|e| bus_err("pc-testdev", e))?;
         }
-        Ok(Self { pio, mmio, serial })
+        Ok(Self {
+            pio,
+            mmio,
+            serial,
+            power_button: PowerButton(Arc::downgrade(&pm)),
+            hpet_timer: Some(hpet_timer),
+        })
+    }
+
+    /// The ACPI power button (for SIGTERM).
+    pub fn power_button(&self) -> PowerButton {
+        self.power_button.clone()
     }
 
     /// Stops the serial backends (flushing what the guest wrote) and gives
@@ -109,6 +187,7 @@ impl Platform {
         // Dropping a handle flushes the guest's output and restores the
         // terminal.
         self.serial.clear();
+        self.hpet_timer = None;
     }
 }
 
