@@ -1,0 +1,132 @@
+//! The DSDT: `\_S5` (soft-off, so the guest can power off through PM1
+//! control) and the devices of bhyve's LPC bridge, in `\_SB`.
+//!
+//! bhyve nests its legacy devices under `\_SB.PC00.ISA`; until the PCI
+//! root bridge exists they sit directly in `\_SB`, which Linux and
+//! FreeBSD enumerate the same way. [`Dsdt`] collects device terms, so the
+//! PCI work can append `PC00` (with `_PRT`) and move devices into it.
+
+use super::aml::{self, ResourceTemplate};
+use super::sdt::{finish, header};
+use super::{AcpiError, AcpiSpec};
+
+/// DSDT revision 2: 64-bit AML integers.
+pub const DSDT_REVISION: u8 = 2;
+/// Length of the HPET's register block in `_CRS` (bhyve's 0x400).
+pub const HPET_MMIO_LEN: u32 = 0x400;
+/// The 8259 pair, the 8254 and the CMOS RTC: fixed ISA resources.
+pub const PIC_PORTS: [(u16, u8); 2] = [(0x20, 2), (0xa0, 2)];
+pub const PIC_CASCADE_IRQ: u8 = 2;
+pub const PIT_PORT: (u16, u8) = (0x40, 4);
+pub const PIT_IRQ: u8 = 0;
+pub const RTC_PORT: (u16, u8) = (0x70, 2);
+pub const RTC_IRQ: u8 = 8;
+/// A 16550's register block.
+pub const UART_PORTS: u8 = 8;
+
+/// DSDT contents: named objects at the root and devices in `\_SB`.
+#[derive(Debug, Clone, Default)]
+pub struct Dsdt {
+    root: Vec<Vec<u8>>,
+    sb: Vec<Vec<u8>>,
+}
+
+impl Dsdt {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a term (already encoded) at the namespace root.
+    pub fn push_root(&mut self, term: Vec<u8>) {
+        self.root.push(term);
+    }
+
+    /// Appends a term (usually a `Device`) to `\_SB`.
+    pub fn push_sb(&mut self, term: Vec<u8>) {
+        self.sb.push(term);
+    }
+
+    /// A `Device (name) { _HID, [_UID], _CRS }` in `\_SB`.
+    pub fn add_device(
+        &mut self,
+        name: &str,
+        hid: &str,
+        uid: Option<u64>,
+        crs: ResourceTemplate,
+    ) -> Result<(), AcpiError> {
+        let mut body = aml::name("_HID", &aml::eisa_id(hid)?)?;
+        if let Some(uid) = uid {
+            body.extend(aml::name("_UID", &aml::int(uid))?);
+        }
+        body.extend(aml::name("_CRS", &crs.build()?)?);
+        self.sb.push(aml::device(name, &body)?);
+        Ok(())
+    }
+
+    /// The complete table.
+    pub fn build(&self) -> Result<Vec<u8>, AcpiError> {
+        let mut t = header(b"DSDT", DSDT_REVISION);
+        for term in &self.root {
+            t.extend_from_slice(term);
+        }
+        if !self.sb.is_empty() {
+            t.extend(aml::scope("_SB", &self.sb.concat())?);
+        }
+        if t.len() > u32::MAX as usize {
+            return Err(AcpiError::TooBig(t.len()));
+        }
+        Ok(finish(t))
+    }
+}
+
+/// bhyve's DSDT for `spec`.
+pub fn dsdt(spec: &AcpiSpec) -> Result<Vec<u8>, AcpiError> {
+    let mut d = Dsdt::new();
+    // \_S5: SLP_TYPa, SLP_TYPb for soft-off; bhyve's PM1 control decodes 5.
+    d.push_root(aml::name(
+        "_S5",
+        &aml::package(&[aml::int(spec.s5_slp_typ.into()), aml::int(0)])?,
+    )?);
+
+    // What bhyve's LPC bridge describes: system resources it decodes
+    // (so the OS allocates nothing over them), the COM ports, RTC, PIC
+    // and PIT; then the HPET.
+    let pm = &spec.pm;
+    let mut sysres = ResourceTemplate::new()
+        .io(pm.pm1a_evt, super::fadt::PM1_EVT_LEN)
+        .io(pm.pm1a_cnt, super::fadt::PM1_CNT_LEN)
+        .io(pm.pm_tmr, super::fadt::PM_TMR_LEN);
+    if let Some((base, len)) = pm.gpe0 {
+        sysres = sysres.io(base, len);
+    }
+    sysres = sysres.io(pm.smi_cmd, 1);
+    d.add_device("SIO", "PNP0C02", None, sysres)?;
+
+    for c in &spec.com_ports {
+        let name = format!("COM{}", c.index + 1);
+        let crs = ResourceTemplate::new()
+            .io(c.base, UART_PORTS)
+            .irq_no_flags(c.irq);
+        d.add_device(&name, "PNP0501", Some(u64::from(c.index) + 1), crs)?;
+    }
+    if spec.rtc {
+        let crs = ResourceTemplate::new()
+            .io(RTC_PORT.0, RTC_PORT.1)
+            .irq_no_flags(RTC_IRQ);
+        d.add_device("RTC", "PNP0B00", None, crs)?;
+    }
+    let pic = ResourceTemplate::new()
+        .io(PIC_PORTS[0].0, PIC_PORTS[0].1)
+        .io(PIC_PORTS[1].0, PIC_PORTS[1].1)
+        .irq_no_flags(PIC_CASCADE_IRQ);
+    d.add_device("PIC", "PNP0000", None, pic)?;
+    let pit = ResourceTemplate::new()
+        .io(PIT_PORT.0, PIT_PORT.1)
+        .irq_no_flags(PIT_IRQ);
+    d.add_device("TIMR", "PNP0100", None, pit)?;
+    if let Some(h) = &spec.hpet {
+        let crs = ResourceTemplate::new().memory32_fixed(h.base, HPET_MMIO_LEN);
+        d.add_device("HPET", "PNP0103", Some(0), crs)?;
+    }
+    d.build()
+}
