@@ -296,3 +296,24 @@ result qemu $?
     r.expect_console("LAB-FROM-DISK");
     r.expect_console("hello from an ext4 image");
 }
+
+/// Every job has a timeout, enforced in L1, and the lab keeps serving
+/// jobs afterwards.
+#[test]
+fn lab_job_timeout_is_enforced() {
+    let t = std::time::Instant::now();
+    let out = lab()
+        .run(
+            "echo started; sleep 120; echo not-reached",
+            Duration::from_secs(3),
+        )
+        .unwrap();
+    assert!(out.timed_out, "{out:?}");
+    assert_eq!(out.status, 137);
+    assert!(out.output.contains("started") && !out.output.contains("not-reached"));
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    let again = lab()
+        .run("echo still-here", Duration::from_secs(30))
+        .unwrap();
+    assert_eq!((again.status, again.output.trim()), (0, "still-here"));
+}

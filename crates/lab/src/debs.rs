@@ -136,3 +136,20 @@ pub fn busybox(cache: &Path) -> Result<PathBuf> {
     }
     Ok(bb)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_package_says_what_to_do() {
+        let cache = std::env::temp_dir().join(format!("lab-debs-{}", std::process::id()));
+        let e = unpack(&cache, "no-such-package-for-the-bhyve-lab")
+            .err()
+            .expect("no such package")
+            .to_string();
+        assert!(e.contains("no-such-package-for-the-bhyve-lab"), "{e}");
+        assert!(e.contains("apt-get update"), "{e}");
+        let _ = std::fs::remove_dir_all(cache);
+    }
+}

@@ -422,3 +422,18 @@ fn fresh_work_dir(lab: &Path) -> Result<PathBuf> {
         .map_err(io_err(format!("creating {}", work.display())))?;
     Ok(work)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_qemu_is_named_with_its_package() {
+        let opts = LabOptions {
+            qemu: PathBuf::from("/nonexistent/qemu-system-x86_64"),
+            ..LabOptions::default()
+        };
+        let e = Lab::boot(&opts).err().expect("no QEMU, no lab").to_string();
+        assert!(e.contains("qemu-system-x86"), "{e}");
+    }
+}
