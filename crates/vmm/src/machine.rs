@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 
 use bhyve_config::{find_emulation, pci_devices, run_params, Config};
 use bhyve_devices::{ExitRequest, VmControl};
+use bhyve_firmware::acpi::{self, AcpiSpec, ComPort, HpetSpec, PmPorts};
 use bhyve_firmware::mptable::{self, CpuIdentity, MpTableSpec};
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 use vm_memory::GuestMemoryMmap;
@@ -42,6 +43,8 @@ pub struct MachineSpec {
     pub destroy_on_poweroff: bool,
     /// `x86.mptable` (off with `-Y`): write the MP table at start.
     pub mptable: bool,
+    /// `acpi_tables` (`-A`): write bhyve's ACPI tables at start.
+    pub acpi: bool,
     pub legacy: LegacySpec,
     pub boot: BootSource,
     /// One-line warnings for options accepted but not effective yet.
@@ -98,9 +101,6 @@ impl MachineSpec {
             return Err(MachineError::new(
                 "-l tpm: TPM emulation is not implemented yet".into(),
             ));
-        }
-        if flag(cfg, "acpi_tables", false)? {
-            warnings.push("-A: ACPI tables are not implemented yet; the guest gets none".into());
         }
         if !flag(cfg, "rtc.use_localtime", true)? {
             warnings.push("-u: there is no RTC yet; the option has no effect".into());
@@ -171,6 +171,7 @@ impl MachineSpec {
             guest_in_core: flag(cfg, "memory.guest_in_core", false)?,
             destroy_on_poweroff: flag(cfg, "destroy_on_poweroff", false)?,
             mptable: flag(cfg, "x86.mptable", true)?,
+            acpi: flag(cfg, "acpi_tables", false)?,
             legacy,
             boot,
             warnings,
@@ -274,6 +275,9 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     if spec.mptable {
         write_mptable(&mem, ncpus, cpu_identity)?;
     }
+    if spec.acpi {
+        write_acpi_tables(&mem, ncpus, &spec.legacy)?;
+    }
 
     let ctl = ControlServer::start(&dir.ctl_socket_path(), life.clone())
         .map_err(|e| MachineError::new(e.to_string()))?;
@@ -336,6 +340,59 @@ fn write_mptable(mem: &GuestMemoryMmap, cpus: usize, cpu: CpuIdentity) -> Result
     mptable::write(mem, &spec).map_err(|e| MachineError::new(e.to_string()))
 }
 
+/// What `-A`'s tables describe: this run's vCPUs and COM ports, and the
+/// PM registers, SMI command port and HPET the platform always has (their
+/// constants come from the devices, so tables and devices cannot drift).
+fn acpi_spec(cpus: usize, legacy: &LegacySpec) -> AcpiSpec {
+    use bhyve_devices::{acpi_pm as pm, hpet, uart::COM_PORTS};
+    let com_ports = legacy
+        .com
+        .iter()
+        .filter_map(|(i, _)| {
+            let (base, irq) = *COM_PORTS.get(*i)?;
+            Some(ComPort {
+                index: *i as u8,
+                base: base as u16,
+                irq: irq as u8,
+            })
+        })
+        .collect();
+    AcpiSpec {
+        com_ports,
+        pm: PmPorts {
+            pm1a_evt: pm::PM1A_EVT_PORT as u16,
+            pm1a_cnt: pm::PM1A_CNT_PORT as u16,
+            pm_tmr: pm::PM_TMR_PORT as u16,
+            // bhyve's GPE0 block (0x40c) serves only its VM generation
+            // counter, which we do not have: no GPE block.
+            gpe0: None,
+            smi_cmd: pm::SMI_CMD_PORT as u16,
+            acpi_enable: pm::ACPI_ENABLE,
+            acpi_disable: pm::ACPI_DISABLE,
+        },
+        sci_irq: pm::SCI_IRQ as u8,
+        hpet: Some(HpetSpec {
+            base: hpet::HPET_BASE as u32,
+            block_id: hpet::capabilities() as u32,
+        }),
+        s5_slp_typ: pm::SLP_TYP_S5 as u8,
+        ..AcpiSpec::new(cpus)
+    }
+}
+
+/// Like the MP table, bhyve(8) writes the ACPI tables at every start
+/// (bhyveload does not), where a guest finds them by scanning the BIOS
+/// area for the RSDP.
+fn write_acpi_tables(
+    mem: &GuestMemoryMmap,
+    cpus: usize,
+    legacy: &LegacySpec,
+) -> Result<(), MachineError> {
+    acpi::write(mem, &acpi_spec(cpus, legacy))
+        .map(|_| ())
+        .map_err(|e| MachineError::new(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,6 +420,7 @@ mod tests {
         assert!(!s.vm.ignore_unknown_msrs && !s.vm.yield_on_hlt && !s.strict_io);
         assert!(s.warnings.is_empty());
         assert!(s.mptable);
+        assert!(!s.acpi, "no ACPI tables without -A");
         let s = MachineSpec::from_config(&cfg(&[("x86.mptable", "false")])).unwrap();
         assert!(!s.mptable);
         assert!(s.warnings.is_empty(), "-Y is effective: no warning");
@@ -391,7 +449,8 @@ mod tests {
         assert_eq!(s.legacy.com, vec![(1, "stdio".to_string())]);
         assert!(s.legacy.pc_testdev);
         assert!(matches!(s.boot, BootSource::Kernel { .. }));
-        assert_eq!(s.warnings.len(), 2);
+        assert!(s.acpi);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
     }
 
     #[test]
@@ -419,6 +478,50 @@ mod tests {
             u32::from_le_bytes(cpu0[8..12].try_into().unwrap()),
             0x178b_fbff
         );
+    }
+
+    #[test]
+    fn acpi_tables_describe_this_run() {
+        use vm_memory::{Bytes, GuestAddress};
+        let legacy = LegacySpec {
+            com: vec![(1, "stdio".into())],
+            ..LegacySpec::default()
+        };
+        let spec = acpi_spec(3, &legacy);
+        assert_eq!(
+            spec.com_ports,
+            [ComPort {
+                index: 1,
+                base: 0x2f8,
+                irq: 3
+            }]
+        );
+        // The platform's devices and bhyve's table values agree.
+        let bhyve = AcpiSpec::new(3);
+        assert_eq!(
+            PmPorts {
+                gpe0: bhyve.pm.gpe0,
+                ..spec.pm
+            },
+            bhyve.pm
+        );
+        assert_eq!(spec.hpet, bhyve.hpet);
+        assert_eq!(
+            (spec.sci_irq, spec.s5_slp_typ),
+            (bhyve.sci_irq, bhyve.s5_slp_typ)
+        );
+
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        write_mptable(&mem, 3, CpuIdentity::default()).unwrap();
+        write_acpi_tables(&mem, 3, &legacy).unwrap();
+        let mut rsdp = [0u8; 36];
+        mem.read_slice(&mut rsdp, GuestAddress(acpi::ACPI_BASE))
+            .unwrap();
+        assert_eq!(&rsdp[..8], b"RSD PTR ");
+        let mut mp = [0u8; 4];
+        mem.read_slice(&mut mp, GuestAddress(mptable::MPTABLE_BASE))
+            .unwrap();
+        assert_eq!(&mp, b"_MP_");
     }
 
     #[test]
