@@ -128,5 +128,8 @@ pub fn dsdt(spec: &AcpiSpec) -> Result<Vec<u8>, AcpiError> {
         let crs = ResourceTemplate::new().memory32_fixed(h.base, HPET_MMIO_LEN);
         d.add_device("HPET", "PNP0103", Some(0), crs)?;
     }
+    for term in &spec.sb_terms {
+        d.push_sb(term.clone());
+    }
     d.build()
 }

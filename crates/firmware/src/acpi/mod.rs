@@ -107,6 +107,9 @@ pub struct AcpiSpec {
     pub reset: (u16, u8),
     /// SLP_TYP for S5 in PM1 control.
     pub s5_slp_typ: u8,
+    /// More AML terms for `\_SB` (e.g. a PCI root bridge), encoded with
+    /// [`aml`], appended after the built-in devices.
+    pub sb_terms: Vec<Vec<u8>>,
 }
 
 impl AcpiSpec {
@@ -122,6 +125,7 @@ impl AcpiSpec {
             rtc_century: 0x32,
             reset: (0xcf9, 0x06),
             s5_slp_typ: 5,
+            sb_terms: Vec::new(),
         }
     }
 }

@@ -271,6 +271,21 @@ fn dsdt_names_the_configured_devices() {
     let d = &t.get(b"DSDT").unwrap().bytes;
     let has = |needle: &[u8]| d.windows(needle.len()).any(|w| w == needle);
     assert!(has(b"COM2") && !has(b"COM1"));
+
+    // Devices appended by other parts of the VMM land in \_SB.
+    let crs = aml::ResourceTemplate::new().io(0xcf8, 8).build().unwrap();
+    let body = [
+        aml::name("_HID", &aml::eisa_id("PNP0A03").unwrap()).unwrap(),
+        aml::name("_CRS", &crs).unwrap(),
+    ]
+    .concat();
+    s.sb_terms.push(aml::device("PC00", &body).unwrap());
+    let before = build(&AcpiSpec::new(1)).unwrap();
+    let t = build(&s).unwrap();
+    let d = &t.get(b"DSDT").unwrap().bytes;
+    assert!(d.windows(4).any(|w| w == b"PC00"));
+    assert!(d.len() > before.get(b"DSDT").unwrap().bytes.len());
+    assert_eq!(sum(d), 0);
 }
 
 #[test]
