@@ -1,9 +1,12 @@
 //! SIGTERM (and the other stop signals) power the VM off cleanly: exit 1
 //! and the terminal bhyve put in raw mode for `-l com1,stdio` restored.
+//! A guest that enabled ACPI gets SIGTERM as a power-button press instead
+//! and powers itself off.
 
 mod common;
 
 use std::fs::File;
+use std::io::BufRead;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -132,4 +135,43 @@ fn destroy_on_poweroff() {
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         assert_eq!(s.rundir().join("vm0").exists(), kept, "{flag:?}");
     }
+}
+
+/// Reads lines from the guest until one equals `want`; returns them all.
+fn read_until(r: &mut impl BufRead, want: &str, seen: &mut String) {
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("guest output ended before {want:?}: {seen}");
+        }
+        seen.push_str(&line);
+        if line.trim_end() == want {
+            return;
+        }
+    }
+}
+
+/// Once the guest enabled ACPI, SIGTERM presses the power button: the
+/// guest sees the SCI and PWRBTN_STS, a second SIGTERM presses again, and
+/// the guest powers off through S5 (exit 1) on its own.
+#[test]
+fn sigterm_presses_the_acpi_power_button() {
+    let s = Scratch::new("pwrbtn");
+    let k = kernel_opt(&s.guest("acpi_button"));
+    let mut child = s
+        .command(&["-l", "com1,stdio", "-l", "pc-testdev", "-o", &k, "vm0"])
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let pid = child.id() as libc::pid_t;
+    let mut seen = String::new();
+    read_until(&mut out, "acpi_button: ready", &mut seen);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    read_until(&mut out, "acpi_button: sci, pressed", &mut seen);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    read_until(&mut out, "acpi_button: pressed again", &mut seen);
+    let o = wait_deadline(child);
+    assert_eq!(o.status.code(), Some(1), "{seen}{}", stderr(&o));
 }

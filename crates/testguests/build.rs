@@ -21,6 +21,8 @@ const GUESTS: &[(&str, Kind)] = &[
     ("serial_echo", Kind::Pvh),
     ("mptable", Kind::Pvh),
     ("pit_ioapic", Kind::Pvh),
+    ("hpet_pm", Kind::Pvh),
+    ("acpi_button", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
 ];
 

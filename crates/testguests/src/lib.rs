@@ -70,6 +70,22 @@
 //!   bhyve's wiring), status 33. Timeout: `pit_ioapic: timeout: ticks on
 //!   pin 2: 0xK`, status 35; any other vector or exception: `pit_ioapic:
 //!   unexpected interrupt or exception`, status 35.
+//! * `hpet_pm` → starts the HPET, waits ~10 ms of PM timer and prints
+//!   `hpet_pm: pm 0xP hpet 0xH` (both counters' deltas; H/P ≈
+//!   16777216/3579545); then `hpet_pm: timer 0 edge interrupt on pin 20`
+//!   (HPET timer 0, one-shot, edge, I/O APIC pin 20, ~1 ms), `hpet_pm:
+//!   timer 1 0x3 level interrupts on pin 21` (timer 1, periodic ~1 ms,
+//!   level, acknowledged through GEN_INT_STS), `hpet_pm: entering S5` and
+//!   writes SLP_TYP 5 | SLP_EN to PM1a_CNT (0x404): bhyve exits 1. If it
+//!   survives: `hpet_pm: still running after S5`, status 35; a ~4 s local
+//!   APIC timer bounds the waits (`hpet_pm: timeout: 0xT0 0xT1`, 35).
+//! * `acpi_button` → writes ACPI_ENABLE (0xa0) to SMI_CMD (0xb2), enables
+//!   PWRBTN_EN, routes the SCI (I/O APIC pin 9, level, active low),
+//!   prints `acpi_button: ready` and waits ~4 s for the SCI; its handler
+//!   finds and clears PWRBTN_STS: `acpi_button: sci, pressed`. Then it
+//!   polls PM1_STS (TSC-bounded, 2^34 ticks) for a second press:
+//!   `acpi_button: pressed again`, and enters S5 (bhyve exits 1).
+//!   Failures print one `acpi_button: …` line and exit with status 35.
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
 //!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
@@ -94,6 +110,8 @@ pub const GUESTS: &[&str] = &[
     "serial_echo",
     "mptable",
     "pit_ioapic",
+    "hpet_pm",
+    "acpi_button",
     "bzimage_inspect",
 ];
 
