@@ -25,6 +25,40 @@ fn mark(list: &str, working: &[&str]) -> String {
         .collect()
 }
 
+/// Diagnostics from the libraries (`log` records) on stderr. `BHYVE_LOG`
+/// sets the level (`error`, `warn`, `info`, `debug`, `trace`); the default
+/// shows warnings, so a run prints nothing unless something is wrong.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            // \r: stdio may be a raw terminal (com1,stdio).
+            eprint!("bhyve: {}\r\n", r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn init_logging() {
+    let level = match std::env::var("BHYVE_LOG").as_deref() {
+        Ok("error") => log::LevelFilter::Error,
+        Ok("info") => log::LevelFilter::Info,
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("trace") => log::LevelFilter::Trace,
+        Ok("off") => log::LevelFilter::Off,
+        _ => log::LevelFilter::Warn,
+    };
+    if log::set_logger(&StderrLogger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
 fn status(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(4))
 }
@@ -32,6 +66,7 @@ fn status(code: i32) -> ExitCode {
 fn main() -> ExitCode {
     // A raw terminal must come back even if something panics.
     bhyve_backends::restore_terminal_on_panic();
+    init_logging();
     let progname = std::env::args_os()
         .next()
         .and_then(|a| a.to_string_lossy().rsplit('/').next().map(str::to_string))

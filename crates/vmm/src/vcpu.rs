@@ -256,7 +256,7 @@ impl Vcpu {
                 }
                 VcpuExit::Shutdown => {
                     counters.bump(ExitKind::Shutdown);
-                    log::info!("vcpu {i}: triple fault");
+                    log::info!("vcpu {i}: triple fault: {}", self.state_summary());
                     life.request_exit(ExitRequest::TripleFault);
                     return Ok(());
                 }
@@ -302,6 +302,33 @@ impl Vcpu {
                     ));
                 }
             }
+        }
+    }
+
+    /// The registers that explain a triple fault or an internal error.
+    fn state_summary(&self) -> String {
+        let regs = self.fd.get_regs();
+        let sregs = self.fd.get_sregs();
+        let events = self.fd.get_vcpu_events();
+        match (regs, sregs) {
+            (Ok(r), Ok(s)) => {
+                let ev = events
+                    .map(|e| {
+                        format!(
+                            " exception(injected={} nr={} has_error={} error={:#x}) nmi(injected={} pending={}) interrupt(injected={} nr={})",
+                            e.exception.injected, e.exception.nr, e.exception.has_error_code,
+                            e.exception.error_code, e.nmi.injected, e.nmi.pending,
+                            e.interrupt.injected, e.interrupt.nr
+                        )
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "rip {:#x} rsp {:#x} rflags {:#x} cs {:#x} cr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x} idt {:#x}/{:#x} gdt {:#x}/{:#x}{ev}",
+                    r.rip, r.rsp, r.rflags, s.cs.selector, s.cr0, s.cr2, s.cr3, s.cr4, s.efer,
+                    s.idt.base, s.idt.limit, s.gdt.base, s.gdt.limit
+                )
+            }
+            _ => "registers unavailable".into(),
         }
     }
 
