@@ -2,9 +2,9 @@
 //! lab's L1 (QEMU TCG with emulated AMD-V; see crates/lab and README
 //! "Lab"), through `bhyveload` (bzImage and PVH ELF) and through the
 //! one-command path, with one and two vCPUs; and the VM lifecycle a bhyve
-//! user relies on: reboot (exit 0, the VM stays), triple fault (3), console
-//! input on com1, `bhyvectl --force-poweroff` and `--destroy` on a running
-//! guest.
+//! user relies on: reboot (exit 0, the VM stays), ACPI power-off (1), triple
+//! fault (3), console input on com1, `bhyvectl --force-poweroff` and
+//! `--destroy` on a running guest.
 //!
 //! One L1 boot serves every test of this file; tests run their guests
 //! concurrently in it.
@@ -243,11 +243,13 @@ cat bhyve.err
     r.expect("bhyve", "0");
 }
 
+/// `lab.end=poweroff`: Linux powers off through ACPI (S5 in PM1_CNT),
+/// bhyve exits 1.
 #[test]
-fn one_command_pvh_one_cpu() {
+fn one_command_pvh_one_cpu_powers_off() {
     let r = run(
         "echo LAB-SCRIPT-RAN",
-        "",
+        "lab.end=poweroff",
         r#"
 $BHYVE -A -c 1 -m 256M -l com1,stdio -o boot.kernel="$VMLINUX" -o boot.initrd="$INITRD" \
     -o boot.cmdline="$CMDLINE" vm-f >console.log 2>bhyve.err </dev/null
@@ -257,7 +259,7 @@ cat bhyve.err
     );
     r.expect_console(&marker(1));
     r.expect_console("LAB-SCRIPT-RAN");
-    r.expect("bhyve", "0");
+    r.expect("bhyve", "1");
 }
 
 /// The lab's own disk-image path (an ext4 image from `mkfs.ext4 -d` whose

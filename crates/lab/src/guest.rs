@@ -3,7 +3,8 @@
 //! a test script given on the kernel command line (`lab.script=`, base64)
 //! or found on a disk (`lab.disk=/dev/…`, an ext4 image holding
 //! `/test.sh`). It prints markers on the console and, when the script
-//! returns, reboots (so bhyve exits 0).
+//! returns, reboots (bhyve exits 0) or, with `lab.end=poweroff`, powers off
+//! (through ACPI S5 with `-A`: bhyve exits 1).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,10 +34,12 @@ for m in $(cat /modules.order); do
 done
 echo "LAB-GUEST-USERSPACE cpus=$(grep -c ^processor /proc/cpuinfo)"
 disk=
+end=reboot
 for w in $(cat /proc/cmdline); do
     case "$w" in
     lab.script=*) echo "${w#lab.script=}" | base64 -d > /lab.sh ;;
     lab.disk=*) disk="${w#lab.disk=}" ;;
+    lab.end=poweroff) end=poweroff ;;
     esac
 done
 if [ -n "$disk" ]; then
@@ -54,7 +57,7 @@ if [ -f /lab.sh ]; then
 fi
 echo "LAB-GUEST-END status=$st"
 sync
-reboot -f
+$end -f
 "#;
 
 /// The files an L2 boot needs, built once per kernel version and module set.
