@@ -9,10 +9,12 @@
 pub mod acpi_pm;
 pub mod atkbdc;
 pub mod bus;
+pub mod calendar;
 pub mod chardev;
 pub mod hpet;
 pub mod pctestdev;
 pub mod reset;
+pub mod rtc;
 #[cfg(test)]
 mod testutil;
 pub mod timer;
@@ -25,6 +27,7 @@ pub use chardev::{CharFrontend, Notifier};
 pub use hpet::Hpet;
 pub use pctestdev::PcTestDev;
 pub use reset::ResetControl;
+pub use rtc::Rtc;
 pub use uart::Uart;
 
 /// One interrupt input of the platform (an ISA IRQ / IOAPIC pin).
