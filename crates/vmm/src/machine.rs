@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bhyve_config::{find_emulation, pci_devices, run_params, Config};
+use bhyve_devices::rtc::CmosMemory;
 use bhyve_devices::{ExitRequest, VmControl};
 use bhyve_firmware::acpi::{self, AcpiSpec, ComPort, HpetSpec, PmPorts};
 use bhyve_firmware::mptable::{self, CpuIdentity, MpTableSpec};
+use bhyve_firmware::MemLayout;
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 use vm_memory::GuestMemoryMmap;
 
@@ -102,9 +104,6 @@ impl MachineSpec {
                 "-l tpm: TPM emulation is not implemented yet".into(),
             ));
         }
-        if !flag(cfg, "rtc.use_localtime", true)? {
-            warnings.push("-u: there is no RTC yet; the option has no effect".into());
-        }
         if cfg.get("uuid").is_some() {
             warnings.push("-U: no SMBIOS tables yet; the UUID is not visible to the guest".into());
         }
@@ -140,6 +139,8 @@ impl MachineSpec {
             }
         }
         legacy.pc_testdev = flag(cfg, "lpc.pc-testdev", false)?;
+        legacy.rtc_utc = !flag(cfg, "rtc.use_localtime", true)?;
+        legacy.cmos = cmos_memory(mem_size, t.cpus.into());
 
         let boot = if let Some(kernel) = cfg.get("boot.kernel") {
             BootSource::Kernel {
@@ -318,6 +319,19 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     Ok(req.exit_status())
 }
 
+/// The RAM split firmware reads from CMOS (bhyve's layout; a size the
+/// layout rejects fails later, at boot, with its own message).
+fn cmos_memory(mem_size: u64, cpus: u32) -> CmosMemory {
+    let (lowmem, highmem) = MemLayout::new(mem_size)
+        .map(|l| (l.lowmem(), l.highmem()))
+        .unwrap_or((mem_size, 0));
+    CmosMemory {
+        lowmem,
+        highmem,
+        cpus,
+    }
+}
+
 /// What the MP table's processor entries report: the guest's own CPUID
 /// leaf 1 (bhyve hardcodes an i7's).
 fn identity(cpuid: &[kvm_cpuid_entry2]) -> Option<CpuIdentity> {
@@ -451,6 +465,41 @@ mod tests {
         assert!(matches!(s.boot, BootSource::Kernel { .. }));
         assert!(s.acpi);
         assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn rtc_zone_and_cmos_memory() {
+        let s = MachineSpec::from_config(&cfg(&[])).unwrap();
+        assert!(!s.legacy.rtc_utc, "bhyve's RTC keeps local time by default");
+        assert_eq!(
+            s.legacy.cmos,
+            CmosMemory {
+                lowmem: 256 << 20,
+                highmem: 0,
+                cpus: 1
+            }
+        );
+        let s = MachineSpec::from_config(&cfg(&[
+            ("rtc.use_localtime", "false"),
+            ("memory.size", "6G"),
+            ("cpus", "3"),
+        ]))
+        .unwrap();
+        assert!(s.legacy.rtc_utc);
+        assert!(s.warnings.is_empty(), "-u is effective: {:?}", s.warnings);
+        assert_eq!(
+            s.legacy.cmos,
+            CmosMemory {
+                lowmem: 3 << 30,
+                highmem: 3 << 30,
+                cpus: 3
+            }
+        );
+        // The FADT's century index names the RTC's century register.
+        assert_eq!(
+            AcpiSpec::new(1).rtc_century,
+            bhyve_devices::rtc::RTC_CENTURY
+        );
     }
 
     #[test]

@@ -1,20 +1,23 @@
 //! The PC's legacy devices on the port and MMIO buses: COM ports behind
 //! the LPC bridge, pc-testdev, the 0xcf9 reset register, the i8042
 //! (whose 0xfe command resets the machine), and what bhyve's kernel and
-//! `pm.c` always provide: the HPET, the ACPI PM timer and PM1 registers
-//! and SMI_CMD.
+//! `pm.c`/`rtc.c` always provide: the HPET, the ACPI PM timer and PM1
+//! registers, SMI_CMD and the RTC/CMOS.
 
 use std::sync::{Arc, Mutex, Weak};
 
 use bhyve_devices::acpi_pm::SCI_IRQ;
 use bhyve_devices::atkbdc::{KBD_DATA_PORT, KBD_STS_CTL_PORT};
+use bhyve_devices::calendar::RtcTime;
 use bhyve_devices::hpet::{HPET_BASE, HPET_LEN};
 use bhyve_devices::pctestdev::IRQ_PINCOUNT_MIN;
 use bhyve_devices::reset::{RESET_PORT, RESET_PORT_LEN};
+use bhyve_devices::rtc::{CmosMemory, RTC_IRQ, RTC_PORT, RTC_PORT_LEN};
 use bhyve_devices::timer::{Clock, MonotonicClock, TimerThread, TimerWake};
 use bhyve_devices::uart::{COM_PORTS, UART_REG_COUNT};
 use bhyve_devices::{
-    AcpiPm, Atkbdc, Bus, BusError, Hpet, IrqLine, MsiSink, PcTestDev, ResetControl, Uart, VmControl,
+    AcpiPm, Atkbdc, Bus, BusError, Hpet, IrqLine, MsiSink, PcTestDev, ResetControl, Rtc, Uart,
+    VmControl,
 };
 use kvm_bindings::kvm_msi;
 use kvm_ioctls::VmFd;
@@ -67,6 +70,11 @@ pub struct LegacySpec {
     /// `(index 0..4, backend)` for each configured `lpc.comN.path`.
     pub com: Vec<(usize, String)>,
     pub pc_testdev: bool,
+    /// `-u` (`rtc.use_localtime=false`): the RTC keeps UTC, not the
+    /// host's local time.
+    pub rtc_utc: bool,
+    /// What the CMOS NVRAM tells firmware: RAM below/above 4 GiB, vCPUs.
+    pub cmos: CmosMemory,
 }
 
 /// Opens the COM ports' host backends (terminal, TTY, socket) before
@@ -92,6 +100,7 @@ pub struct Platform {
     serial: Vec<BackendHandle>,
     power_button: PowerButton,
     hpet_timer: Option<TimerThread>,
+    rtc_timer: Option<TimerThread>,
 }
 
 impl Platform {
@@ -150,8 +159,21 @@ impl Platform {
         let hpet = Arc::new(Mutex::new(hpet));
         mmio.insert(HPET_BASE, HPET_LEN, hpet.clone())
             .map_err(|e| bus_err("hpet", e))?;
-        let hpet_timer = TimerThread::spawn("hpet", hpet, clock, wake)
+        let hpet_timer = TimerThread::spawn("hpet", hpet, clock.clone(), wake)
             .map_err(|e| MachineError::new(format!("hpet timer thread: {e}")))?;
+        let mut rtc = Rtc::new(
+            clock.clone(),
+            vm.irq_line(RTC_IRQ),
+            RtcTime::host(!spec.rtc_utc),
+            &spec.cmos,
+        );
+        let wake = TimerWake::new();
+        rtc.set_wake(wake.clone());
+        let rtc = Arc::new(Mutex::new(rtc));
+        pio.insert(RTC_PORT, RTC_PORT_LEN, rtc.clone())
+            .map_err(|e| bus_err("rtc", e))?;
+        let rtc_timer = TimerThread::spawn("rtc", rtc, clock, wake)
+            .map_err(|e| MachineError::new(format!("rtc timer thread: {e}")))?;
         if spec.pc_testdev {
             let irqs: Vec<Arc<dyn IrqLine>> =
                 (0..IOAPIC_PINS as u32).map(|i| vm.irq_line(i)).collect();
@@ -173,6 +195,7 @@ impl Platform {
             serial,
             power_button: PowerButton(Arc::downgrade(&pm)),
             hpet_timer: Some(hpet_timer),
+            rtc_timer: Some(rtc_timer),
         })
     }
 
@@ -188,6 +211,7 @@ impl Platform {
         // terminal.
         self.serial.clear();
         self.hpet_timer = None;
+        self.rtc_timer = None;
     }
 }
 
