@@ -23,6 +23,7 @@ const GUESTS: &[(&str, Kind)] = &[
     ("pit_ioapic", Kind::Pvh),
     ("hpet_pm", Kind::Pvh),
     ("acpi_button", Kind::Pvh),
+    ("rtc", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
 ];
 

@@ -86,6 +86,16 @@
 //!   polls PM1_STS (TSC-bounded, 2^34 ticks) for a second press:
 //!   `acpi_button: pressed again`, and enters S5 (bhyve exits 1).
 //!   Failures print one `acpi_button: …` line and exit with status 35.
+//! * `rtc` → polls register A for an update edge (UIP set then clear,
+//!   TSC-bounded): `rtc: update edge`; reads century, year, month, day,
+//!   hour, minute, second as reset left them (BCD, 24-hour) and again in
+//!   binary: `rtc: bcd C Y M D h m s`, `rtc: binary C Y M D h m s` (raw
+//!   register values in hex, so BCD fields read as decimal); `rtc: cmos
+//!   LOW HIGH CPUS` (0x35:0x34, 0x5d:0x5c:0x5b, 0x5f); then waits for
+//!   five 1024 Hz periodic interrupts on I/O APIC pin 8, each with IRQF
+//!   and PF in register C: `rtc: 0x5 periodic interrupts on pin 8`,
+//!   status 33. Failures: `rtc: no update edge`, `rtc: register C V`,
+//!   `rtc: timeout: 0xN` (~4 s local APIC timer), status 35.
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
 //!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
@@ -112,6 +122,7 @@ pub const GUESTS: &[&str] = &[
     "pit_ioapic",
     "hpet_pm",
     "acpi_button",
+    "rtc",
     "bzimage_inspect",
 ];
 
