@@ -72,8 +72,9 @@ fn rtc_line_secs(line: &str, prefix: &str, bcd: bool) -> i64 {
     .unwrap_or_else(|| panic!("not a time: {line}"))
 }
 
-fn run_rtc_guest(extra: &[&str], expect_offset: i64, expect_cmos: &str) {
-    let s = Scratch::new("rtc");
+/// `tag` names the scratch directory (tests run in parallel).
+fn run_rtc_guest(tag: &str, extra: &[&str], expect_offset: i64, expect_cmos: &str) {
+    let s = Scratch::new(tag);
     let k = kernel_opt(&s.guest("rtc"));
     let mut args = extra.to_vec();
     args.extend(["-l", "com1,stdio", "-l", "pc-testdev", "-o", &k, "vm0"]);
@@ -112,6 +113,7 @@ fn rtc_keeps_local_time_and_describes_memory_and_cpus() {
     // 4 GiB: 3 GiB below the hole (0xbf00 64 KiB units above 16 MiB),
     // 1 GiB above 4 GiB (0x4000 units); 2 vCPUs (0x5f holds count - 1).
     run_rtc_guest(
+        "rtc-local",
         &["-c", "2", "-m", "4G"],
         TZ_EAST_0530.1,
         "0xbf00 0x4000 0x1",
@@ -120,5 +122,5 @@ fn rtc_keeps_local_time_and_describes_memory_and_cpus() {
 
 #[test]
 fn rtc_keeps_utc_with_u() {
-    run_rtc_guest(&["-u"], 0, "0xf00 0x0 0x0");
+    run_rtc_guest("rtc-utc", &["-u"], 0, "0xf00 0x0 0x0");
 }
