@@ -145,8 +145,7 @@ mod tests {
     fn a_missing_package_says_what_to_do() {
         let cache = std::env::temp_dir().join(format!("lab-debs-{}", std::process::id()));
         let e = unpack(&cache, "no-such-package-for-the-bhyve-lab")
-            .err()
-            .expect("no such package")
+            .expect_err("no such package")
             .to_string();
         assert!(e.contains("no-such-package-for-the-bhyve-lab"), "{e}");
         assert!(e.contains("apt-get update"), "{e}");

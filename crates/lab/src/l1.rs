@@ -433,7 +433,10 @@ mod tests {
             qemu: PathBuf::from("/nonexistent/qemu-system-x86_64"),
             ..LabOptions::default()
         };
-        let e = Lab::boot(&opts).err().expect("no QEMU, no lab").to_string();
+        let e = Lab::boot(&opts)
+            .map(|_| ())
+            .expect_err("no QEMU, no lab")
+            .to_string();
         assert!(e.contains("qemu-system-x86"), "{e}");
     }
 }
