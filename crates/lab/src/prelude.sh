@@ -7,6 +7,8 @@ set -u
 # 9p work share is for results).
 export BHYVE_RUNDIR=/run/bhyve-lab-$$
 mkdir -p "$BHYVE_RUNDIR"
+# bhyve's diagnostics (a triple fault's registers, …) in its stderr.
+export BHYVE_LOG=info
 
 # result KEY VALUE: a line the test reads back.
 result() { echo "RESULT $1=$2"; }
