@@ -320,3 +320,18 @@ fn lab_job_timeout_is_enforced() {
         .unwrap();
     assert_eq!((again.status, again.output.trim()), (0, "still-here"));
 }
+
+/// Many short jobs in a row, each answered once and in full: the control
+/// channel loses nothing.
+#[test]
+fn lab_runs_many_jobs() {
+    for i in 0..30 {
+        let out = lab()
+            .run(&format!("echo job-{i}"), Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(
+            (out.status, out.output.trim()),
+            (0, format!("job-{i}").as_str())
+        );
+    }
+}

@@ -5,18 +5,21 @@
 //! QEMU, socat, python) unchanged and leaves its results where the host
 //! can read them.
 //!
-//! Control goes over L1's second serial port (QEMU's stdio): the harness
-//! sends `run ID SECONDS`, L1 runs `work/jobs/ID/script` under `timeout`
-//! in the host root and answers `done ID STATUS`. Jobs run concurrently;
-//! one L1 boot serves every run of a test process.
+//! Jobs go through the shared work folder: the harness writes
+//! `jobs/ID/script` and then `jobs/ID/go` (the timeout in seconds); L1
+//! polls for `go` files, runs the script under `timeout` in the host root
+//! and writes `jobs/ID/status` when it ends. (A command channel over L1's
+//! second serial port lost a command now and then under TCG; files on 9p
+//! do not.) L1's second serial port (QEMU's stdio) only says when L1 is
+//! ready or why it failed, and its end tells that L1 died. One L1 boot
+//! serves every run of a test process.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,25 +58,33 @@ mount -t 9p -o $opts work "/host$work" || fail "mounting the work folder at $wor
 mount --bind /proc /host/proc
 mount --bind /sys /host/sys
 mount --bind /dev /host/dev
+mkdir -p /host/dev/shm
 mount -t tmpfs tmpfs /host/dev/shm
 mount -t tmpfs tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run
 echo "LAB-L1-READY" >&3
-while read -r cmd id secs <&3; do
-    case "$cmd" in
-    run)
-        j="$work/jobs/$id"
+jobs="/host$work/jobs"
+while :; do
+    for go in "$jobs"/*/go; do
+        [ -f "$go" ] || continue
+        d="${go%/go}"
+        j="${d#/host}"
+        secs=$(cat "$go")
+        rm -f "$go"
+        echo "lab-l1: job ${d##*/} (${secs} s)" >/dev/console
         (
+            exec 3>&-
             chroot /host /usr/bin/env -i \
                 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
                 HOME=/root TERM=dumb LAB_JOB="$j" LAB_WORK="$work" \
                 /usr/bin/timeout -s KILL "$secs" /bin/bash "$j/script" \
-                >"/host$j/out" 2>&1 </dev/null
-            echo "done $id $?" >&3
+                >"$d/out" 2>&1 </dev/null
+            echo $? >"$d/status.tmp"
+            mv "$d/status.tmp" "$d/status"
         ) &
-        ;;
-    exit) poweroff -f ;;
-    esac
+    done
+    [ -f "/host$work/exit" ] && poweroff -f
+    usleep 200000
 done
 "#;
 
@@ -117,18 +128,13 @@ pub struct JobOutput {
     pub dir: PathBuf,
 }
 
-enum Event {
-    Done(i32),
-    Dead,
-}
-
 /// A running L1. Dropping it powers L1 off.
 pub struct Lab {
     work: PathBuf,
     console: PathBuf,
-    ctl: Mutex<ChildStdin>,
-    waiters: Arc<Mutex<HashMap<u64, Sender<Event>>>>,
-    dead: Arc<Mutex<bool>>,
+    /// Kept open: QEMU's stdio chardev must not see EOF.
+    _ctl: ChildStdin,
+    dead: Arc<AtomicBool>,
     pid: i32,
     next: AtomicU64,
     /// Free job slots (see [`LabOptions::parallel_jobs`]).
@@ -255,15 +261,13 @@ impl Lab {
         }
 
         let (spawned_tx, spawned_rx) = channel();
-        let dead = Arc::new(Mutex::new(false));
-        let waiters: Arc<Mutex<HashMap<u64, Sender<Event>>>> = Arc::default();
+        let dead = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = channel::<std::result::Result<(), String>>();
         {
             let dead = dead.clone();
-            let waiters = waiters.clone();
             std::thread::Builder::new()
                 .name("lab-l1".into())
-                .spawn(move || supervise(cmd, spawned_tx, ready_tx, waiters, dead))
+                .spawn(move || supervise(cmd, spawned_tx, ready_tx, dead))
                 .map_err(io_err("starting the L1 thread"))?;
         }
         let (pid, stdin) = spawned_rx
@@ -273,8 +277,7 @@ impl Lab {
         let lab = Self {
             work,
             console,
-            ctl: Mutex::new(stdin),
-            waiters,
+            _ctl: stdin,
             dead,
             pid,
             next: AtomicU64::new(1),
@@ -307,31 +310,35 @@ impl Lab {
         let body = format!("cd \"$LAB_JOB\" || exit 120\n{script}\n");
         std::fs::write(dir.join("script"), body).map_err(io_err("writing the job script"))?;
 
-        let rx = self.register(id)?;
         let secs = timeout.as_secs().max(1);
-        {
-            let mut ctl = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
-            ctl.write_all(format!("run {id} {secs}\n").as_bytes())
-                .and_then(|_| ctl.flush())
-                .map_err(|e| LabError::L1(format!("sending job {id} to L1: {e}")))?;
-        }
+        let go = dir.join("go");
+        std::fs::write(dir.join("go.tmp"), secs.to_string())
+            .and_then(|_| std::fs::rename(dir.join("go.tmp"), &go))
+            .map_err(io_err("starting the job"))?;
         let start = Instant::now();
         // L1 enforces the timeout; the grace covers a slow, loaded L1.
-        let status = match rx.recv_timeout(timeout + Duration::from_secs(60)) {
-            Ok(Event::Done(s)) => s,
-            Ok(Event::Dead) | Err(RecvTimeoutError::Disconnected) => {
+        let deadline = start + timeout + Duration::from_secs(60);
+        let status = loop {
+            if let Ok(s) = std::fs::read_to_string(dir.join("status")) {
+                break s
+                    .trim()
+                    .parse::<i32>()
+                    .map_err(|_| LabError::L1(format!("job {id}: bad status {s:?}")))?;
+            }
+            if self.dead.load(Ordering::SeqCst) {
                 return Err(LabError::L1(format!(
                     "L1 died during job {id}\n{}",
                     self.tails()
-                )))
+                )));
             }
-            Err(RecvTimeoutError::Timeout) => {
-                self.waiters.lock().unwrap().remove(&id);
+            if Instant::now() > deadline {
+                let started = !go.exists();
                 return Err(LabError::L1(format!(
-                    "L1 did not finish job {id} within its timeout plus 60 s\n{}",
+                    "L1 did not finish job {id} (started: {started}) within its timeout plus 60 s\n{}",
                     self.tails()
                 )));
             }
+            std::thread::sleep(Duration::from_millis(100));
         };
         let output = std::fs::read(dir.join("out"))
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -342,18 +349,6 @@ impl Lab {
             output,
             dir,
         })
-    }
-
-    fn register(&self, id: u64) -> Result<Receiver<Event>> {
-        let (tx, rx) = channel();
-        // Checked under the waiters lock, which the reader takes to
-        // declare L1 dead: no job is registered after that.
-        let mut w = self.waiters.lock().unwrap();
-        if *self.dead.lock().unwrap() {
-            return Err(LabError::L1(format!("L1 is not running\n{}", self.tails())));
-        }
-        w.insert(id, tx);
-        Ok(rx)
     }
 
     /// The last lines of L1's console and of QEMU's own messages.
@@ -376,9 +371,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Ok(mut ctl) = self.ctl.lock() {
-            let _ = ctl.write_all(b"exit\n");
-        }
+        let _ = std::fs::write(self.work.join("exit"), b"");
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.pid, libc::SIGKILL) };
     }
@@ -392,8 +385,7 @@ fn supervise(
     mut cmd: Command,
     spawned: Sender<Spawned>,
     ready: Sender<std::result::Result<(), String>>,
-    waiters: Arc<Mutex<HashMap<u64, Sender<Event>>>>,
-    dead: Arc<Mutex<bool>>,
+    dead: Arc<AtomicBool>,
 ) {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -412,24 +404,9 @@ fn supervise(
             let _ = ready.send(Ok(()));
         } else if let Some(why) = line.strip_prefix("LAB-L1-FAIL ") {
             let _ = ready.send(Err(why.to_string()));
-        } else if let Some(rest) = line.strip_prefix("done ") {
-            let mut it = rest.split_whitespace();
-            if let (Some(Ok(id)), Some(Ok(st))) = (
-                it.next().map(str::parse::<u64>),
-                it.next().map(str::parse::<i32>),
-            ) {
-                if let Some(tx) = waiters.lock().unwrap().remove(&id) {
-                    let _ = tx.send(Event::Done(st));
-                }
-            }
         }
     }
-    let mut w = waiters.lock().unwrap();
-    *dead.lock().unwrap() = true;
-    for (_, tx) in w.drain() {
-        let _ = tx.send(Event::Dead);
-    }
-    drop(w);
+    dead.store(true, Ordering::SeqCst);
     let _ = ready.send(Err("QEMU exited".into()));
     let _ = child.wait();
 }
