@@ -325,9 +325,9 @@ fn lab_job_timeout_is_enforced() {
 /// channel loses nothing.
 #[test]
 fn lab_runs_many_jobs() {
-    for i in 0..30 {
+    for i in 0..10 {
         let out = lab()
-            .run(&format!("echo job-{i}"), Duration::from_secs(30))
+            .run(&format!("echo job-{i}"), Duration::from_secs(120))
             .unwrap();
         assert_eq!(
             (out.status, out.output.trim()),

@@ -91,7 +91,10 @@ done
 /// How to boot L1.
 #[derive(Debug, Clone)]
 pub struct LabOptions {
-    /// L1's vCPUs (QEMU's multi-threaded TCG runs one host thread each).
+    /// L1's vCPUs. Default 1: with two, QEMU 7.2's emulated AMD-V has
+    /// crashed L1 (a host interrupt taken between VMRUN's exit and KVM's
+    /// VMLOAD, with the guest's GS base) every few runs. L2 guests with
+    /// `-c 2` still get two vCPU threads, time-shared.
     pub cpus: u32,
     pub mem_mib: u32,
     /// From QEMU start to L1's ready line.
@@ -107,7 +110,7 @@ pub struct LabOptions {
 impl Default for LabOptions {
     fn default() -> Self {
         Self {
-            cpus: 2,
+            cpus: 1,
             mem_mib: 2048,
             boot_timeout: Duration::from_secs(180),
             qemu: PathBuf::from("qemu-system-x86_64"),
