@@ -129,6 +129,9 @@ pub struct JobOutput {
     pub output: String,
     /// Its job folder (same path on the host and in L1).
     pub dir: PathBuf,
+    /// From handing the job to L1 until its status arrived (not counting
+    /// the wait for a job slot).
+    pub elapsed: Duration,
 }
 
 /// A running L1. Dropping it powers L1 off.
@@ -349,6 +352,7 @@ impl Lab {
         Ok(JobOutput {
             status,
             timed_out: status == 137 && start.elapsed() >= timeout,
+            elapsed: start.elapsed(),
             output,
             dir,
         })
