@@ -37,8 +37,15 @@ impl log::Log for StderrLogger {
 
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
-            // \r: stdio may be a raw terminal (com1,stdio).
-            eprint!("bhyve: {}\r\n", r.args());
+            // A terminal on stderr may be in raw mode (com1,stdio): it
+            // needs the carriage return; files and pipes do not.
+            // SAFETY: isatty only inspects the descriptor.
+            let cr = if unsafe { libc::isatty(2) } == 1 {
+                "\r"
+            } else {
+                ""
+            };
+            eprintln!("bhyve: {}{cr}", r.args());
         }
     }
 

@@ -5,7 +5,7 @@
 //!   capability bit is clear and the config bit reads back 0).
 //! - Each timer: periodic capable, FSB (MSI) capable, 32-bit; its
 //!   interrupt may go to the upper four I/O APIC pins (20–23 on KVM's
-//!   24-pin I/O APIC; bhyve's has 32 pins and so offers 28–31), pin 0
+//!   24-pin I/O APIC; bhyve's has 32 pins and so offers 24–31), pin 0
 //!   meaning "not routed". Edge timers pulse their pin, level timers hold
 //!   it and set their `GEN_INT_STS` bit until the guest writes 1 to it.
 //! - Registers take 4- or 8-byte naturally aligned accesses; anything
@@ -25,6 +25,12 @@ pub const HPET_LEN: u64 = 0x400;
 pub const HPET_FREQ: u64 = 1 << 24;
 pub const HPET_TIMERS: usize = 8;
 const FS_PER_S: u64 = 1_000_000_000_000_000;
+/// The shortest interval at which a periodic timer's host thread wakes.
+/// A guest may program a period of one tick (60 ns); without a floor the
+/// timer thread would spin on deadlines already past. Missed periods are
+/// coalesced (the comparator still advances by whole periods), as KVM
+/// does for its LAPIC timer (whose floor is 200 µs).
+const MIN_PERIODIC_WAKE_NS: u64 = 100_000;
 
 const CAPABILITIES: u64 = 0x00;
 const CONFIG: u64 = 0x10;
@@ -411,6 +417,12 @@ impl Timed for Hpet {
             if self.timers[n].deadline.is_some_and(|d| d <= now) {
                 let counter = self.counter_at(now);
                 self.start_timer(n, counter, now);
+                let t = &mut self.timers[n];
+                if t.comprate != 0 {
+                    t.deadline = t
+                        .deadline
+                        .map(|d| d.max(now.saturating_add(MIN_PERIODIC_WAKE_NS)));
+                }
                 self.interrupt(n);
             }
         }

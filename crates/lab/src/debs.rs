@@ -82,13 +82,15 @@ pub fn unpack(cache: &Path, pkg: &str) -> Result<PathBuf> {
             .arg(format!("{pkg}={version}")),
     )
     .map_err(|e| no_package(pkg, e))?;
+    // apt names the file pkg_version_arch.deb, with ':' as %3a.
+    let prefix = format!("{pkg}_{}_", version.replace(':', "%3a"));
     let deb = std::fs::read_dir(&dl)
         .map_err(io_err(format!("reading {}", dl.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
         })
         .ok_or_else(|| LabError::Missing(format!("apt-get download {pkg} left no .deb")))?;
     let _ = std::fs::remove_dir_all(&dir);

@@ -60,7 +60,9 @@ sync
 $end -f
 "#;
 
-/// The files an L2 boot needs, built once per kernel version and module set.
+/// The files an L2 boot needs: the vmlinux is extracted once per kernel
+/// version; the initramfs (a few MB, built in well under a second) is
+/// rebuilt on every call, so `/init` changes always take effect.
 #[derive(Debug, Clone)]
 pub struct GuestImages {
     pub kernel_version: String,

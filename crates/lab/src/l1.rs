@@ -17,7 +17,7 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -141,7 +141,9 @@ pub struct Lab {
     /// Kept open: QEMU's stdio chardev must not see EOF.
     _ctl: ChildStdin,
     dead: Arc<AtomicBool>,
-    pid: i32,
+    /// Shared with the supervising thread, which reaps it: killing through
+    /// `Child` never signals a recycled PID.
+    child: Arc<Mutex<Option<Child>>>,
     next: AtomicU64,
     /// Free job slots (see [`LabOptions::parallel_jobs`]).
     slots: (Mutex<usize>, Condvar),
@@ -268,15 +270,17 @@ impl Lab {
 
         let (spawned_tx, spawned_rx) = channel();
         let dead = Arc::new(AtomicBool::new(false));
+        let child: Arc<Mutex<Option<Child>>> = Arc::default();
         let (ready_tx, ready_rx) = channel::<std::result::Result<(), String>>();
         {
             let dead = dead.clone();
+            let child = child.clone();
             std::thread::Builder::new()
                 .name("lab-l1".into())
-                .spawn(move || supervise(cmd, spawned_tx, ready_tx, dead))
+                .spawn(move || supervise(cmd, child, spawned_tx, ready_tx, dead))
                 .map_err(io_err("starting the L1 thread"))?;
         }
-        let (pid, stdin) = spawned_rx
+        let stdin = spawned_rx
             .recv()
             .map_err(|_| LabError::L1("the L1 thread ended early".into()))?
             .map_err(|e| LabError::L1(format!("starting {}: {e}", opts.qemu.display())))?;
@@ -285,7 +289,7 @@ impl Lab {
             console,
             _ctl: stdin,
             dead,
-            pid,
+            child,
             next: AtomicU64::new(1),
             slots: (Mutex::new(opts.parallel_jobs.max(1)), Condvar::new()),
         };
@@ -378,18 +382,30 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Ask L1 to power off (it checks between jobs), then make sure.
         let _ = std::fs::write(self.work.join("exit"), b"");
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !self.dead.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(c) = self
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            let _ = c.kill();
+        }
     }
 }
 
-type Spawned = std::result::Result<(i32, ChildStdin), std::io::Error>;
+type Spawned = std::result::Result<ChildStdin, std::io::Error>;
 
 /// Owns the QEMU process for its whole life (so PDEATHSIG fires only when
 /// the test process exits) and routes its control-port lines.
 fn supervise(
     mut cmd: Command,
+    shared: Arc<Mutex<Option<Child>>>,
     spawned: Sender<Spawned>,
     ready: Sender<std::result::Result<(), String>>,
     dead: Arc<AtomicBool>,
@@ -403,7 +419,8 @@ fn supervise(
     };
     let stdin = child.stdin.take().expect("piped stdin");
     let stdout = child.stdout.take().expect("piped stdout");
-    let _ = spawned.send(Ok((child.id() as i32, stdin)));
+    *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+    let _ = spawned.send(Ok(stdin));
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         let line = line.trim();
@@ -413,9 +430,19 @@ fn supervise(
             let _ = ready.send(Err(why.to_string()));
         }
     }
+    // QEMU closed its stdout: it is exiting. Reap it without holding the
+    // lock across a blocking wait, so Drop can still kill.
+    loop {
+        let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => {}
+            _ => break,
+        }
+        drop(g);
+        std::thread::sleep(Duration::from_millis(50));
+    }
     dead.store(true, Ordering::SeqCst);
     let _ = ready.send(Err("QEMU exited".into()));
-    let _ = child.wait();
 }
 
 fn check_qemu(qemu: &Path) -> Result<()> {
@@ -433,6 +460,19 @@ fn fresh_work_dir(lab: &Path) -> Result<PathBuf> {
     let lab = lab
         .canonicalize()
         .map_err(io_err(format!("resolving {}", lab.display())))?;
+    // Test processes never drop their shared lab: clear the folders of
+    // runs whose process is gone.
+    if let Ok(rd) = std::fs::read_dir(&lab) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix("work-"));
+            if let Some(pid) = pid.filter(|p| p.parse::<u32>().is_ok()) {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
     let work = lab.join(format!("work-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("jobs"))

@@ -29,8 +29,10 @@ use bhyve_backends::{open_char_backend, BackendHandle, CharBackend};
 /// IOAPIC pins of KVM's in-kernel IOAPIC, driven by pc-testdev's IRQ ports.
 const IOAPIC_PINS: usize = IRQ_PINCOUNT_MIN;
 
-/// MSIs through `KVM_SIGNAL_MSI` (the HPET's FSB interrupts).
-struct KvmMsi(Arc<VmFd>);
+/// MSIs through `KVM_SIGNAL_MSI` (the HPET's FSB interrupts). The guest
+/// chooses address and data and how often they are sent, so a failure is
+/// reported once, not per message.
+struct KvmMsi(Arc<VmFd>, std::sync::atomic::AtomicBool);
 
 impl MsiSink for KvmMsi {
     fn send_msi(&self, address: u64, data: u32) {
@@ -41,7 +43,13 @@ impl MsiSink for KvmMsi {
             ..Default::default()
         };
         if let Err(e) = self.0.signal_msi(msi) {
-            log::warn!("KVM_SIGNAL_MSI {address:#x} {data:#x}: {e}");
+            if !self.1.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                log::warn!(
+                    "KVM_SIGNAL_MSI {address:#x} {data:#x}: {e} (further failures not shown)"
+                );
+            } else {
+                log::debug!("KVM_SIGNAL_MSI {address:#x} {data:#x}: {e}");
+            }
         }
     }
 }
@@ -153,7 +161,11 @@ impl Platform {
         // bhyve's timers may use the I/O APIC's top pins, which are GSIs
         // of the same number in the PC routing.
         let pins: Vec<Arc<dyn IrqLine>> = (0..IOAPIC_PINS as u32).map(|i| vm.irq_line(i)).collect();
-        let mut hpet = Hpet::new(clock.clone(), pins, Some(Arc::new(KvmMsi(vm.fd().clone()))));
+        let mut hpet = Hpet::new(
+            clock.clone(),
+            pins,
+            Some(Arc::new(KvmMsi(vm.fd().clone(), Default::default()))),
+        );
         let wake = TimerWake::new();
         hpet.set_wake(wake.clone());
         let hpet = Arc::new(Mutex::new(hpet));

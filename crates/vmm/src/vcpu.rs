@@ -282,15 +282,15 @@ impl Vcpu {
                     // `internal` member of the union is the valid one.
                     let sub = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
                     return Err(format!(
-                        "vcpu {i}: KVM internal error (suberror {sub}) at rip {}",
-                        self.rip()
+                        "vcpu {i}: KVM internal error (suberror {sub}): {}",
+                        self.state_summary()
                     ));
                 }
                 VcpuExit::FailEntry(reason, cpu) => {
                     counters.bump(ExitKind::Other);
                     return Err(format!(
-                        "vcpu {i}: VM entry failed (hardware reason {reason:#x}, host cpu {cpu}) at rip {}",
-                        self.rip()
+                        "vcpu {i}: VM entry failed (hardware reason {reason:#x}, host cpu {cpu}): {}",
+                        self.state_summary()
                     ));
                 }
                 other => {
