@@ -20,8 +20,9 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 /// Where the table goes (bhyve's `MPTABLE_BASE`).
 pub const MPTABLE_BASE: u64 = 0xf_0000;
-/// End of the BIOS area the table must fit in.
-pub const MPTABLE_LIMIT: u64 = 0x10_0000;
+/// Where the table's room ends: bhyve's ACPI tables start here (RSDP at
+/// 0xf2400), so a larger MP table would overwrite them.
+pub const MPTABLE_LIMIT: u64 = crate::acpi::ACPI_BASE;
 /// Local APIC and I/O APIC as KVM's in-kernel irqchip places them.
 pub const LAPIC_ADDR: u32 = 0xfee0_0000;
 pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
