@@ -154,9 +154,9 @@ fn bzimage_two_cpus_console_input_and_triple_fault() {
         r#"
 $BHYVELOAD -m 256M -k "$BZIMAGE" -i "$INITRD" -o boot.cmdline="$CMDLINE" vm-b
 result load $?
-mkfifo /tmp/com1-in-$$
-exec 7<>/tmp/com1-in-$$
-$BHYVE -A -c 2 -m 256M -l com1,stdio vm-b >console.log 2>bhyve.err </tmp/com1-in-$$ &
+mkfifo "$TMPDIR/com1-in-$$"
+exec 7<>"$TMPDIR/com1-in-$$"
+$BHYVE -A -c 2 -m 256M -l com1,stdio vm-b >console.log 2>bhyve.err <"$TMPDIR/com1-in-$$" &
 pid=$!
 wait_for console.log LAB-READY-FOR-INPUT 240 && echo "typed-into-com1" >&7
 wait $pid

@@ -54,14 +54,18 @@ done
 opts=trans=virtio,version=9p2000.L,msize=512000,cache=none
 mkdir -p /host
 mount -t 9p -o ro,$opts hostroot /host || fail "mounting the host root"
-mount -t 9p -o $opts work "/host$work" || fail "mounting the work folder at $work"
 mount --bind /proc /host/proc
 mount --bind /sys /host/sys
 mount --bind /dev /host/dev
 mkdir -p /host/dev/shm
 mount -t tmpfs tmpfs /host/dev/shm
-mount -t tmpfs tmpfs /host/tmp
+# Scratch space on /run (jobs get TMPDIR=/run/tmp). The host's /tmp stays
+# visible, read-only: the workspace may live there.
 mount -t tmpfs tmpfs /host/run
+mkdir -p /host/run/tmp
+chmod 1777 /host/run/tmp
+# Last, so no scratch mount can hide it.
+mount -t 9p -o $opts work "/host$work" || fail "mounting the work folder at $work"
 echo "LAB-L1-READY" >&3
 jobs="/host$work/jobs"
 while :; do
@@ -76,7 +80,7 @@ while :; do
             exec 3>&-
             chroot /host /usr/bin/env -i \
                 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-                HOME=/root TERM=dumb LAB_JOB="$j" LAB_WORK="$work" \
+                HOME=/root TERM=dumb TMPDIR=/run/tmp LAB_JOB="$j" LAB_WORK="$work" \
                 /usr/bin/timeout -s KILL "$secs" /bin/bash "$j/script" \
                 >"$d/out" 2>&1 </dev/null
             echo $? >"$d/status.tmp"

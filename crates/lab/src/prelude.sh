@@ -1,7 +1,7 @@
 # Shell helpers every lab job script starts with (crates/lab/src/prelude.sh).
-# The job runs in L1, as root, in the host's root file system, with its
-# working directory $LAB_JOB on the shared work folder (readable from the
-# host afterwards).
+# The job runs in L1, as root, in the host's root file system (read-only,
+# scratch space in $TMPDIR and /run), with its working directory $LAB_JOB
+# on the shared work folder (readable from the host afterwards).
 set -u
 # Named VMs and guest memory on L1's tmpfs (memory files are mmap'ed; the
 # 9p work share is for results).
