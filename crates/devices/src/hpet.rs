@@ -186,8 +186,7 @@ impl Hpet {
             self.isr |= 1 << n;
             line.set_level(true);
         } else {
-            line.set_level(true);
-            line.set_level(false);
+            line.pulse();
         }
     }
 

@@ -33,8 +33,14 @@ pub use uart::Uart;
 /// One interrupt input of the platform (an ISA IRQ / IOAPIC pin).
 pub trait IrqLine: Send + Sync {
     /// Drives the line. Level-triggered users hold it high while their
-    /// condition lasts; edge users call `set_level(true)` then `false`.
+    /// condition lasts; edge users call [`IrqLine::pulse`].
     fn set_level(&self, high: bool);
+
+    /// One edge: high, then low again.
+    fn pulse(&self) {
+        self.set_level(true);
+        self.set_level(false);
+    }
 }
 
 /// Delivers message-signalled interrupts (a write of `data` to the

@@ -371,8 +371,7 @@ impl Rtc {
         let c_new = (c & RTCIR_EVENTS) | if want { RTCIR_INT } else { 0 };
         self.regs[usize::from(RTC_INTR)] = c_new;
         if want && c & RTCIR_INT == 0 {
-            self.irq.set_level(true);
-            self.irq.set_level(false);
+            self.irq.pulse();
         }
     }
 

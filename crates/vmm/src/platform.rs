@@ -10,7 +10,6 @@ use bhyve_devices::acpi_pm::SCI_IRQ;
 use bhyve_devices::atkbdc::{KBD_DATA_PORT, KBD_STS_CTL_PORT};
 use bhyve_devices::calendar::RtcTime;
 use bhyve_devices::hpet::{HPET_BASE, HPET_LEN};
-use bhyve_devices::pctestdev::IRQ_PINCOUNT_MIN;
 use bhyve_devices::reset::{RESET_PORT, RESET_PORT_LEN};
 use bhyve_devices::rtc::{CmosMemory, RTC_IRQ, RTC_PORT, RTC_PORT_LEN};
 use bhyve_devices::timer::{Clock, MonotonicClock, TimerThread, TimerWake};
@@ -22,12 +21,10 @@ use bhyve_devices::{
 use kvm_bindings::kvm_msi;
 use kvm_ioctls::VmFd;
 
+use crate::gsi::IOAPIC_PINS;
 use crate::kvm_vm::KvmVm;
 use crate::MachineError;
 use bhyve_backends::{open_char_backend, BackendHandle, CharBackend};
-
-/// IOAPIC pins of KVM's in-kernel IOAPIC, driven by pc-testdev's IRQ ports.
-const IOAPIC_PINS: usize = IRQ_PINCOUNT_MIN;
 
 /// MSIs through `KVM_SIGNAL_MSI` (the HPET's FSB interrupts). The guest
 /// chooses address and data and how often they are sent, so a failure is
@@ -160,10 +157,10 @@ impl Platform {
         }
         // bhyve's timers may use the I/O APIC's top pins, which are GSIs
         // of the same number in the PC routing.
-        let pins: Vec<Arc<dyn IrqLine>> = (0..IOAPIC_PINS as u32).map(|i| vm.irq_line(i)).collect();
+        let pins: Vec<Arc<dyn IrqLine>> = (0..IOAPIC_PINS).map(|i| vm.irq_line(i)).collect();
         let mut hpet = Hpet::new(
             clock.clone(),
-            pins,
+            pins.clone(),
             Some(Arc::new(KvmMsi(vm.fd().clone(), Default::default()))),
         );
         let wake = TimerWake::new();
@@ -187,10 +184,8 @@ impl Platform {
         let rtc_timer = TimerThread::spawn("rtc", rtc, clock, wake)
             .map_err(|e| MachineError::new(format!("rtc timer thread: {e}")))?;
         if spec.pc_testdev {
-            let irqs: Vec<Arc<dyn IrqLine>> =
-                (0..IOAPIC_PINS as u32).map(|i| vm.irq_line(i)).collect();
             let dev =
-                PcTestDev::new(control, irqs).map_err(|e| MachineError::new(e.to_string()))?;
+                PcTestDev::new(control, pins).map_err(|e| MachineError::new(e.to_string()))?;
             let ranges = dev.pio_ranges();
             let (mbase, mlen) = dev.mmio_range();
             let dev = Arc::new(Mutex::new(dev));
