@@ -18,6 +18,9 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
+// The same 8-bit sum-to-zero rule as ACPI's tables.
+use crate::acpi::sdt::checksum;
+
 /// Where the table goes (bhyve's `MPTABLE_BASE`).
 pub const MPTABLE_BASE: u64 = 0xf_0000;
 /// Where the table's room ends: bhyve's ACPI tables start here (RSDP at
@@ -127,14 +130,6 @@ pub enum MpTableError {
     TooBig(usize),
     #[error("MP table: writing guest memory at {MPTABLE_BASE:#x}: {0}")]
     GuestMemory(String),
-}
-
-/// The byte that makes `bytes` sum to 0 (mod 256).
-fn checksum(bytes: &[u8]) -> u8 {
-    bytes
-        .iter()
-        .fold(0u8, |s, b| s.wrapping_add(*b))
-        .wrapping_neg()
 }
 
 fn put_u16(v: &mut [u8], at: usize, x: u16) {
