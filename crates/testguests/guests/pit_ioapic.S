@@ -128,21 +128,6 @@ unexpected:
         movl $EXIT_FAIL, %eax
         jmp exit
 
-/* set_gate: IDT vector %ecx → 32-bit interrupt gate to %eax. */
-set_gate:
-        pushl %ebx
-        pushl %edx
-        leal idt(,%ecx,8), %ebx
-        movw %ax, (%ebx)
-        movw %cs, %dx
-        movw %dx, 2(%ebx)
-        movw $0x8e00, 4(%ebx)
-        movl %eax, %edx
-        shrl $16, %edx
-        movw %dx, 6(%ebx)
-        popl %edx
-        popl %ebx
-        ret
 
         .section .rodata
 s_ticks:   .asciz "pit_ioapic: 0xa ticks on pin 2, pin 0 saw "
@@ -162,3 +147,4 @@ idt:    .space IDT_ENTRIES * 8
         .text
 
 #include "lib32.S"
+#include "idt32.S"

@@ -237,21 +237,6 @@ put_time:
         popl %esi
         ret
 
-/* set_gate: IDT vector %ecx → 32-bit interrupt gate to %eax. */
-set_gate:
-        pushl %ebx
-        pushl %edx
-        leal idt(,%ecx,8), %ebx
-        movw %ax, (%ebx)
-        movw %cs, %dx
-        movw %dx, 2(%ebx)
-        movw $0x8e00, 4(%ebx)
-        movl %eax, %edx
-        shrl $16, %edx
-        movw %dx, 6(%ebx)
-        popl %edx
-        popl %ebx
-        ret
 
         .section .rodata
 time_regs: .byte 0x32, 0x09, 0x08, 0x07, 0x04, 0x02, 0x00, 0xff
@@ -277,3 +262,4 @@ idt:    .space IDT_ENTRIES * 8
         .text
 
 #include "lib32.S"
+#include "idt32.S"
