@@ -216,42 +216,40 @@ fn pvh_two_cpus_and_destroy_while_running() {
     r.expect("listed", "no");
 }
 
-/// The one-command path (`-o boot.kernel=`), bzImage and PVH, one and two
-/// vCPUs.
-#[test]
-fn one_command_bzimage_two_cpus() {
+/// Boots `kernel` (`$BZIMAGE` or `$VMLINUX`) in one command
+/// (`-o boot.kernel=`) with `cpus` vCPUs and the L2 command line words
+/// `extra`; checks the userspace marker and that the script ran, and
+/// returns bhyve's exit status.
+fn one_command(kernel: &str, cpus: u32, vm: &str, extra: &str) -> String {
     let r = run(
         "echo LAB-SCRIPT-RAN",
-        "",
-        r#"
-$BHYVE -A -c 2 -m 256M -l com1,stdio -o boot.kernel="$BZIMAGE" -o boot.initrd="$INITRD" \
-    -o boot.cmdline="$CMDLINE" vm-e >console.log 2>bhyve.err </dev/null
+        extra,
+        &format!(
+            r#"
+$BHYVE -A -c {cpus} -m 256M -l com1,stdio -o boot.kernel="{kernel}" -o boot.initrd="$INITRD" \
+    -o boot.cmdline="$CMDLINE" {vm} >console.log 2>bhyve.err </dev/null
 result bhyve $?
 cat bhyve.err
-"#,
+"#
+        ),
     );
-    r.expect_console(&marker(2));
+    r.expect_console(&marker(cpus));
     r.expect_console("LAB-SCRIPT-RAN");
-    r.expect("bhyve", "0");
+    r.result("bhyve")
+        .unwrap_or_else(|| panic!("no bhyve status\n{}", r.explain()))
 }
 
-/// `lab.end=poweroff`: Linux powers off through ACPI (S5 in PM1_CNT),
-/// bhyve exits 1.
+/// The one-command path, bzImage, two vCPUs; the guest reboots: exit 0.
+#[test]
+fn one_command_bzimage_two_cpus() {
+    assert_eq!(one_command("$BZIMAGE", 2, "vm-e", ""), "0");
+}
+
+/// The one-command path, PVH, one vCPU; `lab.end=poweroff`: Linux powers
+/// off through ACPI (S5 in PM1_CNT), bhyve exits 1.
 #[test]
 fn one_command_pvh_one_cpu_powers_off() {
-    let r = run(
-        "echo LAB-SCRIPT-RAN",
-        "lab.end=poweroff",
-        r#"
-$BHYVE -A -c 1 -m 256M -l com1,stdio -o boot.kernel="$VMLINUX" -o boot.initrd="$INITRD" \
-    -o boot.cmdline="$CMDLINE" vm-f >console.log 2>bhyve.err </dev/null
-result bhyve $?
-cat bhyve.err
-"#,
-    );
-    r.expect_console(&marker(1));
-    r.expect_console("LAB-SCRIPT-RAN");
-    r.expect("bhyve", "1");
+    assert_eq!(one_command("$VMLINUX", 1, "vm-f", "lab.end=poweroff"), "1");
 }
 
 /// The lab's own disk-image path (an ext4 image from `mkfs.ext4 -d` whose

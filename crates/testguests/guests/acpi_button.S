@@ -41,11 +41,7 @@ pvh_start:
         movl $stack_top, %esp
 
         movl $unexpected, %eax
-        xorl %ecx, %ecx
-1:      call set_gate
-        incl %ecx
-        cmpl $IDT_ENTRIES, %ecx
-        jb 1b
+        call fill_idt
         movl $VEC_SCI, %ecx
         movl $on_sci, %eax
         call set_gate

@@ -50,11 +50,7 @@ pvh_start:
         movl $stack_top, %esp
 
         movl $unexpected, %eax
-        xorl %ecx, %ecx
-1:      call set_gate
-        incl %ecx
-        cmpl $IDT_ENTRIES, %ecx
-        jb 1b
+        call fill_idt
         movl $VEC_T0, %ecx
         movl $on_t0, %eax
         call set_gate
@@ -69,9 +65,7 @@ pvh_start:
         call set_gate
         lidt idtr
 
-        movb $0xff, %al         /* mask every 8259 input */
-        outb %al, $0x21
-        outb %al, $0xa1
+        call mask_pics
         movl $(0x100 | VEC_SPURIOUS), LAPIC_SVR
 
         /* 1. Both counters around ~10 ms of PM timer. */

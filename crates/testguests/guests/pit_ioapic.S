@@ -39,11 +39,7 @@ pvh_start:
 
         /* IDT: every vector fails loudly except ours. */
         movl $unexpected, %eax
-        xorl %ecx, %ecx
-1:      call set_gate
-        incl %ecx
-        cmpl $IDT_ENTRIES, %ecx
-        jb 1b
+        call fill_idt
         movl $VEC_PIN2, %ecx
         movl $on_pin2, %eax
         call set_gate
@@ -58,9 +54,7 @@ pvh_start:
         call set_gate
         lidt idtr
 
-        movb $0xff, %al         /* mask every 8259 input */
-        outb %al, $0x21
-        outb %al, $0xa1
+        call mask_pics
         movl $(0x100 | VEC_SPURIOUS), LAPIC_SVR
 
         /* Pins 2 and 0: fixed, physical, edge, active high, unmasked, APIC 0. */
