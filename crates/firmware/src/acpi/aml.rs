@@ -6,6 +6,7 @@
 //! Names are checked (`BadName`) rather than trusted, so a later caller
 //! that builds names at run time cannot produce a malformed namespace.
 
+pub use super::resource::ResourceTemplate;
 use super::AcpiError;
 
 const ZERO_OP: u8 = 0x00;
@@ -23,6 +24,23 @@ const DUAL_NAME_PREFIX: u8 = 0x2e;
 const MULTI_NAME_PREFIX: u8 = 0x2f;
 const EXT_OP_PREFIX: u8 = 0x5b;
 const DEVICE_OP: u8 = 0x82;
+const METHOD_OP: u8 = 0x14;
+const LOCAL0_OP: u8 = 0x60;
+const ARG0_OP: u8 = 0x68;
+const STORE_OP: u8 = 0x70;
+const DECREMENT_OP: u8 = 0x76;
+const SHIFT_LEFT_OP: u8 = 0x79;
+const AND_OP: u8 = 0x7b;
+const OR_OP: u8 = 0x7d;
+const FIND_SET_RIGHT_BIT_OP: u8 = 0x82;
+const CREATE_WORD_FIELD_OP: u8 = 0x8b;
+const LEQUAL_OP: u8 = 0x93;
+const LLESS_OP: u8 = 0x95;
+const IF_OP: u8 = 0xa0;
+const ELSE_OP: u8 = 0xa1;
+const RETURN_OP: u8 = 0xa4;
+const OP_REGION_OP: u8 = 0x80;
+const FIELD_OP: u8 = 0x81;
 const ROOT_CHAR: u8 = b'\\';
 
 /// Largest length a PkgLength can encode (28 bits).
@@ -87,23 +105,36 @@ pub fn name_string(path: &str) -> Result<Vec<u8>, AcpiError> {
 fn pkg_length(body_len: usize) -> Result<Vec<u8>, AcpiError> {
     for extra in 1..=4usize {
         let total = body_len + extra;
-        let limit = if extra == 1 {
-            1 << 6
-        } else {
-            1 << (4 + 8 * (extra - 1))
-        };
-        if total < limit {
-            if extra == 1 {
-                return Ok(vec![total as u8]);
-            }
-            let mut v = vec![(((extra - 1) as u8) << 6) | (total & 0xf) as u8];
-            for i in 0..extra - 1 {
-                v.push((total >> (4 + 8 * i)) as u8);
-            }
-            return Ok(v);
+        if encoded_len(total) == Some(extra) {
+            return raw_pkg_length(total);
         }
     }
     Err(AcpiError::TooBig(body_len.min(PKG_LENGTH_MAX + 1)))
+}
+
+/// How many bytes a PkgLength holding `v` takes.
+fn encoded_len(v: usize) -> Option<usize> {
+    match v {
+        0..=0x3f => Some(1),
+        0x40..=0xfff => Some(2),
+        0x1000..=0xf_ffff => Some(3),
+        0x10_0000..=PKG_LENGTH_MAX => Some(4),
+        _ => None,
+    }
+}
+
+/// The PkgLength encoding of `v` itself (field widths use it this way:
+/// a bit count, not counting the encoding).
+fn raw_pkg_length(v: usize) -> Result<Vec<u8>, AcpiError> {
+    let n = encoded_len(v).ok_or(AcpiError::TooBig(v.min(PKG_LENGTH_MAX + 1)))?;
+    if n == 1 {
+        return Ok(vec![v as u8]);
+    }
+    let mut out = vec![(((n - 1) as u8) << 6) | (v & 0xf) as u8];
+    for i in 0..n - 1 {
+        out.push((v >> (4 + 8 * i)) as u8);
+    }
+    Ok(out)
 }
 
 /// `op PkgLength head body`, the shape of Scope/Device/Package/Buffer.
@@ -203,45 +234,143 @@ pub fn buffer(bytes: &[u8]) -> Result<Vec<u8>, AcpiError> {
     with_pkg(&[BUFFER_OP], &int(bytes.len() as u64), bytes)
 }
 
-/// Resource descriptors for `_CRS`, closed by an End Tag when built.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResourceTemplate(Vec<u8>);
+/// `Local0`, `Arg0`: method locals and arguments used by bhyve's DSDT.
+pub const LOCAL0: &[u8] = &[LOCAL0_OP];
+pub const ARG0: &[u8] = &[ARG0_OP];
+/// The NullName target: an operator's result is not stored.
+pub const NO_TARGET: &[u8] = &[ZERO_OP];
+/// OperationRegion space: PCI configuration space of the device whose
+/// `_ADR` (and the bridge's `_BBN`) encloses the region.
+pub const REGION_PCI_CONFIG: u8 = 2;
+/// Field flags: AnyAcc, NoLock, Preserve.
+pub const FIELD_ANY_NOLOCK_PRESERVE: u8 = 0;
 
-impl ResourceTemplate {
-    pub fn new() -> Self {
-        Self::default()
+/// `Method (name, args, NotSerialized) { body }`.
+pub fn method(n: &str, args: u8, body: &[u8]) -> Result<Vec<u8>, AcpiError> {
+    if args > 7 {
+        return Err(AcpiError::BadName(format!("{n} with {args} arguments")));
     }
+    let mut head = name_string(n)?;
+    head.push(args);
+    with_pkg(&[METHOD_OP], &head, body)
+}
 
-    /// `IO (Decode16, base, base, 1, len)`: a fixed port range.
-    pub fn io(mut self, base: u16, len: u8) -> Self {
-        let b = base.to_le_bytes();
-        self.0
-            .extend_from_slice(&[0x47, 0x01, b[0], b[1], b[0], b[1], 0x01, len]);
-        self
-    }
+/// A method call `path (args...)`; the callee's arity comes from its
+/// definition, so the arguments simply follow the name.
+pub fn call(path: &str, args: &[Vec<u8>]) -> Result<Vec<u8>, AcpiError> {
+    let mut o = name_string(path)?;
+    o.extend(args.concat());
+    Ok(o)
+}
 
-    /// `IRQNoFlags () {irq}`: an ISA IRQ (edge, active-high, exclusive).
-    pub fn irq_no_flags(mut self, irq: u8) -> Self {
-        let mask = 1u16.checked_shl(u32::from(irq)).unwrap_or(0).to_le_bytes();
-        self.0.extend_from_slice(&[0x22, mask[0], mask[1]]);
-        self
-    }
+/// `If (predicate) { body }`.
+pub fn if_(predicate: &[u8], body: &[u8]) -> Result<Vec<u8>, AcpiError> {
+    with_pkg(&[IF_OP], predicate, body)
+}
 
-    /// `Memory32Fixed (ReadWrite, base, len)`.
-    pub fn memory32_fixed(mut self, base: u32, len: u32) -> Self {
-        self.0.extend_from_slice(&[0x86, 0x09, 0x00, 0x01]);
-        self.0.extend_from_slice(&base.to_le_bytes());
-        self.0.extend_from_slice(&len.to_le_bytes());
-        self
-    }
+/// `Else { body }`, directly after an [`if_`].
+pub fn else_(body: &[u8]) -> Result<Vec<u8>, AcpiError> {
+    with_pkg(&[ELSE_OP], &[], body)
+}
 
-    /// The template as a Buffer term (End Tag with checksum 0, which
-    /// means "no checksum").
-    pub fn build(&self) -> Result<Vec<u8>, AcpiError> {
-        let mut b = self.0.clone();
-        b.extend_from_slice(&[0x79, 0x00]);
-        buffer(&b)
+/// `Return (value)`.
+pub fn ret(value: &[u8]) -> Vec<u8> {
+    [&[RETURN_OP], value].concat()
+}
+
+/// `Store (source, destination)`.
+pub fn store(source: &[u8], destination: &[u8]) -> Vec<u8> {
+    [&[STORE_OP], source, destination].concat()
+}
+
+/// `And (a, b, target)`.
+pub fn and(a: &[u8], b: &[u8], target: &[u8]) -> Vec<u8> {
+    [&[AND_OP], a, b, target].concat()
+}
+
+/// `Or (a, b, target)`.
+pub fn or(a: &[u8], b: &[u8], target: &[u8]) -> Vec<u8> {
+    [&[OR_OP], a, b, target].concat()
+}
+
+/// `ShiftLeft (value, count, target)`.
+pub fn shift_left(value: &[u8], count: &[u8], target: &[u8]) -> Vec<u8> {
+    [&[SHIFT_LEFT_OP], value, count, target].concat()
+}
+
+/// `FindSetRightBit (value, target)`: 1 + index of the lowest set bit,
+/// 0 when none is set.
+pub fn find_set_right_bit(value: &[u8], target: &[u8]) -> Vec<u8> {
+    [&[FIND_SET_RIGHT_BIT_OP], value, target].concat()
+}
+
+/// `Decrement (name)`.
+pub fn decrement(name: &[u8]) -> Vec<u8> {
+    [&[DECREMENT_OP], name].concat()
+}
+
+/// `LEqual (a, b)`.
+pub fn lequal(a: &[u8], b: &[u8]) -> Vec<u8> {
+    [&[LEQUAL_OP], a, b].concat()
+}
+
+/// `LLess (a, b)`.
+pub fn lless(a: &[u8], b: &[u8]) -> Vec<u8> {
+    [&[LLESS_OP], a, b].concat()
+}
+
+/// `CreateWordField (buffer, byte_index, name)`.
+pub fn create_word_field(buffer: &[u8], byte_index: &[u8], n: &str) -> Result<Vec<u8>, AcpiError> {
+    let n = name_string(n)?;
+    Ok([&[CREATE_WORD_FIELD_OP], buffer, byte_index, &n].concat())
+}
+
+/// `OperationRegion (name, space, offset, length)`.
+pub fn operation_region(n: &str, space: u8, offset: u64, len: u64) -> Result<Vec<u8>, AcpiError> {
+    let mut o = vec![EXT_OP_PREFIX, OP_REGION_OP];
+    o.extend(name_string(n)?);
+    o.push(space);
+    o.extend(int(offset));
+    o.extend(int(len));
+    Ok(o)
+}
+
+/// One entry of a [`field`] list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldUnit {
+    /// `NAME, bits`.
+    Named(String, u32),
+    /// `Offset (byte)`: skip forward to this byte of the region.
+    Offset(u32),
+}
+
+/// `Field (region, flags) { units }`.
+pub fn field(region: &str, flags: u8, units: &[FieldUnit]) -> Result<Vec<u8>, AcpiError> {
+    let mut head = name_string(region)?;
+    head.push(flags);
+    let mut body = Vec::new();
+    let mut bit = 0usize;
+    for u in units {
+        match u {
+            FieldUnit::Named(n, bits) => {
+                body.extend(name_seg(n)?);
+                body.extend(raw_pkg_length(*bits as usize)?);
+                bit += *bits as usize;
+            }
+            FieldUnit::Offset(byte) => {
+                let to = *byte as usize * 8;
+                let skip = to.checked_sub(bit).ok_or_else(|| {
+                    AcpiError::BadName(format!("{region}: Offset ({byte:#x}) goes back"))
+                })?;
+                if skip > 0 {
+                    body.push(0); // ReservedField
+                    body.extend(raw_pkg_length(skip)?);
+                }
+                bit = to;
+            }
+        }
     }
+    with_pkg(&[EXT_OP_PREFIX, FIELD_OP], &head, &body)
 }
 
 #[cfg(test)]
@@ -316,5 +445,65 @@ mod tests {
         );
         assert!(string("a\0b").is_err());
         assert_eq!(string("ab").unwrap(), [0x0d, b'a', b'b', 0]);
+    }
+    #[test]
+    fn methods_and_control_flow() {
+        // Method (_PIC, 1, NotSerialized) { Store (Arg0, PICM) }
+        let m = method("_PIC", 1, &store(ARG0, &name_string("PICM").unwrap())).unwrap();
+        assert_eq!(m, b"\x14\x0c_PIC\x01\x70\x68PICM");
+        // If (And (Arg0, 0x80)) { Return (Zero) } Else { Return (One) }
+        let i = if_(&and(ARG0, &int(0x80), NO_TARGET), &ret(&int(0))).unwrap();
+        assert_eq!(i, [0xa0, 0x08, 0x7b, 0x68, 0x0a, 0x80, 0x00, 0xa4, 0x00]);
+        assert_eq!(else_(&ret(&int(1))).unwrap(), [0xa1, 0x03, 0xa4, 0x01]);
+        assert!(method("M", 8, &[]).is_err());
+        assert_eq!(lless(LOCAL0, &int(3)), [0x95, 0x60, 0x0a, 0x03]);
+        assert_eq!(lequal(LOCAL0, &int(8)), [0x93, 0x60, 0x0a, 0x08]);
+        assert_eq!(or(LOCAL0, &int(1), LOCAL0), [0x7d, 0x60, 0x01, 0x60]);
+        // ShiftLeft (One, Local0, CIRA); FindSetRightBit (SIRA, Local0);
+        // Store (Decrement (Local0), PIRA)
+        let cira = name_string("CIRA").unwrap();
+        assert_eq!(shift_left(&int(1), LOCAL0, &cira), b"\x79\x01\x60CIRA");
+        let sira = name_string("SIRA").unwrap();
+        assert_eq!(find_set_right_bit(&sira, LOCAL0), b"\x82SIRA\x60");
+        let pira = name_string("PIRA").unwrap();
+        assert_eq!(store(&decrement(LOCAL0), &pira), b"\x70\x76\x60PIRA");
+        assert_eq!(call("PIRV", &[pira.clone()]).unwrap(), b"PIRVPIRA".to_vec());
+    }
+
+    #[test]
+    fn regions_and_fields() {
+        assert_eq!(
+            operation_region("LPCR", REGION_PCI_CONFIG, 0, 0x100).unwrap(),
+            b"\x5b\x80LPCR\x02\x00\x0b\x00\x01"
+        );
+        // Offset (0x60) is a ReservedField of 0x300 bits (PkgLength
+        // 0x40 0x30), then PIRA, 8.
+        let f = field(
+            "LPCR",
+            FIELD_ANY_NOLOCK_PRESERVE,
+            &[FieldUnit::Offset(0x60), FieldUnit::Named("PIRA".into(), 8)],
+        )
+        .unwrap();
+        assert_eq!(f, b"\x5b\x81\x0eLPCR\x00\x00\x40\x30PIRA\x08");
+        // Offset at the current position adds nothing; going back fails.
+        let f = field(
+            "R",
+            0,
+            &[FieldUnit::Named("A".into(), 8), FieldUnit::Offset(1)],
+        )
+        .unwrap();
+        assert_eq!(f, b"\x5b\x81\x0bR___\x00A___\x08");
+        assert!(field(
+            "R",
+            0,
+            &[FieldUnit::Named("A".into(), 16), FieldUnit::Offset(1)]
+        )
+        .is_err());
+        assert_eq!(
+            create_word_field(ARG0, &int(1), "SIRA").unwrap(),
+            b"\x8b\x68\x01SIRA"
+        );
+        assert_eq!(raw_pkg_length(0x300).unwrap(), [0x40, 0x30]);
+        assert_eq!(raw_pkg_length(8).unwrap(), [8]);
     }
 }

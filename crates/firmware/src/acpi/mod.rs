@@ -18,6 +18,7 @@ pub mod dsdt;
 pub mod fadt;
 pub mod hpet;
 pub mod madt;
+pub mod resource;
 pub mod sdt;
 pub mod spcr;
 
