@@ -6,6 +6,7 @@ pub mod entry;
 pub mod layout;
 pub mod loader;
 pub mod mptable;
+pub mod smbios;
 
 pub use acpi::{AcpiError, AcpiSpec};
 pub use entry::{EntryMode, EntryState};
