@@ -1,14 +1,14 @@
 //! The DSDT: `\_S5` (soft-off, so the guest can power off through PM1
 //! control) and the devices of bhyve's LPC bridge, in `\_SB`.
 //!
-//! bhyve nests its legacy devices under `\_SB.PC00.ISA`; until the PCI
-//! root bridge exists they sit directly in `\_SB`, which Linux and
-//! FreeBSD enumerate the same way. [`Dsdt`] collects device terms, so the
-//! PCI work can append `PC00` (with `_PRT`) and move devices into it.
+//! With a PCI root ([`super::AcpiSpec::pci`]) the layout is bhyve's:
+//! `\_SB.PC00` (see [`super::pci`]) holds the HPET and the LPC bridge
+//! `ISA`, which holds the legacy devices. Without one they sit directly
+//! in `\_SB`, which Linux and FreeBSD enumerate the same way.
 
 use super::aml::{self, ResourceTemplate};
 use super::sdt::{finish, header};
-use super::{AcpiError, AcpiSpec};
+use super::{pci, AcpiError, AcpiSpec};
 
 /// DSDT revision 2: 64-bit AML integers.
 pub const DSDT_REVISION: u8 = 2;
@@ -54,12 +54,7 @@ impl Dsdt {
         uid: Option<u64>,
         crs: ResourceTemplate,
     ) -> Result<(), AcpiError> {
-        let mut body = aml::name("_HID", &aml::eisa_id(hid)?)?;
-        if let Some(uid) = uid {
-            body.extend(aml::name("_UID", &aml::int(uid))?);
-        }
-        body.extend(aml::name("_CRS", &crs.build()?)?);
-        self.sb.push(aml::device(name, &body)?);
+        self.sb.push(device_term(name, hid, uid, crs)?);
         Ok(())
     }
 
@@ -79,18 +74,24 @@ impl Dsdt {
     }
 }
 
-/// bhyve's DSDT for `spec`.
-pub fn dsdt(spec: &AcpiSpec) -> Result<Vec<u8>, AcpiError> {
-    let mut d = Dsdt::new();
-    // \_S5: SLP_TYPa, SLP_TYPb for soft-off; bhyve's PM1 control decodes 5.
-    d.push_root(aml::name(
-        "_S5",
-        &aml::package(&[aml::int(spec.s5_slp_typ.into()), aml::int(0)])?,
-    )?);
+/// `Device (name) { _HID, [_UID], _CRS }`.
+pub fn device_term(
+    name: &str,
+    hid: &str,
+    uid: Option<u64>,
+    crs: ResourceTemplate,
+) -> Result<Vec<u8>, AcpiError> {
+    let mut body = aml::name("_HID", &aml::eisa_id(hid)?)?;
+    if let Some(uid) = uid {
+        body.extend(aml::name("_UID", &aml::int(uid))?);
+    }
+    body.extend(aml::name("_CRS", &crs.build()?)?);
+    aml::device(name, &body)
+}
 
-    // What bhyve's LPC bridge describes: system resources it decodes
-    // (so the OS allocates nothing over them), the COM ports, RTC, PIC
-    // and PIT; then the HPET.
+/// What bhyve's LPC bridge describes: system resources it decodes (so
+/// the OS allocates nothing over them), the COM ports, RTC, PIC and PIT.
+fn lpc_devices(spec: &AcpiSpec) -> Result<Vec<Vec<u8>>, AcpiError> {
     let pm = &spec.pm;
     let mut sysres = ResourceTemplate::new()
         .io(pm.pm1a_evt, super::fadt::PM1_EVT_LEN)
@@ -100,33 +101,70 @@ pub fn dsdt(spec: &AcpiSpec) -> Result<Vec<u8>, AcpiError> {
         sysres = sysres.io(base, len);
     }
     sysres = sysres.io(pm.smi_cmd, 1);
-    d.add_device("SIO", "PNP0C02", None, sysres)?;
+    let mut out = vec![device_term("SIO", "PNP0C02", None, sysres)?];
 
     for c in &spec.com_ports {
         let name = format!("COM{}", c.index + 1);
         let crs = ResourceTemplate::new()
             .io(c.base, UART_PORTS)
             .irq_no_flags(c.irq);
-        d.add_device(&name, "PNP0501", Some(u64::from(c.index) + 1), crs)?;
+        out.push(device_term(
+            &name,
+            "PNP0501",
+            Some(u64::from(c.index) + 1),
+            crs,
+        )?);
     }
     if spec.rtc {
         let crs = ResourceTemplate::new()
             .io(RTC_PORT.0, RTC_PORT.1)
             .irq_no_flags(RTC_IRQ);
-        d.add_device("RTC", "PNP0B00", None, crs)?;
+        out.push(device_term("RTC", "PNP0B00", None, crs)?);
     }
     let pic = ResourceTemplate::new()
         .io(PIC_PORTS[0].0, PIC_PORTS[0].1)
         .io(PIC_PORTS[1].0, PIC_PORTS[1].1)
         .irq_no_flags(PIC_CASCADE_IRQ);
-    d.add_device("PIC", "PNP0000", None, pic)?;
+    out.push(device_term("PIC", "PNP0000", None, pic)?);
     let pit = ResourceTemplate::new()
         .io(PIT_PORT.0, PIT_PORT.1)
         .irq_no_flags(PIT_IRQ);
-    d.add_device("TIMR", "PNP0100", None, pit)?;
-    if let Some(h) = &spec.hpet {
-        let crs = ResourceTemplate::new().memory32_fixed(h.base, HPET_MMIO_LEN);
-        d.add_device("HPET", "PNP0103", Some(0), crs)?;
+    out.push(device_term("TIMR", "PNP0100", None, pit)?);
+    Ok(out)
+}
+
+/// bhyve's DSDT for `spec`. Without PCI the legacy devices and the HPET
+/// sit in `\_SB`; with PCI the HPET moves into `\_SB.PC00` and, when
+/// there is an LPC bridge, the legacy devices into `\_SB.PC00.ISA`.
+pub fn dsdt(spec: &AcpiSpec) -> Result<Vec<u8>, AcpiError> {
+    let mut d = Dsdt::new();
+    // \_S5: SLP_TYPa, SLP_TYPb for soft-off; bhyve's PM1 control decodes 5.
+    d.push_root(aml::name(
+        "_S5",
+        &aml::package(&[aml::int(spec.s5_slp_typ.into()), aml::int(0)])?,
+    )?);
+
+    let legacy = lpc_devices(spec)?;
+    let hpet = match &spec.hpet {
+        Some(h) => {
+            let crs = ResourceTemplate::new().memory32_fixed(h.base, HPET_MMIO_LEN);
+            vec![device_term("HPET", "PNP0103", Some(0), crs)?]
+        }
+        None => Vec::new(),
+    };
+    match &spec.pci {
+        None => {
+            legacy.into_iter().chain(hpet).for_each(|t| d.push_sb(t));
+        }
+        Some(p) => {
+            d.push_root(pci::pic_method()?);
+            if p.lpc_slot.is_some() {
+                d.push_sb(pci::pci_root(p, &legacy, &hpet)?);
+            } else {
+                legacy.into_iter().for_each(|t| d.push_sb(t));
+                d.push_sb(pci::pci_root(p, &[], &hpet)?);
+            }
+        }
     }
     for term in &spec.sb_terms {
         d.push_sb(term.clone());

@@ -6,8 +6,12 @@
 //! it), then each table in bhyve's order, 16-byte aligned (the FACS
 //! 64-byte aligned): RSDT, XSDT, FADT, MADT, HPET, FACS, SPCR, DSDT. The
 //! RSDT/XSDT list FADT first (UEFI asks for that), then MADT, HPET, SPCR.
-//! bhyve also has an MCFG; it belongs to PCI express configuration space
-//! and arrives with the PCI work.
+//! With a PCI root ([`AcpiSpec::pci`]) an MCFG follows the HPET, in both
+//! the placement and the lists, as in bhyve's `acpi_build`.
+//!
+//! [`build_at`] lays the same tables out anywhere: [`build`] places
+//! them in the BIOS area, [`loader::fw_cfg_tables`] at offset 0 of QEMU's
+//! fw_cfg files, with the pointer fields the firmware must relocate.
 //!
 //! [`AcpiSpec`] says what the tables describe; its defaults are bhyve's
 //! fixed platform (PM block at 0x400, SCI 9, SMI command 0xb2, HPET at
@@ -17,7 +21,10 @@ pub mod aml;
 pub mod dsdt;
 pub mod fadt;
 pub mod hpet;
+pub mod loader;
 pub mod madt;
+pub mod mcfg;
+pub mod pci;
 pub mod resource;
 pub mod sdt;
 pub mod spcr;
@@ -25,6 +32,8 @@ pub mod spcr;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::mptable::{MAX_CPUS, MPTABLE_BASE, SCI_IRQ};
+pub use loader::{fw_cfg_tables, FwCfgAcpi};
+pub use pci::{PciRootSpec, PrtEntry};
 
 /// Where the RSDP goes (bhyve's `BHYVE_ACPI_BASE`).
 pub const ACPI_BASE: u64 = 0xf_2400;
@@ -111,6 +120,9 @@ pub struct AcpiSpec {
     /// More AML terms for `\_SB` (e.g. a PCI root bridge), encoded with
     /// [`aml`], appended after the built-in devices.
     pub sb_terms: Vec<Vec<u8>>,
+    /// PCI bus 0 (`\_SB.PC00`, `_PRT`, PIRQ links, MCFG); None: no PCI
+    /// in the tables.
+    pub pci: Option<PciRootSpec>,
 }
 
 impl AcpiSpec {
@@ -127,6 +139,7 @@ impl AcpiSpec {
             reset: (0xcf9, 0x06),
             s5_slp_typ: 5,
             sb_terms: Vec::new(),
+            pci: None,
         }
     }
 }
@@ -143,6 +156,8 @@ pub enum AcpiError {
     BadName(String),
     #[error("ACPI tables: {0} bytes do not fit in the BIOS area")]
     TooBig(usize),
+    #[error("ACPI tables: invalid PCI root: {0}")]
+    BadPci(String),
     #[error("ACPI tables: writing guest memory: {0}")]
     GuestMemory(String),
 }
@@ -199,32 +214,78 @@ fn check(spec: &AcpiSpec) -> Result<(), AcpiError> {
             });
         }
     }
+    if let Some(p) = &spec.pci {
+        pci::check(p)?;
+    }
     Ok(())
+}
+
+/// A pointer inside a table to another table: `size` little-endian
+/// bytes at `offset` of `table` hold the address of `target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointerField {
+    pub table: [u8; 4],
+    pub offset: usize,
+    pub size: u8,
+    pub target: [u8; 4],
 }
 
 /// Builds every table for `spec`, placed from [`ACPI_BASE`].
 pub fn build(spec: &AcpiSpec) -> Result<AcpiTables, AcpiError> {
+    let first = align_up(ACPI_BASE + sdt::RSDP_LEN as u64, TABLE_ALIGN);
+    let (t, _) = layout(spec, ACPI_BASE, first)?;
+    if t.end() > ACPI_LIMIT {
+        return Err(AcpiError::TooBig((t.end() - ACPI_BASE) as usize));
+    }
+    Ok(t)
+}
+
+/// Builds every table for `spec` with the RSDP at `rsdp_at` and the
+/// other tables from `tables_at` on (each aligned as in [`build`]); the
+/// tables must end below 4 GiB (the RSDT and FADT hold 32-bit pointers).
+pub fn build_at(spec: &AcpiSpec, rsdp_at: u64, tables_at: u64) -> Result<AcpiTables, AcpiError> {
+    Ok(layout(spec, rsdp_at, tables_at)?.0)
+}
+
+/// The tables and every pointer field in them.
+pub(crate) fn layout(
+    spec: &AcpiSpec,
+    rsdp_at: u64,
+    tables_at: u64,
+) -> Result<(AcpiTables, Vec<PointerField>), AcpiError> {
     check(spec)?;
     // Tables that point nowhere come first, so that their lengths fix
     // every address before the pointer tables are written.
     let madt = madt::madt(spec.cpus, spec.sci_irq);
     let hpet = spec.hpet.as_ref().map(hpet::hpet);
+    let mcfg = spec.pci.as_ref().map(mcfg::mcfg);
     let com1 = spec.com_ports.iter().find(|c| c.index == 0);
     let spcr = com1.map(spcr::spcr);
     let facs = fadt::facs();
     let dsdt = dsdt::dsdt(spec)?;
 
-    // FADT, MADT, HPET, SPCR: the order of the RSDT/XSDT entries.
-    let listed = 2 + usize::from(hpet.is_some()) + usize::from(spcr.is_some());
+    // FADT, MADT, HPET, MCFG, SPCR: the order of the RSDT/XSDT entries.
+    let mut listed: Vec<[u8; 4]> = vec![*b"FACP", *b"APIC"];
+    for (sig, present) in [
+        (b"HPET", hpet.is_some()),
+        (b"MCFG", mcfg.is_some()),
+        (b"SPCR", spcr.is_some()),
+    ] {
+        if present {
+            listed.push(*sig);
+        }
+    }
     let mut plan: Vec<([u8; 4], usize, u64)> = vec![
-        (*b"RSDP", sdt::RSDP_LEN, TABLE_ALIGN),
-        (*b"RSDT", sdt::rsdt_len(listed), TABLE_ALIGN),
-        (*b"XSDT", sdt::xsdt_len(listed), TABLE_ALIGN),
+        (*b"RSDT", sdt::rsdt_len(listed.len()), TABLE_ALIGN),
+        (*b"XSDT", sdt::xsdt_len(listed.len()), TABLE_ALIGN),
         (*b"FACP", fadt::FADT_LEN, TABLE_ALIGN),
         (*b"APIC", madt.len(), TABLE_ALIGN),
     ];
     if let Some(h) = &hpet {
         plan.push((*b"HPET", h.len(), TABLE_ALIGN));
+    }
+    if let Some(m) = &mcfg {
+        plan.push((*b"MCFG", m.len(), TABLE_ALIGN));
     }
     plan.push((*b"FACS", facs.len(), FACS_ALIGN));
     if let Some(s) = &spcr {
@@ -232,15 +293,15 @@ pub fn build(spec: &AcpiSpec) -> Result<AcpiTables, AcpiError> {
     }
     plan.push((*b"DSDT", dsdt.len(), TABLE_ALIGN));
 
-    let mut addr = ACPI_BASE;
-    let mut placed = Vec::with_capacity(plan.len());
+    let mut addr = tables_at;
+    let mut placed = vec![(*b"RSDP", rsdp_at)];
     for (sig, len, align) in plan {
         let at = align_up(addr, align);
         addr = at + len as u64;
         placed.push((sig, at));
     }
-    if addr > ACPI_LIMIT {
-        return Err(AcpiError::TooBig((addr - ACPI_BASE) as usize));
+    if addr > 1 << 32 || rsdp_at > u64::from(u32::MAX) {
+        return Err(AcpiError::TooBig((addr - tables_at) as usize));
     }
     let at = |sig: &[u8; 4]| {
         placed
@@ -250,13 +311,7 @@ pub fn build(spec: &AcpiSpec) -> Result<AcpiTables, AcpiError> {
             .unwrap_or(0)
     };
 
-    let mut entries = vec![at(b"FACP"), at(b"APIC")];
-    if hpet.is_some() {
-        entries.push(at(b"HPET"));
-    }
-    if spcr.is_some() {
-        entries.push(at(b"SPCR"));
-    }
+    let entries: Vec<u64> = listed.iter().map(at).collect();
     let tables = placed
         .iter()
         .map(|(sig, gpa)| {
@@ -267,6 +322,7 @@ pub fn build(spec: &AcpiSpec) -> Result<AcpiTables, AcpiError> {
                 b"FACP" => fadt::fadt(spec, at(b"FACS"), at(b"DSDT")),
                 b"APIC" => madt.clone(),
                 b"HPET" => hpet.clone().unwrap_or_default(),
+                b"MCFG" => mcfg.clone().unwrap_or_default(),
                 b"FACS" => facs.clone(),
                 b"SPCR" => spcr.clone().unwrap_or_default(),
                 _ => dsdt.clone(),
@@ -278,7 +334,28 @@ pub fn build(spec: &AcpiSpec) -> Result<AcpiTables, AcpiError> {
             }
         })
         .collect();
-    Ok(AcpiTables { tables })
+
+    let p = |table: &[u8; 4], offset: usize, size: u8, target: &[u8; 4]| PointerField {
+        table: *table,
+        offset,
+        size,
+        target: *target,
+    };
+    let mut pointers = vec![
+        p(b"RSDP", sdt::RSDP_RSDT_OFFSET, 4, b"RSDT"),
+        p(b"RSDP", sdt::RSDP_XSDT_OFFSET, 8, b"XSDT"),
+    ];
+    for (i, sig) in listed.iter().enumerate() {
+        pointers.push(p(b"RSDT", sdt::HEADER_LEN + 4 * i, 4, sig));
+        pointers.push(p(b"XSDT", sdt::HEADER_LEN + 8 * i, 8, sig));
+    }
+    pointers.extend([
+        p(b"FACP", fadt::off::FIRMWARE_CTRL, 4, b"FACS"),
+        p(b"FACP", fadt::off::DSDT, 4, b"DSDT"),
+        p(b"FACP", fadt::off::X_FIRMWARE_CTRL, 8, b"FACS"),
+        p(b"FACP", fadt::off::X_DSDT, 8, b"DSDT"),
+    ]);
+    Ok((AcpiTables { tables }, pointers))
 }
 
 /// Builds the tables for `spec` and writes them into guest memory;
@@ -298,5 +375,29 @@ pub const MPTABLE_ROOM: u64 = ACPI_BASE - MPTABLE_BASE;
 
 #[cfg(test)]
 mod iasl_tests;
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+
+    /// bhyve's PC platform: LPC bridge in slot 31, three devices with
+    /// INTx, one sharing a PIRQ link.
+    pub fn pci_spec(cpus: usize) -> AcpiSpec {
+        let e = |slot, pin, ioapic_pin, pirq| PrtEntry {
+            slot,
+            pin,
+            ioapic_pin,
+            pirq,
+        };
+        let pci = PciRootSpec {
+            lpc_slot: Some(31),
+            prt: vec![e(3, 0, 16, 0), e(4, 0, 17, 1), e(5, 1, 18, 0)],
+            ..PciRootSpec::new()
+        };
+        AcpiSpec {
+            pci: Some(pci),
+            ..AcpiSpec::new(cpus)
+        }
+    }
+}
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,13 @@
 pub const HEADER_LEN: usize = 36;
 /// Length of an ACPI 2.0+ RSDP.
 pub const RSDP_LEN: usize = 36;
+/// RSDP fields: checksum (first 20 bytes), RSDT and XSDT addresses,
+/// extended checksum (all 36 bytes).
+pub const RSDP_CHECKSUM_OFFSET: usize = 8;
+pub const RSDP_V1_LEN: usize = 20;
+pub const RSDP_RSDT_OFFSET: usize = 16;
+pub const RSDP_XSDT_OFFSET: usize = 24;
+pub const RSDP_EXT_CHECKSUM_OFFSET: usize = 32;
 /// Offset of the checksum byte in a table header.
 pub const CHECKSUM_OFFSET: usize = 9;
 
@@ -110,8 +117,8 @@ pub fn rsdp(rsdt: u32, xsdt: u64) -> Vec<u8> {
     t.u64(xsdt);
     t.u8(0);
     t.extend_from_slice(&[0; 3]);
-    t[8] = checksum(&t[..20]);
-    t[32] = checksum(&t);
+    t[RSDP_CHECKSUM_OFFSET] = checksum(&t[..RSDP_V1_LEN]);
+    t[RSDP_EXT_CHECKSUM_OFFSET] = checksum(&t);
     t
 }
 
