@@ -1,13 +1,15 @@
 //! bhyve's configuration: the bhyve_config(5) tree and the bhyve(8)
 //! command line that fills it.
 //!
-//! Nothing here touches KVM or the host beyond reading `-k` files, so the
+//! Nothing here touches KVM or the host beyond reading `-k` files (and
+//! checking that `-f` files can be opened), so the
 //! whole command line can be checked (and dumped with `-o config.dump=1`)
 //! without creating a VM.
 
 mod cnum;
 pub mod cpuset;
 pub mod emulations;
+pub mod fwcfg;
 pub mod getopt;
 pub mod kvfile;
 pub mod lpc;
@@ -19,6 +21,7 @@ pub mod tree;
 
 pub use cpuset::{parse_cpuset, pincpu_parse, vcpu_cpusets};
 pub use emulations::{find_emulation, pci_parse_legacy_config, Emulation, EMULATIONS};
+pub use fwcfg::{fwcfg_parse_cmdline_arg, fwcfg_user_files, FwCfgUserFile, UserFileSource};
 pub use kvfile::{parse_config_lines, parse_simple_config_file};
 pub use lpc::{lpc_device_parse, lpc_help_text};
 pub use memsize::parse_memsize;

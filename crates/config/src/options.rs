@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::cpuset::{pincpu_parse, vcpu_cpusets};
+use crate::fwcfg::fwcfg_parse_cmdline_arg;
 use crate::getopt::{Getopt, GetoptItem};
 use crate::kvfile::{apply_option, parse_simple_config_file};
 use crate::lpc::lpc_device_parse;
@@ -15,7 +16,7 @@ use crate::{Config, ConfigError};
 
 /// bhyve's option letters. `-I` (ioapic) is accepted and ignored like
 /// bhyve does; `-r` is always accepted (see [`RESTORE_FILE_VAR`]).
-const OPTSTRING: &str = "aehuwxACDHIPSWYk:o:p:G:c:s:m:l:K:U:r:";
+const OPTSTRING: &str = "aehuwxACDHIPSWYk:f:o:p:G:c:s:m:l:K:U:r:";
 
 /// Tree variable that records `-r file`. bhyve keeps the restore file
 /// outside the tree (and only in snapshot-enabled builds); it is stored
@@ -86,6 +87,7 @@ pub fn parse_bhyve_args(args: &[String]) -> Result<Parsed, ConfigError> {
             'c' => topology_parse(&mut cfg, &arg)?,
             'D' => cfg.set_bool("destroy_on_poweroff", true)?,
             'e' => cfg.set_bool("x86.strictio", true)?,
+            'f' => fwcfg_parse_cmdline_arg(&mut cfg, &arg)?,
             'G' => parse_gdb_options(&mut cfg, &arg)?,
             'H' => cfg.set_bool("x86.vmexit_on_hlt", true)?,
             'h' => return Ok(Parsed::Usage { code: 0 }),

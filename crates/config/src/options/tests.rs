@@ -488,7 +488,16 @@ fn getopt_forms() {
     assert_eq!(parse("-h").unwrap(), Parsed::Usage { code: 0 });
     assert_eq!(parse("-h -z").unwrap(), Parsed::Usage { code: 0 });
     assert_eq!(parse("-z vm").unwrap(), Parsed::Usage { code: 1 });
-    assert_eq!(parse("-f name=x vm").unwrap(), Parsed::Usage { code: 1 });
+    assert_eq!(parse("-j x vm").unwrap(), Parsed::Usage { code: 1 });
+    // -f (fw_cfg user files) takes an argument, like bhyve 14's.
+    assert_eq!(parse("-f").unwrap(), Parsed::Usage { code: 1 });
+    assert_eq!(err("-f name=x vm").0, crate::EX_USAGE);
+    assert!(
+        run_dump("-f opt/x,string=y -f name=opt/z,string= vm").ends_with(
+            "fwcfg.user.0.name=opt/x\nfwcfg.user.0.string=y\n\
+         fwcfg.user.1.name=opt/z\nfwcfg.user.1.string=\nname=vm\n"
+        )
+    );
     assert_eq!(parse("vm -c").unwrap(), Parsed::Usage { code: 1 });
     assert_eq!(parse("-c").unwrap(), Parsed::Usage { code: 1 });
     assert_eq!(parse("").unwrap(), Parsed::Usage { code: 1 });
