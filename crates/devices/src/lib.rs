@@ -14,6 +14,7 @@ pub mod chardev;
 pub mod debugcon;
 pub mod fw_cfg;
 pub mod hpet;
+pub mod pci;
 pub mod pctestdev;
 pub mod reset;
 pub mod rtc;
