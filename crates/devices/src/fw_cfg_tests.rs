@@ -228,6 +228,15 @@ fn dma_signature_lands_in_memory() {
     let ctl = FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ;
     assert_eq!(r.dma(0x800, ctl, 4, 0x900), 0);
     assert_eq!(r.guest(0x900, 4), b"QEMU");
+    // SeaBIOS writes only the low half: after a DMA whose descriptor had
+    // a high half, the high half starts at zero again.
+    r.kick(1 << 32);
+    let d = [[0, 0, 0, 0x0a], [0, 0, 0, 2], [0; 4], [0, 0, 0x0a, 0]].concat();
+    r.mem.write_slice(&d, GuestAddress(0x700)).unwrap();
+    let port = u64::from(FW_CFG_PORT_DMA);
+    assert!(r.bus.write(port + 4, &0x700u32.to_be_bytes()));
+    assert_eq!(r.guest(0x700, 4), [0; 4]);
+    assert_eq!(r.guest(0xa00, 2), b"QE");
 }
 
 #[test]
