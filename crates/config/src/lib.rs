@@ -1,10 +1,9 @@
 //! bhyve's configuration: the bhyve_config(5) tree and the bhyve(8)
 //! command line that fills it.
 //!
-//! Nothing here touches KVM or the host beyond reading `-k` files (and
-//! checking that `-f` files can be opened), so the
-//! whole command line can be checked (and dumped with `-o config.dump=1`)
-//! without creating a VM.
+//! Nothing here touches KVM or the host beyond reading `-k` files and
+//! checking that `-f` files can be opened, so the whole command line can
+//! be checked (and dumped with `-o config.dump=1`) without creating a VM.
 
 mod cnum;
 pub mod cpuset;
