@@ -17,6 +17,10 @@ pub enum EntryMode {
     /// 64-bit long mode with identity page tables at `cr3` (Linux's 64-bit
     /// boot protocol: `rsi` = boot_params address).
     Long64,
+    /// The x86 power-on state: real mode at the reset vector
+    /// (CS 0xf000 with base 0xffff_0000, IP 0xfff0), as a boot ROM expects.
+    /// The other fields are unused; [`EntryState::reset`] sets them to 0.
+    Reset,
 }
 
 /// Registers of vCPU 0 at entry. Segment selectors and descriptors follow
@@ -33,6 +37,14 @@ pub struct EntryState {
     pub gdt_base: u64,
     pub gdt_limit: u16,
 }
+
+/// CS selector at the reset vector (with base [`RESET_CS_BASE`]).
+pub const RESET_CS_SELECTOR: u16 = 0xf000;
+/// CS base at power-on: the top 64 KiB below 4 GiB, so the first
+/// instruction is fetched from 0xffff_fff0, inside the boot ROM.
+pub const RESET_CS_BASE: u64 = 0xffff_0000;
+/// IP at power-on.
+pub const RESET_IP: u64 = 0xfff0;
 
 /// Selector of the flat 32-bit code segment in the boot GDT.
 pub const SEL_CODE32: u16 = 0x08;
@@ -54,17 +66,36 @@ pub const BOOT_GDT: [u64; 4] = [
 ];
 
 impl EntryState {
-    /// CS at entry: 32-bit code for `Protected32`, 64-bit code for `Long64`.
+    /// The power-on state: a boot ROM runs from the reset vector.
+    pub fn reset() -> Self {
+        EntryState {
+            mode: EntryMode::Reset,
+            rip: RESET_IP,
+            rsp: 0,
+            rbx: 0,
+            rsi: 0,
+            cr3: 0,
+            gdt_base: 0,
+            gdt_limit: 0xffff,
+        }
+    }
+
+    /// CS at entry: 32-bit code for `Protected32`, 64-bit code for
+    /// `Long64`, the reset selector for `Reset`.
     pub fn code_selector(&self) -> u16 {
         match self.mode {
             EntryMode::Protected32 => SEL_CODE32,
             EntryMode::Long64 => SEL_CODE64,
+            EntryMode::Reset => RESET_CS_SELECTOR,
         }
     }
 
     /// DS, ES, FS, GS and SS at entry.
     pub fn data_selector(&self) -> u16 {
-        SEL_DATA
+        match self.mode {
+            EntryMode::Reset => 0,
+            _ => SEL_DATA,
+        }
     }
 }
 
@@ -78,6 +109,7 @@ impl EntryState {
         let mode = match self.mode {
             EntryMode::Protected32 => "protected32",
             EntryMode::Long64 => "long64",
+            EntryMode::Reset => "reset",
         };
         let mut s = format!("mode={mode}\n");
         for (k, v) in [
@@ -111,6 +143,7 @@ impl EntryState {
                 mode = Some(match v {
                     "protected32" => EntryMode::Protected32,
                     "long64" => EntryMode::Long64,
+                    "reset" => EntryMode::Reset,
                     _ => return Err(EntryParseError(format!("mode '{v}'"))),
                 });
             } else if let Some(i) = KEYS.iter().position(|x| *x == k) {
@@ -155,5 +188,10 @@ mod tests {
         assert_eq!(EntryState::from_kv(&e.to_kv()).unwrap(), e);
         assert!(EntryState::from_kv("mode=long64\n").is_err());
         assert!(EntryState::from_kv(&e.to_kv().replace("long64", "real16")).is_err());
+        let r = EntryState::reset();
+        assert_eq!(EntryState::from_kv(&r.to_kv()).unwrap(), r);
+        assert_eq!((r.code_selector(), r.rip), (0xf000, 0xfff0));
+        // CS base + IP is the architectural reset vector.
+        assert_eq!(RESET_CS_BASE + RESET_IP, 0xffff_fff0);
     }
 }

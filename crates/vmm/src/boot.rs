@@ -1,7 +1,8 @@
 //! Where vCPU 0 starts: a kernel loaded by bhyve itself (`boot.kernel`),
-//! or the state bhyveload left in the named VM.
+//! a boot ROM's reset vector (`-l bootrom`), or the state bhyveload left
+//! in the named VM.
 //!
-//! Either way the result is the VM's memory mapped from its file in the
+//! Every way the result is the VM's memory mapped from its file in the
 //! store, the run lock held for bhyve's whole life, and an [`EntryState`].
 
 use std::fs::File;
@@ -10,6 +11,7 @@ use std::path::Path;
 use bhyve_firmware::{load_linux, EntryState, LoadError, MemLayout};
 use vm_memory::GuestMemoryMmap;
 
+use crate::bootrom::{BootRom, BootRomSpec};
 use crate::memory::map_layout_file;
 use crate::store::{RunLock, StoreError, VmDir, VmStore};
 use crate::MachineError;
@@ -23,6 +25,8 @@ pub enum BootSource {
         initrd: Option<String>,
         cmdline: String,
     },
+    /// `-l bootrom,…`: start at the reset vector of a boot ROM.
+    Rom(BootRomSpec),
     /// Run what bhyveload put in the named VM.
     Loaded,
 }
@@ -36,6 +40,10 @@ pub struct Booted {
     pub entry: EntryState,
     /// Whether this run created the VM (rather than reusing one).
     pub created: bool,
+    /// The boot ROM of a [`BootSource::Rom`] boot; the caller installs it
+    /// ([`BootRom::install`] after the RAM, [`BootRom::attach_vars`] on
+    /// the MMIO bus) and keeps it as long as the VM.
+    pub rom: Option<BootRom>,
 }
 
 fn store_err(e: StoreError) -> MachineError {
@@ -106,6 +114,7 @@ pub fn load_kernel(
             mem,
             entry,
             created: prepared.created,
+            rom: None,
         }),
         Err(e) => {
             if prepared.created {
@@ -186,7 +195,48 @@ pub fn boot(
                 mem,
                 entry,
                 created: false,
+                rom: None,
             })
+        }
+        BootSource::Rom(spec) => boot_rom(store, name, &layout, spec),
+    }
+}
+
+/// A ROM boot: like bhyve's, a fresh VM each time (an existing one is
+/// re-initialized, memory zeroed) with vCPU 0 at the reset vector.
+fn boot_rom(
+    store: &VmStore,
+    name: &str,
+    layout: &MemLayout,
+    spec: &BootRomSpec,
+) -> Result<Booted, MachineError> {
+    // Check the ROM before touching the store: a typo must not wipe a VM.
+    let rom = BootRom::load(spec).map_err(|e| MachineError::new(e.to_string()))?;
+    let prepared = store
+        .create_or_reinit(name, layout.size())
+        .map_err(store_err)?;
+    let mem = prepared
+        .dir
+        .memory_file()
+        .map_err(store_err)
+        .and_then(|f| map_layout_file(f, layout).map_err(|e| MachineError::new(e.to_string())));
+    match mem {
+        Ok(mem) => Ok(Booted {
+            dir: prepared.dir,
+            lock: prepared.lock,
+            layout: *layout,
+            mem,
+            entry: EntryState::reset(),
+            created: prepared.created,
+            rom: Some(rom),
+        }),
+        Err(e) => {
+            if prepared.created {
+                if let Err(r) = prepared.dir.remove(prepared.lock) {
+                    log::warn!("removing the half-created VM {name}: {r}");
+                }
+            }
+            Err(e)
         }
     }
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use bhyve_devices::IrqLine;
 use kvm_bindings::{
     kvm_enable_cap, kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_CAP_HALT_POLL,
-    KVM_CAP_X86_DISABLE_EXITS, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+    KVM_CAP_X86_DISABLE_EXITS, KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY, KVM_PIT_SPEAKER_DUMMY,
     KVM_X86_DISABLE_EXITS_PAUSE,
 };
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
@@ -180,6 +180,28 @@ impl KvmVm {
                 .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
         }
         Ok(())
+    }
+
+    /// Maps `host` read-only at `gpa` as KVM memory slot `slot` (a boot
+    /// ROM): guest reads and fetches come straight from `host`, guest
+    /// writes become MMIO exits. Slots 0.. belong to [`KvmVm::map_memory`]
+    /// (one per RAM region), so callers pick one after those. `host` must
+    /// stay mapped for the VM's lifetime, as for `map_memory`.
+    pub fn map_readonly(&self, slot: u32, gpa: u64, host: &[u8]) -> Result<(), VmmError> {
+        if !self.kvm.check_extension(Cap::ReadonlyMem) {
+            return Err(VmmError::MissingCap("KVM_CAP_READONLY_MEM"));
+        }
+        let r = kvm_userspace_memory_region {
+            slot,
+            flags: KVM_MEM_READONLY,
+            guest_phys_addr: gpa,
+            memory_size: host.len() as u64,
+            userspace_addr: host.as_ptr() as u64,
+        };
+        // SAFETY: KVM only reads through a read-only slot, and the caller
+        // keeps `host` mapped for the VM's lifetime.
+        unsafe { self.fd.set_user_memory_region(r) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION (read-only)"))
     }
 
     pub fn create_vcpu(&self, id: u64) -> Result<VcpuFd, VmmError> {

@@ -18,6 +18,7 @@ use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 use vm_memory::GuestMemoryMmap;
 
 use crate::boot::{boot, BootSource, Booted};
+use crate::bootrom::BootRomSpec;
 use crate::control::ControlServer;
 use crate::cpuid::{self, CpuTopology, CpuidParams};
 use crate::kvm_vm::{KvmVm, VmOptions};
@@ -148,10 +149,11 @@ impl MachineSpec {
                 initrd: cfg.get("boot.initrd"),
                 cmdline: cfg.get("boot.cmdline").unwrap_or_default(),
             }
-        } else if cfg.get("lpc.bootrom").is_some() {
-            return Err(MachineError::new(
-                "boot ROMs are not implemented yet".into(),
-            ));
+        } else if let Some(rom) = cfg.get("lpc.bootrom") {
+            BootSource::Rom(BootRomSpec {
+                rom,
+                vars: cfg.get("lpc.bootvars"),
+            })
         } else {
             BootSource::Loaded
         };
@@ -218,6 +220,7 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
         lock,
         mem,
         entry,
+        rom,
         ..
     } = boot(&store, &spec.name, spec.mem_size, &spec.boot)?;
     if spec.wired {
@@ -240,9 +243,18 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     }
     vm.map_memory(&mem)
         .map_err(|e| MachineError::new(e.to_string()))?;
+    if let Some(rom) = &rom {
+        // `rom` outlives `vm` (declared first, dropped last).
+        rom.install(&vm, &mem)
+            .map_err(|e| MachineError::new(e.to_string()))?;
+    }
 
     let control: Arc<dyn VmControl> = life.clone();
     let mut platform = Platform::build(&vm, control.clone(), &spec.legacy, serial_backends)?;
+    if let Some(rom) = &rom {
+        rom.attach_vars(&platform.mmio)
+            .map_err(|e| MachineError::new(e.to_string()))?;
+    }
     let button = platform.power_button();
     life.set_power_button(move || button.press());
 
@@ -586,9 +598,15 @@ mod tests {
                 4
             )
         );
+        let s =
+            MachineSpec::from_config(&cfg(&[("lpc.bootrom", "/rom"), ("lpc.bootvars", "/vars")]))
+                .unwrap();
         assert_eq!(
-            err(&[("lpc.bootrom", "/rom")]).0,
-            "boot ROMs are not implemented yet"
+            s.boot,
+            BootSource::Rom(BootRomSpec {
+                rom: "/rom".into(),
+                vars: Some("/vars".into())
+            })
         );
         assert_eq!(err(&[("gdb.port", "1234")]).1, 4);
         assert_eq!(err(&[("cpus", "2"), ("sockets", "3")]).1, 4);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bhyve_devices::{Bus, ExitRequest, VmControl};
+use bhyve_firmware::entry::{RESET_CS_BASE, RESET_CS_SELECTOR, RESET_IP};
 use bhyve_firmware::{EntryMode, EntryState};
 use kvm_bindings::{
     kvm_dtable, kvm_msr_entry, kvm_segment, CpuId, Msrs, KVM_MP_STATE_HALTED,
@@ -26,6 +27,8 @@ use crate::VmmError;
 
 const CR0_PE: u64 = 1;
 const CR0_ET: u64 = 1 << 4;
+/// CR0 at power-on: ET, with caches disabled (CD, NW).
+const CR0_RESET: u64 = 0x6000_0010;
 const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const EFER_LME: u64 = 1 << 8;
@@ -121,6 +124,9 @@ impl Vcpu {
 
     /// Puts the vCPU in the state a loader described.
     pub fn set_entry_state(&self, e: &EntryState) -> Result<(), VmmError> {
+        if e.mode == EntryMode::Reset {
+            return self.set_reset_state();
+        }
         let long = e.mode == EntryMode::Long64;
         let mut sregs = self.fd.get_sregs().map_err(vcpu_err("KVM_GET_SREGS"))?;
         sregs.cs = flat_segment(e.code_selector(), true, long);
@@ -162,6 +168,49 @@ impl Vcpu {
         fpu.fcw = 0x37f;
         fpu.mxcsr = 0x1f80;
         self.fd.set_fpu(&fpu).map_err(vcpu_err("KVM_SET_FPU"))
+    }
+
+    /// The power-on state of the SDM ("Processor State After Reset"): a
+    /// fresh KVM vCPU already starts there, but stating it keeps a boot ROM
+    /// independent of what else touched the vCPU. General registers keep
+    /// KVM's reset values (EDX = the CPU signature).
+    fn set_reset_state(&self) -> Result<(), VmmError> {
+        let mut sregs = self.fd.get_sregs().map_err(vcpu_err("KVM_GET_SREGS"))?;
+        let real = |selector: u16, base: u64, code: bool| kvm_segment {
+            base,
+            limit: 0xffff,
+            selector,
+            type_: if code { 0xb } else { 0x3 },
+            present: 1,
+            s: 1,
+            ..Default::default()
+        };
+        sregs.cs = real(RESET_CS_SELECTOR, RESET_CS_BASE, true);
+        let data = real(0, 0, false);
+        sregs.ds = data;
+        sregs.es = data;
+        sregs.fs = data;
+        sregs.gs = data;
+        sregs.ss = data;
+        let table = kvm_dtable {
+            base: 0,
+            limit: 0xffff,
+            ..Default::default()
+        };
+        sregs.gdt = table;
+        sregs.idt = table;
+        sregs.cr0 = CR0_RESET;
+        sregs.cr2 = 0;
+        sregs.cr3 = 0;
+        sregs.cr4 = 0;
+        sregs.efer = 0;
+        self.fd
+            .set_sregs(&sregs)
+            .map_err(vcpu_err("KVM_SET_SREGS"))?;
+        let mut regs = self.fd.get_regs().map_err(vcpu_err("KVM_GET_REGS"))?;
+        regs.rflags = RFLAGS_RESERVED;
+        regs.rip = RESET_IP;
+        self.fd.set_regs(&regs).map_err(vcpu_err("KVM_SET_REGS"))
     }
 
     /// Access to the fd for tests and special setups (real-mode guests).
