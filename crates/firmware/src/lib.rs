@@ -8,7 +8,7 @@ pub mod loader;
 pub mod mptable;
 pub mod smbios;
 
-pub use acpi::{AcpiError, AcpiSpec};
+pub use acpi::{AcpiError, AcpiSpec, FwCfgAcpi, PciRootSpec, PrtEntry};
 pub use entry::{EntryMode, EntryState};
 pub use layout::{E820Entry, E820Type, MemLayout, MemRegion};
 pub use loader::{load_linux, LoadError};

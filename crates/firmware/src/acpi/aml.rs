@@ -257,7 +257,7 @@ pub fn method(n: &str, args: u8, body: &[u8]) -> Result<Vec<u8>, AcpiError> {
 
 /// A method call `path (args...)`; the callee's arity comes from its
 /// definition, so the arguments simply follow the name.
-pub fn call(path: &str, args: &[Vec<u8>]) -> Result<Vec<u8>, AcpiError> {
+pub fn call(path: &str, args: &[&[u8]]) -> Result<Vec<u8>, AcpiError> {
     let mut o = name_string(path)?;
     o.extend(args.concat());
     Ok(o)
@@ -467,7 +467,7 @@ mod tests {
         assert_eq!(find_set_right_bit(&sira, LOCAL0), b"\x82SIRA\x60");
         let pira = name_string("PIRA").unwrap();
         assert_eq!(store(&decrement(LOCAL0), &pira), b"\x70\x76\x60PIRA");
-        assert_eq!(call("PIRV", &[pira.clone()]).unwrap(), b"PIRVPIRA".to_vec());
+        assert_eq!(call("PIRV", &[&pira]).unwrap(), b"PIRVPIRA".to_vec());
     }
 
     #[test]

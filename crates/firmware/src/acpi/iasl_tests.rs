@@ -173,28 +173,149 @@ fn iasl_disassembles_every_table() {
 
 /// iasl's disassembly compiles back to the same AML: the encoder made
 /// nothing iasl had to guess about.
-#[test]
-fn iasl_recompiles_the_dsdt_identically() {
-    let dir = TempDir::new("iasl-rt");
-    let spec = AcpiSpec {
-        com_ports: coms(),
-        ..AcpiSpec::new(2)
-    };
-    let t = build(&spec).unwrap();
+fn assert_recompiles_identically(tag: &str, spec: &AcpiSpec) {
+    let dir = TempDir::new(tag);
+    let t = build(spec).unwrap();
     let ours = &t.get(b"DSDT").unwrap().bytes;
     disassemble(&dir.0, "dsdt", ours);
     let out = Command::new("iasl")
-        .args(["-p", "again", "dsdt.dsl"])
+        // -oa: no optimizations, so iasl keeps our name paths (it would
+        // shorten `\_SB.PC00.ISA.LNKA` to a relative path).
+        .args(["-oa", "-p", "again", "dsdt.dsl"])
         .current_dir(&dir.0)
         .output()
         .expect("iasl: install acpica-tools");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains(" 0 Warnings"), "{log}");
     let again = std::fs::read(dir.0.join("again.aml")).unwrap();
     // The header's creator fields name the compiler; the body must match.
     assert_eq!(again.len(), ours.len());
     assert_eq!(&again[36..], &ours[36..]);
+}
+
+#[test]
+fn iasl_recompiles_the_dsdt_identically() {
+    let spec = AcpiSpec {
+        com_ports: coms(),
+        ..AcpiSpec::new(2)
+    };
+    assert_recompiles_identically("iasl-rt", &spec);
+}
+
+#[test]
+fn iasl_recompiles_the_pci_dsdt_identically() {
+    assert_recompiles_identically("iasl-rt-pci", &pci_spec_with_coms(2));
+    let mut no_lpc = pci_spec_with_coms(1);
+    if let Some(p) = no_lpc.pci.as_mut() {
+        p.lpc_slot = None;
+    }
+    assert_recompiles_identically("iasl-rt-nolpc", &no_lpc);
+}
+
+fn pci_spec_with_coms(cpus: usize) -> AcpiSpec {
+    AcpiSpec {
+        com_ports: coms(),
+        ..super::tests_support::pci_spec(cpus)
+    }
+}
+
+/// With a PCI root: the DSDT has bhyve's PC00/ISA layout and the MCFG
+/// and XSDT say what we meant.
+#[test]
+fn iasl_disassembles_the_pci_tables() {
+    let dir = TempDir::new("iasl-pci");
+    let t = build(&pci_spec_with_coms(2)).unwrap();
+    let mut seen = Vec::new();
+    for x in &t.tables[1..] {
+        let n = String::from_utf8_lossy(&x.signature).to_lowercase();
+        let dsl = disassemble(&dir.0, &n, &x.bytes);
+        match &x.signature {
+            b"MCFG" => {
+                assert_field(&dsl, &n, "Base Address", "00000000E0000000");
+                assert_field(&dsl, &n, "Segment Group Number", "0000");
+                assert_field(&dsl, &n, "Start Bus Number", "00");
+                assert_field(&dsl, &n, "End Bus Number", "FF");
+            }
+            b"XSDT" => {
+                // FADT, MADT, HPET, MCFG, SPCR: bhyve's order.
+                for (i, sig) in [b"FACP", b"APIC", b"HPET", b"MCFG", b"SPCR"]
+                    .iter()
+                    .enumerate()
+                {
+                    let a = format!("{:016X}", t.get(sig).unwrap().gpa);
+                    assert_field(&dsl, &n, &format!("ACPI Table Address {i}"), &a);
+                }
+            }
+            b"DSDT" => {
+                let needles = [
+                    "Name (PICM, Zero)",
+                    "Method (_PIC, 1, NotSerialized)",
+                    "PICM = Arg0",
+                    "Device (PC00)",
+                    "EisaId (\"PNP0A03\")",
+                    "Name (_BBN, Zero)",
+                    "WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,",
+                    "0x00FF,             // Range Maximum",
+                    "0x0CF7,             // Range Maximum",
+                    "0x0D00,             // Range Minimum",
+                    "0x1FFF,             // Range Maximum",
+                    "0x2000,             // Range Minimum",
+                    "0xFFFF,             // Range Maximum",
+                    "0x000A0000,         // Range Minimum",
+                    "0xC0000000,         // Range Minimum",
+                    "0xDFFFFFFF,         // Range Maximum",
+                    "0x0000000800000000, // Range Minimum",
+                    "0x0000000FFFFFFFFF, // Range Maximum",
+                    "Method (_PRT, 0, NotSerialized)",
+                    "If (\\PICM)",
+                    "Return (APRT)",
+                    "Return (PPRT)",
+                    "\\_SB.PC00.ISA.LNKA,",
+                    "\\_SB.PC00.ISA.LNKB,",
+                    "0x0005FFFF,",
+                    "0x12\n",
+                    "Device (ISA)",
+                    "Name (_ADR, 0x001F0000)",
+                    "OperationRegion (LPCR, PCI_Config, Zero, 0x0100)",
+                    "Offset (0x60),",
+                    "Offset (0x68),",
+                    "PIRH,   8",
+                    "Method (PIRV, 1, NotSerialized)",
+                    "Device (LNKA)",
+                    "Device (LNKH)",
+                    "EisaId (\"PNP0C0F\")",
+                    "IRQ (Level, ActiveLow, Shared, )",
+                    "{3,4,5,6,7,9,10,11,12,14,15}",
+                    "CreateWordField (CB08, One, CIRH)",
+                    "CIRA = (One << Local0)",
+                    "PIRH = 0x80",
+                    "FindSetRightBit (SIRA, Local0)",
+                    "PIRA = Local0--",
+                ];
+                for needle in needles {
+                    assert!(dsl.contains(needle), "no '{needle}' in:\n{dsl}");
+                }
+                // The legacy devices sit in ISA, the HPET in PC00: each
+                // is indented one level deeper than its parent.
+                for (dev, depth) in [
+                    ("PC00", 8),
+                    ("ISA", 12),
+                    ("LNKA", 16),
+                    ("COM1", 16),
+                    ("RTC", 16),
+                    ("PIC", 16),
+                    ("TIMR", 16),
+                    ("SIO", 16),
+                    ("HPET", 12),
+                ] {
+                    let line = format!("\n{}Device ({dev})\n", " ".repeat(depth));
+                    assert!(dsl.contains(&line), "{dev} not at depth {depth}:\n{dsl}");
+                }
+            }
+            _ => {}
+        }
+        seen.push(x.signature);
+    }
+    assert!(seen.contains(b"MCFG") && seen.contains(b"DSDT"));
 }

@@ -94,7 +94,7 @@ fn bad(what: String) -> AcpiError {
 
 /// Rejects windows and routes no PCI bridge could decode.
 pub fn check(p: &PciRootSpec) -> Result<(), AcpiError> {
-    if p.ecam_base % (1 << 20) != 0 {
+    if !p.ecam_base.is_multiple_of(1 << 20) {
         return Err(bad(format!(
             "ECAM base {:#x} not 1 MiB aligned",
             p.ecam_base
@@ -295,10 +295,7 @@ fn link(pirq: u8) -> Result<Vec<u8>, AcpiError> {
     body.extend(aml::name("_UID", &aml::int(u64::from(pirq) + 1))?);
     // _STA: present and functioning; enabled only when routed.
     let sta = [
-        aml::if_(
-            &aml::call("PIRV", &[reg.clone()])?,
-            &aml::ret(&aml::int(0x0b)),
-        )?,
+        aml::if_(&aml::call("PIRV", &[&reg])?, &aml::ret(&aml::int(0x0b)))?,
         aml::else_(&aml::ret(&aml::int(0x09)))?,
     ]
     .concat();
@@ -318,7 +315,7 @@ fn link(pirq: u8) -> Result<Vec<u8>, AcpiError> {
     let crs = [
         aml::and(&reg, &aml::int((PIRQ_DIS | PIRQ_IRQ).into()), LOCAL0),
         aml::if_(
-            &aml::call("PIRV", &[LOCAL0.to_vec()])?,
+            &aml::call("PIRV", &[LOCAL0])?,
             &aml::shift_left(&aml::int(1), LOCAL0, &cur),
         )?,
         aml::else_(&aml::store(&aml::int(0), &cur))?,
@@ -356,32 +353,32 @@ mod tests {
     fn bad_specs_are_rejected() {
         let ok = PciRootSpec::new();
         assert_eq!(check(&ok), Ok(()));
-        let cases: Vec<Box<dyn Fn(&mut PciRootSpec)>> = vec![
-            Box::new(|p| p.ecam_base = 0xe008_0000),
-            Box::new(|p| p.io_window = (0x100, 0x1000)),
-            Box::new(|p| p.io_window = (0x2000, 0x2000)),
-            Box::new(|p| p.io_window = (0x2000, 0x1_0001)),
-            Box::new(|p| p.mem32_window = (0xc000_0000, 0x1_0000_0001)),
-            Box::new(|p| p.mem32_window = (0xc000_0000, 0xc000_0000)),
-            Box::new(|p| p.mem64_window = (2 << 30, 1 << 30)),
-            Box::new(|p| p.lpc_slot = Some(32)),
-            Box::new(|p| {
+        let cases: Vec<fn(&mut PciRootSpec)> = vec![
+            |p| p.ecam_base = 0xe008_0000,
+            |p| p.io_window = (0x100, 0x1000),
+            |p| p.io_window = (0x2000, 0x2000),
+            |p| p.io_window = (0x2000, 0x1_0001),
+            |p| p.mem32_window = (0xc000_0000, 0x1_0000_0001),
+            |p| p.mem32_window = (0xc000_0000, 0xc000_0000),
+            |p| p.mem64_window = (2 << 30, 1 << 30),
+            |p| p.lpc_slot = Some(32),
+            |p| {
                 p.prt.push(PrtEntry {
                     slot: 3,
                     pin: 4,
                     ioapic_pin: 16,
                     pirq: 0,
                 });
-            }),
-            Box::new(|p| {
+            },
+            |p| {
                 p.prt.push(PrtEntry {
                     slot: 3,
                     pin: 0,
                     ioapic_pin: 16,
                     pirq: 8,
                 });
-            }),
-            Box::new(|p| {
+            },
+            |p| {
                 let e = PrtEntry {
                     slot: 3,
                     pin: 0,
@@ -389,7 +386,7 @@ mod tests {
                     pirq: 0,
                 };
                 p.prt.extend([e, e]);
-            }),
+            },
         ];
         for (i, f) in cases.iter().enumerate() {
             let mut p = PciRootSpec::new();

@@ -371,3 +371,99 @@ fn a_guest_scanning_the_bios_area_finds_the_tables() {
     // The MP table is intact next to the tables.
     assert_eq!(&bios[0x10000..0x10004], b"_MP_");
 }
+
+#[test]
+fn without_pci_the_dsdt_has_no_pci_objects() {
+    let t = build(&spec(2)).unwrap();
+    assert!(t.get(b"MCFG").is_none());
+    let d = &t.get(b"DSDT").unwrap().bytes;
+    let has = |needle: &[u8]| d.windows(needle.len()).any(|w| w == needle);
+    for name in [&b"PC00"[..], b"PICM", b"_PIC", b"_PRT", b"LNKA", b"ISA_"] {
+        assert!(!has(name), "{}", String::from_utf8_lossy(name));
+    }
+}
+
+#[test]
+fn pci_adds_an_mcfg_after_the_hpet() {
+    let s = tests_support::pci_spec(4);
+    let t = build(&s).unwrap();
+    let order: Vec<[u8; 4]> = t.tables.iter().map(|x| x.signature).collect();
+    assert_eq!(
+        order,
+        [
+            *b"RSDP", *b"RSDT", *b"XSDT", *b"FACP", *b"APIC", *b"HPET", *b"MCFG", *b"FACS",
+            *b"DSDT"
+        ]
+    );
+    let mcfg = t.get(b"MCFG").unwrap();
+    assert_eq!(sum(&mcfg.bytes), 0);
+    assert_eq!(u64_at(&mcfg.bytes, 44), 0xe000_0000);
+    let x = &t.get(b"XSDT").unwrap().bytes;
+    let listed: Vec<u64> = (36..x.len()).step_by(8).map(|o| u64_at(x, o)).collect();
+    let gpa = |s: &[u8; 4]| t.get(s).unwrap().gpa;
+    assert_eq!(
+        listed,
+        [gpa(b"FACP"), gpa(b"APIC"), gpa(b"HPET"), gpa(b"MCFG")]
+    );
+    let r = &t.get(b"RSDT").unwrap().bytes;
+    assert_eq!(u32_at(r, 36 + 12) as u64, gpa(b"MCFG"));
+    // Without an HPET the MCFG follows the MADT.
+    let mut s = s;
+    s.hpet = None;
+    let t = build(&s).unwrap();
+    let x = &t.get(b"XSDT").unwrap().bytes;
+    assert_eq!(u64_at(x, 36 + 16), t.get(b"MCFG").unwrap().gpa);
+}
+
+#[test]
+fn the_largest_pci_platform_fits_below_1m() {
+    let mut s = spec(MAX_CPUS);
+    let mut pci = PciRootSpec {
+        lpc_slot: Some(31),
+        ..PciRootSpec::new()
+    };
+    for slot in 0..32 {
+        for pin in 0..4 {
+            pci.prt.push(PrtEntry {
+                slot,
+                pin,
+                ioapic_pin: 16 + u32::from((slot + pin) % 8),
+                pirq: (slot + pin) % 8,
+            });
+        }
+    }
+    s.pci = Some(pci);
+    let t = build(&s).unwrap();
+    assert!(t.end() <= ACPI_LIMIT);
+    let d = &t.get(b"DSDT").unwrap().bytes;
+    assert_eq!(u32_at(d, 4) as usize, d.len());
+    assert_eq!(sum(d), 0);
+}
+
+#[test]
+fn a_bad_pci_root_is_an_error() {
+    let mut s = tests_support::pci_spec(1);
+    if let Some(p) = s.pci.as_mut() {
+        p.io_window = (0x2000, 0x1000);
+    }
+    assert!(matches!(build(&s), Err(AcpiError::BadPci(_))));
+    assert!(matches!(fw_cfg_tables(&s), Err(AcpiError::BadPci(_))));
+}
+
+#[test]
+fn build_at_places_the_same_tables_elsewhere() {
+    let s = tests_support::pci_spec(2);
+    let here = build(&s).unwrap();
+    let there = build_at(&s, 0xf_0000, 0x7000_0000).unwrap();
+    assert_eq!(there.tables[0].gpa, 0xf_0000);
+    assert_eq!(there.tables[1].gpa, 0x7000_0000);
+    for (a, b) in here.tables.iter().zip(&there.tables) {
+        assert_eq!(a.signature, b.signature);
+        assert_eq!(a.bytes.len(), b.bytes.len());
+    }
+    // The RSDT holds 32-bit pointers: no tables above 4 GiB.
+    assert!(matches!(
+        build_at(&s, 0xf_0000, 0xffff_ff00),
+        Err(AcpiError::TooBig(_))
+    ));
+}
