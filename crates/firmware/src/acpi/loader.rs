@@ -175,11 +175,20 @@ mod tests {
         u32::from_le_bytes(c[at..at + 4].try_into().unwrap())
     }
 
-    /// What a boot ROM does with the files (SeaBIOS's semantics: a
-    /// checksum command subtracts the range's sum from the field), with
-    /// each file "allocated" at the address `place` picks.
+    /// How a boot ROM applies a checksum command: SeaBIOS subtracts the
+    /// range's sum from the field; OVMF stores the byte that makes the
+    /// range (field included) sum to 0.
+    #[derive(Clone, Copy)]
+    enum Rom {
+        SeaBios,
+        Ovmf,
+    }
+
+    /// What a boot ROM does with the files, with each file "allocated"
+    /// at the address `place` picks.
     fn run_loader(
         f: &FwCfgAcpi,
+        rom: Rom,
         place: impl Fn(&str, u32, u8) -> u64,
     ) -> (Vec<u8>, Vec<u8>, u64, u64) {
         let mut files = [
@@ -226,7 +235,10 @@ mod tests {
                     let sum = data[start..start + len]
                         .iter()
                         .fold(0u8, |s, b| s.wrapping_add(*b));
-                    data[off] = data[off].wrapping_sub(sum);
+                    data[off] = match rom {
+                        Rom::SeaBios => data[off].wrapping_sub(sum),
+                        Rom::Ovmf => sum.wrapping_neg(),
+                    };
                 }
                 other => panic!("unknown loader command {other}"),
             }
@@ -249,10 +261,13 @@ mod tests {
 
     #[test]
     fn the_loaded_tables_equal_the_tables_built_in_place() {
-        for spec in specs() {
+        for (spec, rom) in specs()
+            .into_iter()
+            .flat_map(|s| [(s.clone(), Rom::SeaBios), (s, Rom::Ovmf)])
+        {
             let f = fw_cfg_tables(&spec).unwrap();
             let (rsdp_at, tables_at) = (0xf_5a10u64, 0x7ffc_0000u64);
-            let (rsdp, tables, ra, ta) = run_loader(&f, |name, _, zone| match name {
+            let (rsdp, tables, ra, ta) = run_loader(&f, rom, |name, _, zone| match name {
                 RSDP_FILE => {
                     assert_eq!(zone, ZONE_FSEG);
                     rsdp_at

@@ -140,6 +140,8 @@ fn link_letter(pirq: u8) -> char {
 /// (used only when `lpc_slot` is set), `extra` more devices on the bus
 /// (bhyve puts the HPET there).
 pub fn pci_root(p: &PciRootSpec, isa: &[Vec<u8>], extra: &[Vec<u8>]) -> Result<Vec<u8>, AcpiError> {
+    // No _ADR: a device has a _HID or an _ADR, not both (iasl warns),
+    // and bhyve names the bridge by _HID; _BBN gives its bus.
     let mut body = aml::name("_HID", &aml::eisa_id("PNP0A03")?)?;
     body.extend(aml::name("_UID", &aml::int(0))?);
     body.extend(aml::name("_BBN", &aml::int(0))?);
