@@ -10,6 +10,7 @@
 use super::aml::{self, FieldUnit, ARG0, LOCAL0, NO_TARGET};
 use super::resource::{irq_flags, ResourceTemplate};
 use super::AcpiError;
+use crate::mptable::IOAPIC_PINS;
 
 /// bhyve's name for PCI bus 0's host bridge, and its LPC bridge.
 pub const PCI_ROOT: &str = "\\_SB.PC00";
@@ -79,7 +80,7 @@ impl Default for PciRootSpec {
 }
 
 /// One INTx routing: `pin` (0 = INTA … 3 = INTD) of `slot` goes to I/O
-/// APIC input `ioapic_pin` and to PIRQ link `pirq` (0 = LNKA … 7 = LNKH).
+/// APIC input `ioapic_pin` (below [`IOAPIC_PINS`]) and to PIRQ link `pirq` (0 = LNKA … 7 = LNKH).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrtEntry {
     pub slot: u8,
@@ -121,7 +122,12 @@ pub fn check(p: &PciRootSpec) -> Result<(), AcpiError> {
         let dup = p.prt[..i]
             .iter()
             .any(|o| o.slot == e.slot && o.pin == e.pin);
-        if e.slot > MAX_SLOT || e.pin >= INTX_PINS || e.pirq >= PIRQ_LINKS || dup {
+        if e.slot > MAX_SLOT
+            || e.pin >= INTX_PINS
+            || e.pirq >= PIRQ_LINKS
+            || e.ioapic_pin >= u32::from(IOAPIC_PINS)
+            || dup
+        {
             return Err(bad(format!(
                 "INTx route slot {} pin {} PIRQ {} GSI {}",
                 e.slot, e.pin, e.pirq, e.ioapic_pin
@@ -364,6 +370,14 @@ mod tests {
             |p| p.mem32_window = (0xc000_0000, 0xc000_0000),
             |p| p.mem64_window = (2 << 30, 1 << 30),
             |p| p.lpc_slot = Some(32),
+            |p| {
+                p.prt.push(PrtEntry {
+                    slot: 3,
+                    pin: 0,
+                    ioapic_pin: 24,
+                    pirq: 0,
+                });
+            },
             |p| {
                 p.prt.push(PrtEntry {
                     slot: 3,
