@@ -20,8 +20,10 @@
 //! - QEMU's PC also shows the ROM's last 128 KiB at 0xe0000–0xfffff (its
 //!   "isa-bios" alias): SeaBIOS's reset vector far-jumps to f000:e05b,
 //!   into that alias. We copy those bytes into guest RAM there before the
-//!   MP/ACPI tables are written (so the tables win where they overlap);
-//!   OVMF never looks at it.
+//!   MP/ACPI tables are written, so the tables win where they overlap: a
+//!   UEFI ROM (bhyve's finds the tables in that area) never runs from the
+//!   window, while a legacy BIOS does and then needs `-Y` (the MP table at
+//!   0xf0000 would overwrite SeaBIOS's code) and no `-A`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;

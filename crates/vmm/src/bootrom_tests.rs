@@ -184,3 +184,28 @@ fn variable_store_speaks_cfi_and_persists() {
     assert_eq!(file[4095], 0xee);
     assert_eq!(file[0x20], 0, "commands never reach the file");
 }
+
+#[test]
+fn reset_entry_state_is_the_power_on_state() {
+    use bhyve_firmware::EntryState;
+    let vm = KvmVm::create(&crate::kvm_vm::VmOptions::default()).unwrap();
+    let fd = vm.create_vcpu(0).unwrap();
+    // KVM's fresh vCPU: what set_entry_state(reset) restates.
+    let fresh = fd.get_sregs().unwrap();
+    let vcpu = crate::vcpu::Vcpu::new(0, fd, vm.fd().run_size());
+    vcpu.set_entry_state(&EntryState::reset()).unwrap();
+    let s = vcpu.fd().get_sregs().unwrap();
+    let r = vcpu.fd().get_regs().unwrap();
+    assert_eq!(
+        (s.cs.selector, s.cs.base, s.cs.limit),
+        (0xf000, 0xffff_0000, 0xffff)
+    );
+    assert_eq!((r.rip, r.rflags), (0xfff0, 2));
+    assert_eq!(s.cr0, 0x6000_0010);
+    assert_eq!((s.ds.base, s.ds.limit, s.ss.selector), (0, 0xffff, 0));
+    assert_eq!((s.efer, s.cr4), (0, 0));
+    assert_eq!(
+        (fresh.cs.selector, fresh.cs.base, fresh.cr0),
+        (s.cs.selector, s.cs.base, s.cr0)
+    );
+}
