@@ -75,6 +75,8 @@ pub struct AcpiPm {
     enable: u16,
     control: u16,
     sci_high: bool,
+    /// Where the PM1/PM timer block starts (bhyve: 0x400).
+    pm_base: u64,
 }
 
 impl AcpiPm {
@@ -90,17 +92,35 @@ impl AcpiPm {
             enable: 0,
             control: 0,
             sci_high: false,
+            pm_base: PM1A_EVT_PORT,
         }
     }
 
+    /// Moves the PM1/PM-timer block (same layout) to `base`: firmware
+    /// built for QEMU owns port 0x402 (its debug console), inside bhyve's
+    /// block; QEMU's PIIX4 puts the block at 0x600.
+    pub fn set_base(&mut self, base: u64) {
+        self.pm_base = base;
+    }
+
     /// The (base, len) port ranges to insert on the PIO bus.
-    pub fn pio_ranges() -> [(u64, u64); 4] {
+    pub fn ranges(&self) -> [(u64, u64); 4] {
+        let at = |port: u64| port - PM1A_EVT_PORT + self.pm_base;
         [
-            (PM1A_EVT_PORT, PM1A_EVT_LEN),
-            (PM1A_CNT_PORT, PM1A_CNT_LEN),
-            (PM_TMR_PORT, PM_TMR_LEN),
+            (at(PM1A_EVT_PORT), PM1A_EVT_LEN),
+            (at(PM1A_CNT_PORT), PM1A_CNT_LEN),
+            (at(PM_TMR_PORT), PM_TMR_LEN),
             (SMI_CMD_PORT, 1),
         ]
+    }
+
+    /// The register block `base` names, in bhyve's numbering.
+    fn reg(&self, base: u64) -> u64 {
+        if base == SMI_CMD_PORT {
+            base
+        } else {
+            base.wrapping_sub(self.pm_base).wrapping_add(PM1A_EVT_PORT)
+        }
     }
 
     /// Whether the guest has enabled ACPI (SCI_EN).
@@ -157,7 +177,7 @@ impl AcpiPm {
 
 impl BusDevice for AcpiPm {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-        let v: Option<u32> = match (base, offset, data.len()) {
+        let v: Option<u32> = match (self.reg(base), offset, data.len()) {
             (PM1A_EVT_PORT, 0, 2) => Some(self.status.into()),
             (PM1A_EVT_PORT, 2, 2) => Some(self.enable.into()),
             (PM1A_CNT_PORT, 0, 2) => Some(self.control.into()),
@@ -172,7 +192,7 @@ impl BusDevice for AcpiPm {
 
     fn write(&mut self, base: u64, offset: u64, data: &[u8]) {
         let v16 = || u16::from_le_bytes([data[0], data[1]]);
-        match (base, offset, data.len()) {
+        match (self.reg(base), offset, data.len()) {
             (PM1A_EVT_PORT, 0, 2) => {
                 self.status &= !(v16() & STS_W1C);
                 self.update_sci();
@@ -321,7 +341,7 @@ mod tests {
     #[test]
     fn odd_accesses_never_panic_and_float() {
         let (mut pm, vm, sci, _) = dev();
-        for (base, len) in AcpiPm::pio_ranges() {
+        for (base, len) in pm.ranges() {
             for off in 0..len + 2 {
                 for size in [0usize, 1, 2, 3, 4, 8] {
                     let mut b = vec![0u8; size];
@@ -342,5 +362,28 @@ mod tests {
         assert!(sci.history().is_empty());
         assert_eq!(rd16(&mut pm, PM1A_CNT_PORT, 0), 0);
         assert_eq!(rd16(&mut pm, PM1A_EVT_PORT, 2), 0);
+    }
+
+    #[test]
+    fn block_moves_with_its_base() {
+        let (mut pm, vm, _, _) = dev();
+        pm.set_base(0x600);
+        assert_eq!(
+            pm.ranges(),
+            [(0x600, 4), (0x604, 2), (0x608, 4), (SMI_CMD_PORT, 1)]
+        );
+        // The old 0x402 is nobody's now; 0x604 is PM1a control.
+        let mut b = [0u8; 2];
+        pm.read(0x402, 0, &mut b);
+        assert_eq!(b, [0xff; 2]);
+        pm.write(SMI_CMD_PORT, 0, &[ACPI_ENABLE]);
+        assert_eq!(rd16(&mut pm, 0x604, 0), PM1_SCI_EN);
+        wr16(
+            &mut pm,
+            0x604,
+            0,
+            PM1_SCI_EN | SLP_TYP_S5 << 10 | PM1_SLP_EN,
+        );
+        assert_eq!(vm.exits(), vec![ExitRequest::PowerOff]);
     }
 }

@@ -19,6 +19,9 @@ pub const MIN_MEMORY: u64 = 2 << 20;
 /// Largest memory accepted: keeps every guest physical address below
 /// 2^46, which every x86-64 CPU with VT-x/AMD-V can address.
 pub const MAX_MEMORY: u64 = (1 << 46) - HIGHMEM_BASE;
+/// bhyve's PCI ECAM window (256 buses), reserved in the e820 map.
+pub const ECAM_BASE: u64 = 0xe000_0000;
+pub const ECAM_SIZE: u64 = 256 << 20;
 /// Guest RAM is mapped in pages.
 pub const PAGE_SIZE: u64 = 4096;
 
@@ -139,6 +142,13 @@ impl MemLayout {
                 kind: E820Type::Ram,
             },
         ];
+        // The PCI ECAM window: not RAM, and Linux only trusts an MCFG
+        // region the firmware also reserves.
+        v.push(E820Entry {
+            addr: ECAM_BASE,
+            size: ECAM_SIZE,
+            kind: E820Type::Reserved,
+        });
         if self.highmem > 0 {
             v.push(E820Entry {
                 addr: HIGHMEM_BASE,
@@ -177,7 +187,7 @@ mod tests {
             }]
         );
         let e = l.e820();
-        assert_eq!(e.len(), 3);
+        assert_eq!(e.len(), 4);
         assert_eq!(
             (e[0].addr, e[0].size, e[0].kind),
             (0, 0xa0000, E820Type::Ram)
@@ -223,7 +233,7 @@ mod tests {
         let l = MemLayout::new(3 << 30).unwrap();
         assert_eq!(l.highmem(), 0);
         assert_eq!(l.regions().len(), 1);
-        assert_eq!(l.e820().len(), 3);
+        assert_eq!(l.e820().len(), 4);
     }
 
     #[test]

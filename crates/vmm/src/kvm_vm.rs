@@ -54,7 +54,7 @@ pub struct KvmVm {
     supported_cpuid: CpuId,
     user_space_msr: bool,
     /// What KVM was last given with `KVM_SET_GSI_ROUTING`.
-    routing: Mutex<GsiRouting>,
+    routing: GsiRouter,
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
@@ -122,12 +122,16 @@ impl KvmVm {
         let supported_cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        let fd = Arc::new(fd);
         Ok(Self {
             kvm,
-            fd: Arc::new(fd),
+            fd: fd.clone(),
             supported_cpuid,
             user_space_msr,
-            routing: Mutex::new(routing),
+            routing: GsiRouter {
+                fd: fd.clone(),
+                table: Arc::new(Mutex::new(routing)),
+            },
         })
     }
 
@@ -210,10 +214,7 @@ impl KvmVm {
 
     /// A copy of the GSI routing table KVM has now.
     pub fn gsi_routing(&self) -> GsiRouting {
-        self.routing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.routing.table()
     }
 
     /// Changes the GSI routing table with `change` and installs the result
@@ -222,14 +223,13 @@ impl KvmVm {
         &self,
         change: impl FnOnce(&mut GsiRouting) -> Result<R, GsiError>,
     ) -> Result<R, VmmError> {
-        let mut current = self.routing.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = current.clone();
-        let out = change(&mut next)?;
-        self.fd
-            .set_gsi_routing(&next.to_kvm())
-            .map_err(kvm_err("KVM_SET_GSI_ROUTING"))?;
-        *current = next;
-        Ok(out)
+        self.routing.update(change)
+    }
+
+    /// A handle on the routing table for devices that re-route at run
+    /// time (PIRQ links, MSI vectors).
+    pub fn gsi_router(&self) -> GsiRouter {
+        self.routing.clone()
     }
 
     /// The interrupt line of GSI `irq`: with the PC routing, ISA IRQ n
@@ -240,6 +240,40 @@ impl KvmVm {
             vm: self.fd.clone(),
             irq,
         })
+    }
+}
+
+/// The VM's GSI routing table, shared: KVM only takes the table whole,
+/// so every change goes through this one copy.
+#[derive(Clone)]
+pub struct GsiRouter {
+    fd: Arc<VmFd>,
+    table: Arc<Mutex<GsiRouting>>,
+}
+
+impl GsiRouter {
+    pub fn table(&self) -> GsiRouting {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes the table with `change` and installs the result in KVM;
+    /// if either step fails, KVM and this copy keep the old table.
+    pub fn update<R>(
+        &self,
+        change: impl FnOnce(&mut GsiRouting) -> Result<R, GsiError>,
+    ) -> Result<R, VmmError> {
+        let mut current = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = current.clone();
+        let out = change(&mut next)?;
+        self.fd
+            .set_gsi_routing(&next.to_kvm())
+            .map_err(kvm_err("KVM_SET_GSI_ROUTING"))?;
+        *current = next;
+        Ok(out)
+    }
+
+    pub fn vm_fd(&self) -> &Arc<VmFd> {
+        &self.fd
     }
 }
 

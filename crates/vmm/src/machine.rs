@@ -8,19 +8,24 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bhyve_config::{find_emulation, pci_devices, run_params, Config};
+use bhyve_config::{run_params, Config, FwCfgUserFile};
+use bhyve_devices::pci::PciWindows;
 use bhyve_devices::rtc::CmosMemory;
 use bhyve_devices::{ExitRequest, VmControl};
-use bhyve_firmware::acpi::{self, AcpiSpec, ComPort, HpetSpec, PmPorts};
-use bhyve_firmware::mptable::{self, CpuIdentity, MpTableSpec};
+use bhyve_firmware::layout::MIN_MEMORY;
+use bhyve_firmware::mptable::CpuIdentity;
+use bhyve_firmware::smbios::SmbiosSpec;
 use bhyve_firmware::MemLayout;
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
-use vm_memory::GuestMemoryMmap;
 
 use crate::boot::{boot, BootSource, Booted};
 use crate::bootrom::BootRomSpec;
 use crate::control::ControlServer;
 use crate::cpuid::{self, CpuTopology, CpuidParams};
+use crate::fwtables::{
+    acpi_spec, install_fw_cfg, pci_root_spec, write_acpi_tables, write_mptable, write_smbios,
+    FwCfgContents,
+};
 use crate::kvm_vm::{KvmVm, VmOptions};
 use crate::lifecycle::Lifecycle;
 pub use crate::platform::LegacySpec;
@@ -48,6 +53,15 @@ pub struct MachineSpec {
     pub mptable: bool,
     /// `acpi_tables` (`-A`): write bhyve's ACPI tables at start.
     pub acpi: bool,
+    /// `acpi_tables_in_memory`: also write them into the BIOS area (with
+    /// fw_cfg they are served there too).
+    pub acpi_in_memory: bool,
+    pub smbios: SmbiosSpec,
+    /// `lpc.fwcfg=qemu`: QEMU's fw_cfg on 0x510 (firmware built for
+    /// QEMU); otherwise bhyve's fwctl, which is not implemented.
+    pub fw_cfg_qemu: bool,
+    /// `-f name,string=…|file=…`.
+    pub fw_cfg_files: Vec<FwCfgUserFile>,
     pub legacy: LegacySpec,
     pub boot: BootSource,
     /// One-line warnings for options accepted but not effective yet.
@@ -61,10 +75,6 @@ fn cfg_err(e: bhyve_config::ConfigError) -> MachineError {
 fn flag(cfg: &Config, path: &str, default: bool) -> Result<bool, MachineError> {
     cfg.get_bool_default(path, default).map_err(cfg_err)
 }
-
-/// PCI emulations that exist only as the PCI config space the platform
-/// work will add; accepting them keeps bhyve's usual command lines working.
-const PCI_PLATFORM_ONLY: [&str; 3] = ["hostbridge", "amd_hostbridge", "lpc"];
 
 impl MachineSpec {
     pub fn from_config(cfg: &Config) -> Result<Self, MachineError> {
@@ -105,32 +115,11 @@ impl MachineSpec {
                 "-l tpm: TPM emulation is not implemented yet".into(),
             ));
         }
-        if cfg.get("uuid").is_some() {
-            warnings.push("-U: no SMBIOS tables yet; the UUID is not visible to the guest".into());
-        }
         if cfg.get("keyboard.layout").is_some() {
             warnings.push("-K: there is no PS/2 keyboard yet; the layout has no effect".into());
         }
 
-        let mut platform_warned = false;
-        for (addr, device) in pci_devices(cfg) {
-            let bsf = format!("{}:{}:{}", addr.bus, addr.slot, addr.func);
-            let Some(emul) = find_emulation(&device) else {
-                return Err(MachineError::new(format!(
-                    "pci {bsf}: unknown emulation '{device}'"
-                )));
-            };
-            if PCI_PLATFORM_ONLY.contains(&emul.name) {
-                if !platform_warned {
-                    warnings.push("PCI configuration space arrives with the platform work; hostbridge/lpc slots are accepted without it".into());
-                    platform_warned = true;
-                }
-            } else {
-                return Err(MachineError::new(format!(
-                    "pci {bsf}: emulation '{device}' is not implemented yet"
-                )));
-            }
-        }
+        let pci = crate::pci::pci_functions(cfg)?;
         bhyve_config::check_lpc_bridges(cfg).map_err(cfg_err)?;
 
         let mut legacy = LegacySpec::default();
@@ -142,6 +131,29 @@ impl MachineSpec {
         legacy.pc_testdev = flag(cfg, "lpc.pc-testdev", false)?;
         legacy.rtc_utc = !flag(cfg, "rtc.use_localtime", true)?;
         legacy.cmos = cmos_memory(mem_size, t.cpus.into());
+        legacy.pci = pci;
+        if let Some(v) = cfg.get("pm.base") {
+            let base = crate::pci::parse_c_number(&v)
+                .filter(|b| b % 4 == 0 && (0x100..=0xfff0).contains(b))
+                .ok_or_else(|| MachineError::new(format!("invalid pm.base '{v}'")))?;
+            legacy.pm_base = Some(base);
+        }
+        legacy.debugcon = bhyve_config::lpc::debugcon_config(cfg)
+            .map_err(cfg_err)?
+            .map(|d| (d.path, d.port));
+        // A size the layout rejects fails later, at boot, with its own
+        // message; SMBIOS then describes nothing it could not hold.
+        let layout =
+            MemLayout::new(mem_size).unwrap_or(MemLayout::new(MIN_MEMORY).expect("minimum"));
+        let smbios = SmbiosSpec::from_config(cfg, &layout, &t)
+            .map_err(|e| MachineError::new(e.to_string()))?;
+        let fw_cfg_qemu = bhyve_config::lpc::lpc_fwcfg_is_qemu(cfg);
+        let fw_cfg_files = bhyve_config::fwcfg_user_files(cfg).map_err(cfg_err)?;
+        if !fw_cfg_qemu && !fw_cfg_files.is_empty() {
+            warnings.push(
+                "-f: fw_cfg files are only served with lpc.fwcfg=qemu (bhyve's fwctl is not implemented)".into(),
+            );
+        }
 
         let boot = if let Some(kernel) = cfg.get("boot.kernel") {
             BootSource::Kernel {
@@ -175,6 +187,10 @@ impl MachineSpec {
             destroy_on_poweroff: flag(cfg, "destroy_on_poweroff", false)?,
             mptable: flag(cfg, "x86.mptable", true)?,
             acpi: flag(cfg, "acpi_tables", false)?,
+            acpi_in_memory: flag(cfg, "acpi_tables_in_memory", true)?,
+            smbios,
+            fw_cfg_qemu,
+            fw_cfg_files,
             legacy,
             boot,
             warnings,
@@ -285,11 +301,38 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
         vcpus.push(vcpu);
     }
 
-    if spec.mptable {
-        write_mptable(&mem, ncpus, cpu_identity)?;
+    let layout = MemLayout::new(spec.mem_size).map_err(|e| MachineError::new(e.to_string()))?;
+    let windows = PciWindows::bhyve(layout.highmem());
+    let intx = platform.pci.intx_routes();
+    let acpi = spec.acpi.then(|| {
+        acpi_spec(
+            ncpus,
+            &spec.legacy,
+            Some(pci_root_spec(&platform.pci, windows)),
+        )
+    });
+    // Firmware built for QEMU runs from a copy of itself in the BIOS area
+    // (see bootrom.rs) and finds the tables through fw_cfg, as on QEMU;
+    // only bhyve-flavoured boots get them written there.
+    let bios_area_is_firmware = spec.fw_cfg_qemu && matches!(spec.boot, BootSource::Rom(_));
+    if !bios_area_is_firmware {
+        if spec.mptable {
+            write_mptable(&mem, ncpus, cpu_identity, &intx)?;
+        }
+        write_smbios(&mem, &spec.smbios)?;
+        if let (Some(a), true) = (&acpi, spec.acpi_in_memory) {
+            write_acpi_tables(&mem, a)?;
+        }
     }
-    if spec.acpi {
-        write_acpi_tables(&mem, ncpus, &spec.legacy)?;
+    if spec.fw_cfg_qemu {
+        let contents = FwCfgContents {
+            cpus: ncpus,
+            layout,
+            acpi: acpi.as_ref(),
+            smbios: &spec.smbios,
+            user: &spec.fw_cfg_files,
+        };
+        install_fw_cfg(&platform.pio, &mem, &contents)?;
     }
 
     let ctl = ControlServer::start(&dir.ctl_socket_path(), life.clone())
@@ -356,72 +399,12 @@ fn identity(cpuid: &[kvm_cpuid_entry2]) -> Option<CpuIdentity> {
         })
 }
 
-/// bhyve(8) builds the MP table itself at every start (bhyveload does
-/// not), so both boot paths get one sized for this run's `-c`.
-fn write_mptable(mem: &GuestMemoryMmap, cpus: usize, cpu: CpuIdentity) -> Result<(), MachineError> {
-    let spec = MpTableSpec {
-        cpu,
-        ..MpTableSpec::new(cpus)
-    };
-    mptable::write(mem, &spec).map_err(|e| MachineError::new(e.to_string()))
-}
-
-/// What `-A`'s tables describe: this run's vCPUs and COM ports, and the
-/// PM registers, SMI command port and HPET the platform always has (their
-/// constants come from the devices, so tables and devices cannot drift).
-fn acpi_spec(cpus: usize, legacy: &LegacySpec) -> AcpiSpec {
-    use bhyve_devices::{acpi_pm as pm, hpet, uart::COM_PORTS};
-    let com_ports = legacy
-        .com
-        .iter()
-        .filter_map(|(i, _)| {
-            let (base, irq) = *COM_PORTS.get(*i)?;
-            Some(ComPort {
-                index: *i as u8,
-                base: base as u16,
-                irq: irq as u8,
-            })
-        })
-        .collect();
-    AcpiSpec {
-        com_ports,
-        pm: PmPorts {
-            pm1a_evt: pm::PM1A_EVT_PORT as u16,
-            pm1a_cnt: pm::PM1A_CNT_PORT as u16,
-            pm_tmr: pm::PM_TMR_PORT as u16,
-            // bhyve's GPE0 block (0x40c) serves only its VM generation
-            // counter, which we do not have: no GPE block.
-            gpe0: None,
-            smi_cmd: pm::SMI_CMD_PORT as u16,
-            acpi_enable: pm::ACPI_ENABLE,
-            acpi_disable: pm::ACPI_DISABLE,
-        },
-        sci_irq: pm::SCI_IRQ as u8,
-        hpet: Some(HpetSpec {
-            base: hpet::HPET_BASE as u32,
-            block_id: hpet::capabilities() as u32,
-        }),
-        s5_slp_typ: pm::SLP_TYP_S5 as u8,
-        ..AcpiSpec::new(cpus)
-    }
-}
-
-/// Like the MP table, bhyve(8) writes the ACPI tables at every start
-/// (bhyveload does not), where a guest finds them by scanning the BIOS
-/// area for the RSDP.
-fn write_acpi_tables(
-    mem: &GuestMemoryMmap,
-    cpus: usize,
-    legacy: &LegacySpec,
-) -> Result<(), MachineError> {
-    acpi::write(mem, &acpi_spec(cpus, legacy))
-        .map(|_| ())
-        .map_err(|e| MachineError::new(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bhyve_firmware::acpi::{self, AcpiSpec, ComPort, PmPorts};
+    use bhyve_firmware::mptable;
+    use vm_memory::GuestMemoryMmap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Config {
         let mut c = Config::with_defaults();
@@ -476,7 +459,7 @@ mod tests {
         assert!(s.legacy.pc_testdev);
         assert!(matches!(s.boot, BootSource::Kernel { .. }));
         assert!(s.acpi);
-        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     }
 
     #[test]
@@ -527,7 +510,7 @@ mod tests {
         assert_eq!((cpu.signature, cpu.features), (0x906ea, 0x178b_fbff));
         assert!(identity(&[leaf(0, 0xd, 0)]).is_none());
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
-        write_mptable(&mem, 2, cpu).unwrap();
+        write_mptable(&mem, 2, cpu, &[]).unwrap();
         let mut img = [0u8; 16 + 44 + 20];
         mem.read_slice(&mut img, GuestAddress(mptable::MPTABLE_BASE))
             .unwrap();
@@ -548,7 +531,7 @@ mod tests {
             com: vec![(1, "stdio".into())],
             ..LegacySpec::default()
         };
-        let spec = acpi_spec(3, &legacy);
+        let spec = acpi_spec(3, &legacy, None);
         assert_eq!(
             spec.com_ports,
             [ComPort {
@@ -573,8 +556,8 @@ mod tests {
         );
 
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
-        write_mptable(&mem, 3, CpuIdentity::default()).unwrap();
-        write_acpi_tables(&mem, 3, &legacy).unwrap();
+        write_mptable(&mem, 3, CpuIdentity::default(), &[]).unwrap();
+        write_acpi_tables(&mem, &spec).unwrap();
         let mut rsdp = [0u8; 36];
         mem.read_slice(&mut rsdp, GuestAddress(acpi::ACPI_BASE))
             .unwrap();

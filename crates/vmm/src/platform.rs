@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, Weak};
 use bhyve_devices::acpi_pm::SCI_IRQ;
 use bhyve_devices::atkbdc::{KBD_DATA_PORT, KBD_STS_CTL_PORT};
 use bhyve_devices::calendar::RtcTime;
+use bhyve_devices::debugcon::Debugcon;
 use bhyve_devices::hpet::{HPET_BASE, HPET_LEN};
-use bhyve_devices::reset::{RESET_PORT, RESET_PORT_LEN};
+use bhyve_devices::pci::PciWindows;
 use bhyve_devices::rtc::{CmosMemory, RTC_IRQ, RTC_PORT, RTC_PORT_LEN};
 use bhyve_devices::timer::{Clock, MonotonicClock, TimerThread, TimerWake};
 use bhyve_devices::uart::{COM_PORTS, UART_REG_COUNT};
@@ -23,6 +24,7 @@ use kvm_ioctls::VmFd;
 
 use crate::gsi::IOAPIC_PINS;
 use crate::kvm_vm::KvmVm;
+use crate::pci::{PciFunctionSpec, PciPlatform};
 use crate::MachineError;
 use bhyve_backends::{open_char_backend, BackendHandle, CharBackend};
 
@@ -80,6 +82,14 @@ pub struct LegacySpec {
     pub rtc_utc: bool,
     /// What the CMOS NVRAM tells firmware: RAM below/above 4 GiB, vCPUs.
     pub cmos: CmosMemory,
+    /// The `-s` functions on bus 0.
+    pub pci: Vec<PciFunctionSpec>,
+    /// `-l debugcon,PATH[,port=N]`: QEMU's debug console port, where
+    /// SeaBIOS and OVMF write their logs (`stderr` or a file appended to).
+    pub debugcon: Option<(String, u16)>,
+    /// `pm.base`: where the PM1/PM-timer block lives instead of bhyve's
+    /// 0x400 (0x600 for firmware that needs QEMU's debug port 0x402).
+    pub pm_base: Option<u64>,
 }
 
 /// Opens the COM ports' host backends (terminal, TTY, socket) before
@@ -102,6 +112,7 @@ pub fn open_serial_backends(spec: &LegacySpec) -> Result<Vec<(usize, CharBackend
 pub struct Platform {
     pub pio: Arc<Bus>,
     pub mmio: Arc<Bus>,
+    pub pci: PciPlatform,
     serial: Vec<BackendHandle>,
     power_button: PowerButton,
     hpet_timer: Option<TimerThread>,
@@ -120,12 +131,6 @@ impl Platform {
         let pio = Arc::new(Bus::new());
         let mmio = Arc::new(Bus::new());
         let bus_err = |what: &str, e: BusError| MachineError::new(format!("{what}: {e}"));
-        pio.insert(
-            RESET_PORT,
-            RESET_PORT_LEN,
-            Arc::new(Mutex::new(ResetControl::new(control.clone()))),
-        )
-        .map_err(|e| bus_err("reset port", e))?;
         let kbd = Arc::new(Mutex::new(Atkbdc::new(control.clone())));
         pio.insert(KBD_DATA_PORT, 1, kbd.clone())
             .map_err(|e| bus_err("i8042", e))?;
@@ -151,7 +156,11 @@ impl Platform {
             vm.irq_line(SCI_IRQ),
             clock.clone(),
         )));
-        for (base, len) in AcpiPm::pio_ranges() {
+        if let Some(b) = spec.pm_base {
+            pm.lock().unwrap_or_else(|e| e.into_inner()).set_base(b);
+        }
+        let ranges = pm.lock().unwrap_or_else(|e| e.into_inner()).ranges();
+        for (base, len) in ranges {
             pio.insert(base, len, pm.clone())
                 .map_err(|e| bus_err("acpi", e))?;
         }
@@ -184,8 +193,8 @@ impl Platform {
         let rtc_timer = TimerThread::spawn("rtc", rtc, clock, wake)
             .map_err(|e| MachineError::new(format!("rtc timer thread: {e}")))?;
         if spec.pc_testdev {
-            let dev =
-                PcTestDev::new(control, pins).map_err(|e| MachineError::new(e.to_string()))?;
+            let dev = PcTestDev::new(control.clone(), pins)
+                .map_err(|e| MachineError::new(e.to_string()))?;
             let ranges = dev.pio_ranges();
             let (mbase, mlen) = dev.mmio_range();
             let dev = Arc::new(Mutex::new(dev));
@@ -196,9 +205,46 @@ impl Platform {
             mmio.insert(mbase, mlen, dev)
                 .map_err(|e| bus_err("pc-testdev", e))?;
         }
+        if let Some((path, port)) = &spec.debugcon {
+            let sink: Box<dyn std::io::Write + Send> = if path == bhyve_config::lpc::DEBUGCON_STDERR
+            {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(path)
+                        .map_err(|e| MachineError::new(format!("debugcon {path}: {e}")))?,
+                )
+            };
+            pio.insert(
+                u64::from(*port),
+                1,
+                Arc::new(Mutex::new(Debugcon::new(sink))),
+            )
+            .map_err(|e| bus_err("debugcon", e))?;
+        }
+        // PIRQ links are not given the ISA IRQs of the LPC devices.
+        let mut reserved = 1u16 << SCI_IRQ;
+        for (index, _) in &spec.com {
+            if let Some(&(_, irq)) = COM_PORTS.get(*index) {
+                reserved |= 1 << irq;
+            }
+        }
+        let pci = PciPlatform::build(
+            vm,
+            &pio,
+            &mmio,
+            PciWindows::bhyve(spec.cmos.highmem),
+            &spec.pci,
+            ResetControl::new(control.clone()),
+            reserved,
+        )?;
         Ok(Self {
             pio,
             mmio,
+            pci,
             serial,
             power_button: PowerButton(Arc::downgrade(&pm)),
             hpet_timer: Some(hpet_timer),

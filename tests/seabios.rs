@@ -1,0 +1,150 @@
+//! Debian's SeaBIOS, firmware nobody here wrote, judging the platform:
+//! it boots from `-l bootrom` on QEMU's fw_cfg, and its own debug log
+//! (port 0x402) and the tables it leaves in guest memory show what it
+//! found: our memory size and e820, the PCI functions with the IDs we
+//! configured, the `-c` CPU count, our SMBIOS UUID and our ACPI tables
+//! (installed through the fw_cfg table-loader).
+//!
+//! The command line is the one docs/STATUS.md documents: QEMU's i440FX
+//! host bridge identity through `pcireg.*`, the PM block moved off
+//! SeaBIOS's debug port, `fwcfg=qemu`.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIOS: &str = "/usr/share/seabios/bios.bin";
+const UUID: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+
+fn le32(d: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(d[at..at + 4].try_into().unwrap()) as usize
+}
+
+#[test]
+fn seabios_boots_and_finds_our_platform() {
+    assert!(
+        Path::new(BIOS).exists(),
+        "{BIOS} is missing: apt-get install seabios (.ci/run does)"
+    );
+    let s = Scratch::new("seabios");
+    let log = s.dir.join("debugcon.log");
+    let rom = format!("bootrom,{BIOS},fwcfg=qemu");
+    let debugcon = format!("debugcon,{}", log.display());
+    let mut child = s
+        .command(&[
+            "-A",
+            "-c",
+            "2",
+            "-m",
+            "256M",
+            "-U",
+            UUID,
+            "-s",
+            "0,hostbridge",
+            "-o",
+            "pci.0.0.0.pcireg.vendor=0x8086",
+            "-o",
+            "pci.0.0.0.pcireg.device=0x1237",
+            "-o",
+            "pci.0.0.0.pcireg.subvendor=0x1af4",
+            "-o",
+            "pci.0.0.0.pcireg.subdevice=0x1100",
+            "-s",
+            "31,lpc",
+            "-o",
+            "pm.base=0x600",
+            "-l",
+            &rom,
+            "-l",
+            &debugcon,
+            "seabios",
+        ])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("No bootable device") {
+            break text;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("bhyve exited with {st} before SeaBIOS finished:\n{text}");
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("SeaBIOS did not reach its boot menu in 90 s:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Guest RAM is the VM's memory file: read what SeaBIOS left there
+    // while the VM still runs.
+    let mem = std::fs::read(s.rundir().join("seabios/memory")).unwrap();
+    // SIGTERM: SeaBIOS never enables ACPI, so bhyve powers off (1).
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_deadline(child);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    for want in [
+        "Running on QEMU (i440fx)",
+        "Found QEMU fw_cfg",
+        "QEMU fw_cfg DMA interface supported",
+        // Our etc/e820: 640 KiB, then RAM from 1 MiB to 256 MiB.
+        "qemu/e820: addr 0x0000000000000000 len 0x00000000000a0000 [RAM]",
+        "qemu/e820: addr 0x0000000000100000 len 0x000000000ff00000 [RAM]",
+        "e0000000 - 00000000f0000000 = 2 RESERVED",
+        "Found 2 PCI devices",
+        "PCI: init bdf=00:00.0 id=8086:1237",
+        "PCI: init bdf=00:1f.0 id=8086:7000",
+        "PIIX3/PIIX4 init",
+        "Found 2 cpu(s)",
+        &format!("Machine UUID {UUID}"),
+        "No bootable device",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    for bad in ["WARNING - internal error", "Unable to unlock ram"] {
+        assert!(!text.contains(bad), "{bad:?} in:\n{text}");
+    }
+
+    // The RSDP SeaBIOS installed (table-loader ALLOCATE in the F-segment)
+    // leads to our tables: OEM "BHYVE", with the MCFG at our ECAM.
+    let at = (0xe_0000..0x10_0000 - 8)
+        .step_by(16)
+        .find(|&a| &mem[a..a + 8] == b"RSD PTR ")
+        .expect("no RSDP in the BIOS area");
+    assert_eq!(&mem[at + 9..at + 15], b"BHYVE ");
+    let rsdt = le32(&mem, at + 16);
+    assert_eq!(&mem[rsdt..rsdt + 4], b"RSDT");
+    let len = le32(&mem, rsdt + 4);
+    let tables: Vec<usize> = (rsdt + 36..rsdt + len)
+        .step_by(4)
+        .map(|p| le32(&mem, p))
+        .collect();
+    let sigs: Vec<&[u8]> = tables.iter().map(|&t| &mem[t..t + 4]).collect();
+    for want in [b"FACP", b"APIC", b"HPET", b"MCFG"] {
+        assert!(sigs.contains(&&want[..]), "{sigs:?}");
+    }
+    for &t in &tables {
+        let n = le32(&mem, t + 4);
+        let sum = mem[t..t + n].iter().fold(0u8, |a, b| a.wrapping_add(*b));
+        assert_eq!(sum, 0, "checksum of {:?}", &mem[t..t + 4]);
+        assert_eq!(&mem[t + 10..t + 16], b"BHYVE ");
+    }
+    let mcfg = tables[sigs.iter().position(|s| s == b"MCFG").unwrap()];
+    assert_eq!(
+        u64::from_le_bytes(mem[mcfg + 44..mcfg + 52].try_into().unwrap()),
+        0xe000_0000
+    );
+    // The MADT lists the two CPUs of -c 2 (type 0 entries).
+    let madt = tables[sigs.iter().position(|s| s == b"APIC").unwrap()];
+    let (mut p, end, mut cpus) = (madt + 44, madt + le32(&mem, madt + 4), 0);
+    while p + 2 <= end && mem[p + 1] >= 2 {
+        cpus += usize::from(mem[p] == 0);
+        p += usize::from(mem[p + 1]);
+    }
+    assert_eq!(cpus, 2);
+}
