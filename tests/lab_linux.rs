@@ -323,3 +323,74 @@ fn lab_runs_many_jobs() {
         );
     }
 }
+
+/// Debian's kernel on the PCI platform: `-s 0,hostbridge -s 31,lpc -A -c
+/// 2`. Linux enumerates our functions with bhyve's IDs through ECAM (the
+/// MCFG region is reserved), sees no ACPI/PCI errors, offers the HPET and
+/// ACPI PM clocksources, reads the host's date from the RTC, routes
+/// interrupts through the I/O APIC, and `poweroff` ends bhyve with 1.
+#[test]
+fn linux_sees_the_pci_platform() {
+    let script = r#"
+for d in /sys/bus/pci/devices/*; do echo "LABR pci $(basename $d) $(cat $d/vendor):$(cat $d/device) $(cat $d/class)"; done
+echo "LABR clocksources $(cat /sys/devices/system/clocksource/clocksource0/available_clocksource)"
+echo "LABR rtc $(cat /sys/class/rtc/rtc0/since_epoch)"
+echo "LABR ioapic $(grep -c IO-APIC /proc/interrupts)"
+dmesg | grep -iE 'acpi (error|exception|bios error|warning)|firmware bug|mmconfig.*not|pci.*(error|fail)' | sed 's/^/LABR bad /'
+dmesg | grep -iE 'mmconfig|ecam' | sed 's/^/LABR mcfg /'
+echo "LABR done"
+"#;
+    let r = run(
+        script,
+        "lab.end=poweroff",
+        r#"
+host_now=$(date +%s)
+$BHYVE -A -c 2 -m 256M -s 0,hostbridge -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
+    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-pci >console.log 2>bhyve.err </dev/null
+result bhyve $?
+result host_now $host_now
+cat bhyve.err
+"#,
+    );
+    r.expect_console(&marker(2));
+    r.expect_console("LABR done");
+    let lines: Vec<&str> = r
+        .console
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').split_once("LABR "))
+        .map(|(_, v)| v)
+        .collect();
+    let has = |p: &str| lines.iter().any(|l| l.starts_with(p));
+    assert!(
+        has("pci 0000:00:00.0 0x1275:0x1275 0x060000"),
+        "{lines:?}\n{}",
+        r.explain()
+    );
+    assert!(has("pci 0000:00:1f.0 0x8086:0x7000 0x060100"), "{lines:?}");
+    assert!(!has("bad "), "error lines in the guest log: {lines:?}");
+    let clocks = lines
+        .iter()
+        .find(|l| l.starts_with("clocksources"))
+        .unwrap();
+    assert!(
+        clocks.contains("hpet") && clocks.contains("acpi_pm"),
+        "{clocks}"
+    );
+    let rtc: i64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("rtc "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RTC reading: {lines:?}"));
+    let host: i64 = r.result("host_now").unwrap().parse().unwrap();
+    // The RTC keeps local time (no -u); L1 runs in UTC, so they agree
+    // within the boot's duration.
+    assert!((rtc - host).abs() < 600, "rtc {rtc} host {host}");
+    let ioapic: u32 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("ioapic "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(ioapic > 0, "{lines:?}");
+    assert!(has("mcfg "), "Linux did not mention MMCONFIG: {lines:?}");
+    r.expect("bhyve", "1");
+}

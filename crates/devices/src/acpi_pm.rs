@@ -4,7 +4,7 @@
 //! | port | register | access |
 //! |---|---|---|
 //! | 0x400 | PM1a_STS: write 1 to clear WAK, RTC, SLPBTN, PWRBTN, BM | 2 bytes |
-//! | 0x402 | PM1a_EN: only PWRBTN_EN and GBL_EN stick | 2 bytes |
+//! | 0x402 | PM1a_EN: only PWRBTN_EN, GBL_EN and RTC_EN stick | 2 bytes |
 //! | 0x404 | PM1a_CNT: SCI_EN (read-only), SLP_TYP; SLP_EN with SLP_TYP 5 is S5 | 2 bytes |
 //! | 0x408 | PM_TMR: free-running 32-bit counter at 3.579545 MHz, read-only | 4 bytes |
 //! | 0xb2 | SMI_CMD: 0xa0 sets SCI_EN (ACPI enable), 0xa1 clears it | 1 byte, write |
@@ -61,7 +61,11 @@ pub const PM1_SLP_EN: u16 = 1 << 13;
 const PM1_CNT_FIXED: u16 = 0xc003;
 
 const STS_W1C: u16 = PM1_WAK_STS | PM1_RTC_STS | PM1_SLPBTN_STS | PM1_PWRBTN_STS | PM1_BM_STS;
-const EN_WRITABLE: u16 = PM1_PWRBTN_EN | PM1_GBL_EN;
+/// RTC_EN sticks too (bhyve drops it): ACPICA enables the fixed RTC
+/// event for Linux's rtc-cmos and logs an ACPI error when the bit does
+/// not read back. RTC_STS is never raised: there is no wake from sleep.
+pub const PM1_RTC_EN: u16 = 1 << 10;
+const EN_WRITABLE: u16 = PM1_PWRBTN_EN | PM1_GBL_EN | PM1_RTC_EN;
 /// Status bits that have an enable bit at the same position.
 const STS_EVENTS: u16 = PM1_TMR_STS | PM1_GBL_STS | PM1_PWRBTN_STS | PM1_SLPBTN_STS | PM1_RTC_STS;
 
@@ -271,7 +275,10 @@ mod tests {
         wr16(&mut pm, PM1A_EVT_PORT, 0, PM1_PWRBTN_STS);
         assert_eq!(rd16(&mut pm, PM1A_EVT_PORT, 0), 0);
         wr16(&mut pm, PM1A_EVT_PORT, 2, 0xffff);
-        assert_eq!(rd16(&mut pm, PM1A_EVT_PORT, 2), PM1_PWRBTN_EN | PM1_GBL_EN);
+        assert_eq!(
+            rd16(&mut pm, PM1A_EVT_PORT, 2),
+            PM1_PWRBTN_EN | PM1_GBL_EN | PM1_RTC_EN
+        );
     }
 
     #[test]
