@@ -11,7 +11,15 @@ use bhyve_config::{lpc_help_text, parse_bhyve_args, pci_help_text, usage_text, P
 /// `-s help` entries that do something today; the rest are marked.
 const PCI_WORKING: [&str; 3] = ["hostbridge", "amd_hostbridge", "lpc"];
 /// `-l help` entries that do something today.
-const LPC_WORKING: [&str; 5] = ["com1", "com2", "com3", "com4", "pc-testdev"];
+const LPC_WORKING: [&str; 7] = [
+    "bootrom",
+    "com1",
+    "com2",
+    "com3",
+    "com4",
+    "pc-testdev",
+    "debugcon",
+];
 
 fn mark(list: &str, working: &[&str]) -> String {
     list.lines()
