@@ -1,9 +1,10 @@
 //! The port-I/O and MMIO buses: address ranges mapped to devices.
 //!
-//! Lock order: the bus's range map (read lock) is taken before a device's
-//! mutex, and the map is never locked for writing while a device lock is
-//! held, so a device may not (un)register ranges from inside its own
-//! `read`/`write`; it must defer that work.
+//! Lock order: a dispatch looks the range up under the map's read lock
+//! and releases it before locking the device, so a device may
+//! (un)register ranges from inside its own `read`/`write` (the PCI root
+//! moves BARs from a configuration write). The map lock is never held
+//! while a device's mutex is taken.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
