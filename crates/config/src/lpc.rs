@@ -86,6 +86,14 @@ pub fn lpc_device_parse(cfg: &mut Config, opts: &str) -> Result<(), ConfigError>
     if lpcdev.eq_ignore_ascii_case(PCTESTDEV_NAME) {
         return cfg.set_bool(&format!("lpc.{PCTESTDEV_NAME}"), true);
     }
+    // `-l fwcfg,qemu|bhyve`: the same variable `fwcfg=` sets after a
+    // bootrom (newer bhyve spells it this way too).
+    if lpcdev.eq_ignore_ascii_case("fwcfg") {
+        return match rest {
+            Some(v @ ("qemu" | "bhyve")) => cfg.set("lpc.fwcfg", v),
+            _ => Err(invalid()),
+        };
+    }
     if lpcdev.eq_ignore_ascii_case(DEBUGCON_NAME) {
         let (path, mut rest) = split(rest.ok_or_else(invalid)?);
         if path.is_empty() || path.contains('=') {
@@ -231,7 +239,8 @@ mod tests {
 
     #[test]
     fn unknown() {
-        for bad in ["com5,stdio", "", "fwcfg,qemu", "lpc"] {
+        assert_eq!(lpc(&["fwcfg,qemu"]).unwrap(), "lpc.fwcfg=qemu\n");
+        for bad in ["com5,stdio", "", "fwcfg", "fwcfg,seabios", "lpc"] {
             let e = lpc(&[bad]).unwrap_err();
             assert_eq!(e.exit_code(), crate::EX_USAGE);
             assert_eq!(
