@@ -12,6 +12,9 @@ use std::sync::Arc;
 use super::msi::{Msi, MsiX, CAP_ID_MSI, CAP_ID_MSIX};
 use super::{MsiMessage, PciInterrupts, LEGACY_CFG_SIZE};
 
+/// Class code of bridges (host bridge, ISA bridge).
+pub const CLASS_BRIDGE: u8 = 0x06;
+
 pub const REG_VENDOR: usize = 0x00;
 pub const REG_COMMAND: usize = 0x04;
 pub const REG_STATUS: usize = 0x06;
@@ -118,7 +121,7 @@ pub struct PciConfig {
     /// The message each vector was last routed to.
     routed: Vec<Option<MsiMessage>>,
     /// Header bytes restored by a reset.
-    initial: Option<([u8; LEGACY_CFG_SIZE],)>,
+    initial: Option<[u8; LEGACY_CFG_SIZE]>,
 }
 
 impl PciConfig {
@@ -452,7 +455,7 @@ impl PciConfig {
     /// Attaches the function's interrupt outputs (done by the root).
     pub fn set_interrupts(&mut self, irq: Arc<dyn PciInterrupts>) {
         self.irq = Some(irq);
-        self.initial = Some((self.bytes,));
+        self.initial = Some(self.bytes);
     }
 
     /// Reads configuration bytes; `off` may be anything the guest chose.
@@ -496,7 +499,7 @@ impl PciConfig {
     /// Restores the header the function was attached with, masks MSI-X
     /// and drops the interrupt outputs.
     pub fn reset(&mut self) {
-        if let Some((bytes,)) = self.initial {
+        if let Some(bytes) = self.initial {
             self.bytes = bytes;
         }
         if let Some(x) = &mut self.msix {

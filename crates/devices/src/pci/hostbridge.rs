@@ -3,7 +3,7 @@
 //! NetApp's by default, AMD's for `amd_hostbridge`, and anything through
 //! `pcireg.*` (e.g. QEMU's i440FX 8086:1237 for firmware built for QEMU).
 
-use super::config::{PciConfig, PciId};
+use super::config::{PciConfig, PciId, CLASS_BRIDGE};
 use super::PciDevice;
 
 /// bhyve's default IDs (NetApp).
@@ -13,7 +13,6 @@ pub const HOSTBRIDGE_DEVICE: u16 = 0x1275;
 pub const AMD_VENDOR: u16 = 0x1022;
 pub const AMD_DEVICE: u16 = 0x7432;
 
-pub const CLASS_BRIDGE: u8 = 0x06;
 pub const SUBCLASS_HOST: u8 = 0x00;
 
 /// The PCI Express capability (version 2) bhyve gives the host bridge.

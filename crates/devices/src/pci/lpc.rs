@@ -6,13 +6,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::config::{PciConfig, PciId};
+use super::config::{PciConfig, PciId, CLASS_BRIDGE};
 use super::intx::PirqTable;
 use super::PciDevice;
 
 pub const LPC_VENDOR: u16 = 0x8086;
 pub const LPC_DEVICE: u16 = 0x7000;
-pub const CLASS_BRIDGE: u8 = 0x06;
 pub const SUBCLASS_ISA: u8 = 0x01;
 /// PIRQ register blocks: A–D and E–H.
 pub const PIRQ_REGS: [(u16, usize); 2] = [(0x60, 0), (0x68, 4)];
