@@ -15,12 +15,13 @@ use bhyve_config::{pci_devices, Config};
 use bhyve_devices::bus::Bus;
 use bhyve_devices::pci::config::PciId;
 use bhyve_devices::pci::intx::{IntxLines, IntxRoute, PirqRouter, PirqTable, PIRQ_COUNT};
+use bhyve_devices::pci::piix4_pm::{AcpiPmDecoder, Piix4Pm};
 use bhyve_devices::pci::root::{ConfigIo, Ecam, PciAddress, PciRoot, PciWindows};
 use bhyve_devices::pci::{
     HostBridge, LpcBridge, MsiMessage, PciDevice, PciInterrupts, CONF1_ADDR_PORT, ECAM_BASE,
     ECAM_SIZE,
 };
-use bhyve_devices::{IrqLine, ResetControl};
+use bhyve_devices::{AcpiPm, IrqLine, ResetControl};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::gsi::{IrqChip, Route};
@@ -32,6 +33,8 @@ use crate::MachineError;
 pub enum PciEmulation {
     HostBridge(PciId),
     Lpc(PciId),
+    /// QEMU's PIIX4 PM function (our extension): moves the ACPI PM block.
+    Piix4Pm(PciId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +158,7 @@ pub fn pci_function(
             PciEmulation::HostBridge(pci_id(cfg, &node, HostBridge::bhyve_id(), false)?)
         }
         "lpc" => PciEmulation::Lpc(pci_id(cfg, &node, LpcBridge::bhyve_id(), true)?),
+        "piix4-pm" => PciEmulation::Piix4Pm(pci_id(cfg, &node, Piix4Pm::qemu_id(), false)?),
         _ => return Ok(None),
     };
     Ok(Some(PciFunctionSpec {
@@ -333,7 +337,9 @@ pub struct PciPlatform {
 impl PciPlatform {
     /// Builds the root (config mechanism #1 with the reset register at
     /// 0xcf9, ECAM) and adds `functions`. `reserved_irqs` are the ISA
-    /// IRQs of the LPC devices, which PIRQ links are not given.
+    /// IRQs of the LPC devices, which PIRQ links are not given. `pm` is
+    /// the ACPI PM block (on `pio`) a `piix4-pm` function moves.
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         vm: &KvmVm,
         pio: &Arc<Bus>,
@@ -342,6 +348,7 @@ impl PciPlatform {
         functions: &[PciFunctionSpec],
         reset: ResetControl,
         reserved_irqs: u16,
+        pm: &Arc<Mutex<AcpiPm>>,
     ) -> Result<Self, MachineError> {
         let router = vm.gsi_router();
         let pirq = Arc::new(Mutex::new(PirqTable::new(reserved_irqs)));
@@ -378,6 +385,11 @@ impl PciPlatform {
                 PciEmulation::Lpc(id) => {
                     lpc_slot = Some(f.addr.slot);
                     Arc::new(Mutex::new(LpcBridge::new(*id, pirq.clone())))
+                }
+                PciEmulation::Piix4Pm(id) => {
+                    let base = pm.lock().unwrap_or_else(|e| e.into_inner()).ranges()[0].0;
+                    let decoder = Arc::new(AcpiPmDecoder::new(pio.clone(), pm.clone()));
+                    Arc::new(Mutex::new(Piix4Pm::new(*id, decoder, base as u16)))
                 }
             };
             let (router, intx) = (router.clone(), intx.clone());

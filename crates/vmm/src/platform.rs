@@ -240,6 +240,7 @@ impl Platform {
             &spec.pci,
             ResetControl::new(control.clone()),
             reserved,
+            &pm,
         )?;
         Ok(Self {
             pio,

@@ -130,6 +130,14 @@ pub static EMULATIONS: &[Emulation] = &[
         "PCI pass-through device",
         passthru::legacy_config,
     ),
+    // Our extension (not in bhyve): QEMU's PIIX4 power-management
+    // function, for firmware built for QEMU's i440FX (OVMF, SeaBIOS).
+    emu(
+        "piix4-pm",
+        None,
+        "PIIX4 ACPI power-management function (QEMU's i440FX 0:1.3; our extension)",
+        pci_parse_legacy_config,
+    ),
     emu("uart", None, "PCI 16550 serial device", uart::legacy_config),
     emu(
         "virtio-9p",
@@ -248,7 +256,12 @@ mod tests {
             "nvme",
             "hda",
         ];
-        assert_eq!(EMULATIONS.len(), man_page.len());
+        // Our extensions, not in bhyve(8).
+        let ours = ["piix4-pm"];
+        assert_eq!(EMULATIONS.len(), man_page.len() + ours.len());
+        for name in ours {
+            assert!(find_emulation(name).is_some(), "{name}");
+        }
         for name in man_page {
             assert!(find_emulation(name).is_some(), "{name}");
         }

@@ -23,6 +23,7 @@ pub mod hostbridge;
 pub mod intx;
 pub mod lpc;
 pub mod msi;
+pub mod piix4_pm;
 pub mod root;
 #[cfg(test)]
 mod tests;
