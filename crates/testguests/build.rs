@@ -24,6 +24,7 @@ const GUESTS: &[(&str, Kind)] = &[
     ("hpet_pm", Kind::Pvh),
     ("acpi_button", Kind::Pvh),
     ("rtc", Kind::Pvh),
+    ("acpi_tables", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
 ];
 

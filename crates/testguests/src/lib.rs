@@ -96,6 +96,27 @@
 //!   and PF in register C: `rtc: 0x5 periodic interrupts on pin 8`,
 //!   status 33. Failures: `rtc: no update edge`, `rtc: register C V`,
 //!   `rtc: timeout: 0xN` (~4 s local APIC timer), status 35.
+//! * `acpi_tables` (command line `cpus=N` optional) → finds the RSDP
+//!   as an OS does (first KiB of the EBDA named at 0x40e, then
+//!   0xe0000–0xfffff in 16-byte steps), checks its checksum and extended
+//!   checksum, the RSDT, the XSDT (same tables, same order), every listed
+//!   table, the FACS and the DSDT (signature, length 36–64 KiB,
+//!   checksum). Prints `acpi: rsdp ADDR rev R oem OEM rsdt A xsdt B`, one
+//!   `table SIG ADDR len L rev R` per table, and the fields that place the
+//!   platform: `fadt: …` (SCI, SMI_CMD, PM1a event/control, PM timer,
+//!   GPE0, lengths, flags, reset register, the X_ blocks as `SPACE WIDTH
+//!   OFFSET ACCESS ADDR`, FACS/DSDT pointers), `facs ADDR len L version
+//!   V`, `madt: …` then one `lapic UID ID FLAGS` / `ioapic ID ADDR BASE`
+//!   / `iso BUS IRQ GSI FLAGS` / `lapic_nmi UID FLAGS LINT` per entry,
+//!   `hpet: …`, `mcfg: base B segment S buses FIRST LAST` with `pci SLOT
+//!   ID` for each slot of bus 0 answering, `spcr: …`, and the DSDT as
+//!   `dsdt HEX` lines (32 bytes each). It also checks that the ports and
+//!   addresses answer as those devices (`fadt: pm timer, pm1_en, smi_cmd
+//!   and pm1a_cnt respond`, `hpet: capabilities match the block id`, ECAM
+//!   reads equal to config mechanism #1). Ends `acpi: 0xN cpus, every
+//!   checksum ok`, status 33. Any failure (no RSDP, bad checksum, length
+//!   or signature, XSDT ≠ RSDT, a dead register, MADT listing other than
+//!   `cpus=N` enabled CPUs): one `acpi: …` line, status 35.
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
 //!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
@@ -123,6 +144,7 @@ pub const GUESTS: &[&str] = &[
     "hpet_pm",
     "acpi_button",
     "rtc",
+    "acpi_tables",
     "bzimage_inspect",
 ];
 
