@@ -16,6 +16,9 @@ pub mod fw_cfg;
 pub mod hpet;
 pub mod pci;
 pub mod pctestdev;
+pub mod post;
+pub mod ps2kbd;
+pub mod ps2mouse;
 pub mod reset;
 pub mod rtc;
 #[cfg(test)]
@@ -31,6 +34,7 @@ pub use debugcon::Debugcon;
 pub use fw_cfg::{FwCfg, FwCfgBuilder, FwCfgError};
 pub use hpet::Hpet;
 pub use pctestdev::PcTestDev;
+pub use post::Post;
 pub use reset::ResetControl;
 pub use rtc::Rtc;
 pub use uart::Uart;

@@ -7,11 +7,12 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use bhyve_devices::acpi_pm::SCI_IRQ;
-use bhyve_devices::atkbdc::{KBD_DATA_PORT, KBD_STS_CTL_PORT};
+use bhyve_devices::atkbdc::{AUX_IRQ, KBD_DATA_PORT, KBD_IRQ, KBD_STS_CTL_PORT};
 use bhyve_devices::calendar::RtcTime;
 use bhyve_devices::debugcon::Debugcon;
 use bhyve_devices::hpet::{HPET_BASE, HPET_LEN};
 use bhyve_devices::pci::PciWindows;
+use bhyve_devices::post::{Post, POST_PORT, POST_PORT_LEN};
 use bhyve_devices::rtc::{CmosMemory, RTC_IRQ, RTC_PORT, RTC_PORT_LEN};
 use bhyve_devices::timer::{Clock, MonotonicClock, TimerThread, TimerWake};
 use bhyve_devices::uart::{COM_PORTS, UART_REG_COUNT};
@@ -115,6 +116,7 @@ pub struct Platform {
     pub pci: PciPlatform,
     serial: Vec<BackendHandle>,
     power_button: PowerButton,
+    atkbdc: Arc<Mutex<Atkbdc>>,
     hpet_timer: Option<TimerThread>,
     rtc_timer: Option<TimerThread>,
 }
@@ -131,11 +133,18 @@ impl Platform {
         let pio = Arc::new(Bus::new());
         let mmio = Arc::new(Bus::new());
         let bus_err = |what: &str, e: BusError| MachineError::new(format!("{what}: {e}"));
-        let kbd = Arc::new(Mutex::new(Atkbdc::new(control.clone())));
+        let kbd = Arc::new(Mutex::new(Atkbdc::new(
+            control.clone(),
+            vm.irq_line(KBD_IRQ),
+            vm.irq_line(AUX_IRQ),
+        )));
         pio.insert(KBD_DATA_PORT, 1, kbd.clone())
             .map_err(|e| bus_err("i8042", e))?;
-        pio.insert(KBD_STS_CTL_PORT, 1, kbd)
+        pio.insert(KBD_STS_CTL_PORT, 1, kbd.clone())
             .map_err(|e| bus_err("i8042", e))?;
+        // bhyve registers its POST port unconditionally (post.c).
+        pio.insert(POST_PORT, POST_PORT_LEN, Arc::new(Mutex::new(Post::new())))
+            .map_err(|e| bus_err("post", e))?;
         let mut serial = Vec::new();
         for (index, backend) in serial_backends {
             let Some(&(base, irq)) = COM_PORTS.get(index) else {
@@ -226,7 +235,7 @@ impl Platform {
             .map_err(|e| bus_err("debugcon", e))?;
         }
         // PIRQ links are not given the ISA IRQs of the LPC devices.
-        let mut reserved = 1u16 << SCI_IRQ;
+        let mut reserved = (1u16 << SCI_IRQ) | (1 << KBD_IRQ) | (1 << AUX_IRQ);
         for (index, _) in &spec.com {
             if let Some(&(_, irq)) = COM_PORTS.get(*index) {
                 reserved |= 1 << irq;
@@ -248,6 +257,7 @@ impl Platform {
             pci,
             serial,
             power_button: PowerButton(Arc::downgrade(&pm)),
+            atkbdc: kbd,
             hpet_timer: Some(hpet_timer),
             rtc_timer: Some(rtc_timer),
         })
@@ -256,6 +266,11 @@ impl Platform {
     /// The ACPI power button (for SIGTERM).
     pub fn power_button(&self) -> PowerButton {
         self.power_button.clone()
+    }
+
+    /// The i8042, for input sources (key and pointer events).
+    pub fn atkbdc(&self) -> Arc<Mutex<Atkbdc>> {
+        self.atkbdc.clone()
     }
 
     /// Stops the serial backends (flushing what the guest wrote) and gives
