@@ -13,6 +13,7 @@ pub mod calendar;
 pub mod chardev;
 pub mod debugcon;
 pub mod fw_cfg;
+pub mod fwctl;
 pub mod hpet;
 pub mod pci;
 pub mod pctestdev;
