@@ -1,5 +1,8 @@
 //! The DSDT: `\_S5` (soft-off, so the guest can power off through PM1
-//! control) and the devices of bhyve's LPC bridge, in `\_SB`.
+//! control) and the devices of bhyve's LPC bridge, in `\_SB`: system
+//! resources (PM block, SMI command, POST port), COM ports, RTC, PIC, PIT,
+//! the i8042's keyboard and mouse; QEMU's fw_cfg device `\_SB.FWCF` when
+//! it is in use.
 //!
 //! With a PCI root ([`super::AcpiSpec::pci`]) the layout is bhyve's:
 //! `\_SB.PC00` (see [`super::pci`]) holds the HPET and the LPC bridge
@@ -23,6 +26,14 @@ pub const RTC_PORT: (u16, u8) = (0x70, 2);
 pub const RTC_IRQ: u8 = 8;
 /// A 16550's register block.
 pub const UART_PORTS: u8 = 8;
+/// The i8042's data and status/command ports and its two IRQs.
+pub const KBD_PORTS: [u16; 2] = [0x60, 0x64];
+pub const KBD_IRQ: u8 = 1;
+pub const MOUSE_IRQ: u8 = 12;
+/// QEMU fw_cfg's ACPI identity and status (present, enabled, shown,
+/// functioning: bhyve's `acpi_device.c` value).
+pub const FW_CFG_HID: &str = "QEMU0002";
+pub const FW_CFG_STA: u64 = 0x0f;
 
 /// DSDT contents: named objects at the root and devices in `\_SB`.
 #[derive(Debug, Clone, Default)]
@@ -101,6 +112,9 @@ fn lpc_devices(spec: &AcpiSpec) -> Result<Vec<Vec<u8>>, AcpiError> {
         sysres = sysres.io(base, len);
     }
     sysres = sysres.io(pm.smi_cmd, 1);
+    if let Some(port) = spec.post_port {
+        sysres = sysres.io(port, 1);
+    }
     let mut out = vec![device_term("SIO", "PNP0C02", None, sysres)?];
 
     for c in &spec.com_ports {
@@ -130,7 +144,27 @@ fn lpc_devices(spec: &AcpiSpec) -> Result<Vec<Vec<u8>>, AcpiError> {
         .io(PIT_PORT.0, PIT_PORT.1)
         .irq_no_flags(PIT_IRQ);
     out.push(device_term("TIMR", "PNP0100", None, pit)?);
+    if spec.atkbdc {
+        // bhyve's atkbdc_dsdt: both devices name both ports.
+        for (name, hid, irq) in [("KBD", "PNP0303", KBD_IRQ), ("MOU", "PNP0F13", MOUSE_IRQ)] {
+            let crs = ResourceTemplate::new()
+                .io(KBD_PORTS[0], 1)
+                .io(KBD_PORTS[1], 1)
+                .irq_no_flags(irq);
+            out.push(device_term(name, hid, None, crs)?);
+        }
+    }
     Ok(out)
+}
+
+/// `\_SB.FWCF`: QEMU's fw_cfg, with a string _HID as QEMU and bhyve
+/// write it.
+fn fw_cfg_device(base: u16, len: u8) -> Result<Vec<u8>, AcpiError> {
+    let mut body = aml::name("_HID", &aml::string(FW_CFG_HID)?)?;
+    body.extend(aml::name("_STA", &aml::int(FW_CFG_STA))?);
+    let crs = ResourceTemplate::new().io(base, len);
+    body.extend(aml::name("_CRS", &crs.build()?)?);
+    aml::device("FWCF", &body)
 }
 
 /// bhyve's DSDT for `spec`. Without PCI the legacy devices and the HPET
@@ -166,8 +200,40 @@ pub fn dsdt(spec: &AcpiSpec) -> Result<Vec<u8>, AcpiError> {
             }
         }
     }
+    if let Some((base, len)) = spec.fw_cfg {
+        d.push_sb(fw_cfg_device(base, len)?);
+    }
     for term in &spec.sb_terms {
         d.push_sb(term.clone());
     }
     d.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has(d: &[u8], needle: &[u8]) -> bool {
+        d.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn i8042_post_and_fw_cfg_follow_the_spec() {
+        let d = dsdt(&AcpiSpec::new(1)).unwrap();
+        assert!(has(&d, b"KBD_") && has(&d, b"MOU_"));
+        // IO (Decode16, 0x84, 0x84, 1, 1) in the system resources.
+        assert!(has(&d, &[0x47, 0x01, 0x84, 0x00, 0x84, 0x00, 0x01, 0x01]));
+        assert!(!has(&d, b"FWCF"));
+        let d = dsdt(&AcpiSpec {
+            atkbdc: false,
+            post_port: None,
+            fw_cfg: Some((0x510, 12)),
+            ..AcpiSpec::new(1)
+        })
+        .unwrap();
+        assert!(!has(&d, b"KBD_") && !has(&d, b"MOU_"));
+        assert!(!has(&d, &[0x47, 0x01, 0x84, 0x00]));
+        assert!(has(&d, b"FWCF") && has(&d, b"QEMU0002\0"));
+        assert!(has(&d, &[0x47, 0x01, 0x10, 0x05, 0x10, 0x05, 0x01, 0x0c]));
+    }
 }

@@ -319,3 +319,47 @@ fn iasl_disassembles_the_pci_tables() {
     }
     assert!(seen.contains(b"MCFG") && seen.contains(b"DSDT"));
 }
+
+/// The i8042 devices and the POST port (always) and QEMU's fw_cfg device
+/// (with `lpc.fwcfg=qemu`) disassemble to bhyve's ASL and compile back
+/// to the same AML.
+#[test]
+fn iasl_reads_the_kbd_mouse_post_and_fw_cfg_devices() {
+    let dir = TempDir::new("iasl-kbd-fwcf");
+    let spec = AcpiSpec {
+        fw_cfg: Some((0x510, 12)),
+        ..pci_spec_with_coms(1)
+    };
+    let t = build(&spec).unwrap();
+    let dsl = disassemble(&dir.0, "dsdt", &t.get(b"DSDT").unwrap().bytes);
+    for needle in [
+        "Device (KBD)",
+        "EisaId (\"PNP0303\")",
+        "Device (MOU)",
+        "EisaId (\"PNP0F13\")",
+        "0x0060,             // Range Minimum",
+        "0x0064,             // Range Minimum",
+        "IRQNoFlags ()\n                            {1}\n",
+        "IRQNoFlags ()\n                            {12}\n",
+        "0x0084,             // Range Minimum",
+        "Device (FWCF)",
+        "Name (_HID, \"QEMU0002\")",
+        "Name (_STA, 0x0F)",
+        "0x0510,             // Range Minimum",
+        "0x0C,               // Length",
+    ] {
+        assert!(dsl.contains(needle), "no '{needle}' in:\n{dsl}");
+    }
+    // The keyboard and mouse with the other LPC devices, FWCF in \_SB.
+    for (dev, depth) in [("KBD", 16), ("MOU", 16), ("FWCF", 8)] {
+        let line = format!("\n{}Device ({dev})\n", " ".repeat(depth));
+        assert!(dsl.contains(&line), "{dev} not at depth {depth}:\n{dsl}");
+    }
+    assert_recompiles_identically("iasl-rt-fwcf", &spec);
+    let plain = build(&pci_spec_with_coms(1)).unwrap();
+    let d = &plain.get(b"DSDT").unwrap().bytes;
+    assert!(
+        !d.windows(4).any(|w| w == b"FWCF"),
+        "no FWCF without fw_cfg"
+    );
+}

@@ -117,6 +117,15 @@ pub struct AcpiSpec {
     pub reset: (u16, u8),
     /// SLP_TYP for S5 in PM1 control.
     pub s5_slp_typ: u8,
+    /// The i8042 (bhyve's `atkbdc.c`, always there): `KBD` (PNP0303) and
+    /// `MOU` (PNP0F13) on ports 0x60/0x64, IRQs 1 and 12.
+    pub atkbdc: bool,
+    /// bhyve's POST port (`post.c`), listed with the LPC bridge's
+    /// system resources.
+    pub post_port: Option<u16>,
+    /// QEMU's fw_cfg `(base, length)`: `\_SB.FWCF` ("QEMU0002"), which
+    /// Linux's qemu_fw_cfg driver binds to (bhyve's `qemu_fwcfg.c`).
+    pub fw_cfg: Option<(u16, u8)>,
     /// More AML terms for `\_SB` (e.g. a PCI root bridge), encoded with
     /// [`aml`], appended after the built-in devices.
     pub sb_terms: Vec<Vec<u8>>,
@@ -138,6 +147,9 @@ impl AcpiSpec {
             rtc_century: 0x32,
             reset: (0xcf9, 0x06),
             s5_slp_typ: 5,
+            atkbdc: true,
+            post_port: Some(0x84),
+            fw_cfg: None,
             sb_terms: Vec::new(),
             pci: None,
         }
