@@ -4,7 +4,8 @@
 //! one-command path, with one and two vCPUs; and the VM lifecycle a bhyve
 //! user relies on: reboot (exit 0, the VM stays), ACPI power-off (1), triple
 //! fault (3), console input on com1, `bhyvectl --force-poweroff` and
-//! `--destroy` on a running guest.
+//! `--destroy` on a running guest, and SIGTERM as an ACPI power-button
+//! press that Linux acts on.
 //!
 //! One L1 boot serves every test of this file; L1 runs their guests one
 //! at a time (see `LabOptions::parallel_jobs`).
@@ -33,6 +34,18 @@ fn images() -> &'static GuestImages {
     static IMAGES: OnceLock<Result<GuestImages, String>> = OnceLock::new();
     IMAGES
         .get_or_init(|| GuestImages::prepare(&lab_dir(), &[]).map_err(|e| e.to_string()))
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the guest images could not be built: {e}"))
+}
+
+/// The images with Linux's ACPI button driver and evdev inserted by
+/// `/init` (both are modules in Debian's cloud kernel).
+fn button_images() -> &'static GuestImages {
+    static IMAGES: OnceLock<Result<GuestImages, String>> = OnceLock::new();
+    IMAGES
+        .get_or_init(|| {
+            GuestImages::prepare(&lab_dir(), &["button", "evdev"]).map_err(|e| e.to_string())
+        })
         .as_ref()
         .unwrap_or_else(|e| panic!("the guest images could not be built: {e}"))
 }
@@ -82,7 +95,11 @@ impl Run {
 /// images (`$BZIMAGE`, `$VMLINUX`, `$INITRD`) and `$CMDLINE` (the L2 kernel
 /// command line running `guest_script`, plus `extra`) defined.
 fn run(guest_script: &str, extra: &str, body: &str) -> Run {
-    let img = images();
+    run_on(images(), guest_script, extra, body)
+}
+
+/// [`run`] with the guest images `img`.
+fn run_on(img: &GuestImages, guest_script: &str, extra: &str, body: &str) -> Run {
     let vars = [
         ("BHYVE", env!("CARGO_BIN_EXE_bhyve").to_string()),
         ("BHYVELOAD", env!("CARGO_BIN_EXE_bhyveload").to_string()),
@@ -217,16 +234,16 @@ fn pvh_two_cpus_and_destroy_while_running() {
 }
 
 /// Boots `kernel` (`$BZIMAGE` or `$VMLINUX`) in one command
-/// (`-o boot.kernel=`) with `cpus` vCPUs and the L2 command line words
-/// `extra`; checks the userspace marker and that the script ran, and
-/// returns bhyve's exit status.
-fn one_command(kernel: &str, cpus: u32, vm: &str, extra: &str) -> String {
+/// (`-o boot.kernel=`) with `cpus` vCPUs, the further bhyve arguments
+/// `args` and the L2 command line words `extra`; checks the userspace
+/// marker and that the script ran, and returns bhyve's exit status.
+fn one_command(kernel: &str, cpus: u32, args: &str, vm: &str, extra: &str) -> String {
     let r = run(
         "echo LAB-SCRIPT-RAN",
         extra,
         &format!(
             r#"
-$BHYVE -A -c {cpus} -m 256M -l com1,stdio -o boot.kernel="{kernel}" -o boot.initrd="$INITRD" \
+$BHYVE -A -c {cpus} -m 256M {args} -l com1,stdio -o boot.kernel="{kernel}" -o boot.initrd="$INITRD" \
     -o boot.cmdline="$CMDLINE" {vm} >console.log 2>bhyve.err </dev/null
 result bhyve $?
 cat bhyve.err
@@ -239,17 +256,23 @@ cat bhyve.err
         .unwrap_or_else(|| panic!("no bhyve status\n{}", r.explain()))
 }
 
-/// The one-command path, bzImage, two vCPUs; the guest reboots: exit 0.
+/// The one-command path, bzImage, two vCPUs, on the PCI platform (`-s
+/// 0,hostbridge -s 31,lpc`: the reset register at 0xcf9 then shares its
+/// port range with config mechanism #1); the guest reboots: exit 0.
 #[test]
-fn one_command_bzimage_two_cpus() {
-    assert_eq!(one_command("$BZIMAGE", 2, "vm-e", ""), "0");
+fn one_command_bzimage_two_cpus_pci_reboots() {
+    let pci = "-s 0,hostbridge -s 31,lpc";
+    assert_eq!(one_command("$BZIMAGE", 2, pci, "vm-e", ""), "0");
 }
 
 /// The one-command path, PVH, one vCPU; `lab.end=poweroff`: Linux powers
 /// off through ACPI (S5 in PM1_CNT), bhyve exits 1.
 #[test]
 fn one_command_pvh_one_cpu_powers_off() {
-    assert_eq!(one_command("$VMLINUX", 1, "vm-f", "lab.end=poweroff"), "1");
+    assert_eq!(
+        one_command("$VMLINUX", 1, "", "vm-f", "lab.end=poweroff"),
+        "1"
+    );
 }
 
 /// The lab's own disk-image path (an ext4 image from `mkfs.ext4 -d` whose
@@ -392,5 +415,67 @@ cat bhyve.err
         .unwrap();
     assert!(ioapic > 0, "{lines:?}");
     assert!(has("mcfg "), "Linux did not mention MMCONFIG: {lines:?}");
+    r.expect("bhyve", "1");
+}
+
+/// SIGTERM to bhyve presses the ACPI power button (PWRBTN_STS + SCI);
+/// Linux's ACPI button driver turns the fixed-hardware button event into
+/// a KEY_POWER press on its "Power Button" input device; the guest's
+/// handler, reading that device, prints a marker and powers off: bhyve
+/// exits 1. Linux's own "reboot: Power down" shows the guest, not bhyve,
+/// ended the run (bhyve also exits 1 when it powers off a guest that
+/// never enabled ACPI).
+#[test]
+fn sigterm_reaches_linux_as_a_power_button_press() {
+    // An input_event is 24 bytes on x86-64: struct timeval, u16 type,
+    // u16 code, s32 value; EV_KEY = 1, KEY_POWER = 116. The device is
+    // opened before the ready marker, so no event can be missed.
+    let script = r#"
+dev=
+for e in /sys/class/input/event*; do
+    n=$(cat $e/device/name); p=$(cat $e/device/phys)
+    [ "$n" = "Power Button" ] && [ "${p#LNXPWRBN}" != "$p" ] && dev=/dev/input/${e##*/}
+done
+echo "LABR button ${dev:-none}"
+[ -n "$dev" ] || exit 1
+exec 3<"$dev"
+echo LAB-READY-FOR-SIGTERM
+while :; do
+    set -- $(dd bs=24 count=1 <&3 2>/dev/null | od -An -tu2 -j16 -N4)
+    [ "${1:-}" = 1 ] && [ "${2:-}" = 116 ] && break
+done
+echo LAB-POWER-KEY-SEEN
+poweroff -f
+"#;
+    let r = run_on(
+        button_images(),
+        script,
+        "",
+        r#"
+$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
+    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-btn >console.log 2>bhyve.err </dev/null &
+pid=$!
+if wait_for console.log LAB-READY-FOR-SIGTERM 240; then
+    kill -TERM $pid
+    result sent yes
+fi
+for i in $(seq 1200); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && { result stuck yes; kill -KILL $pid; }
+wait $pid
+result bhyve $?
+cat bhyve.err
+"#,
+    );
+    r.expect_console(&marker(1));
+    assert!(
+        r.console.contains("LABR button /dev/input/event"),
+        "no fixed power button input device\n{}",
+        r.explain()
+    );
+    r.expect("sent", "yes");
+    r.expect_console("LAB-POWER-KEY-SEEN");
+    r.expect_console("reboot: Power down");
+    assert!(r.result("stuck").is_none(), "{}", r.explain());
+    assert!(!r.console.contains(GUEST_END_MARKER), "{}", r.explain());
     r.expect("bhyve", "1");
 }

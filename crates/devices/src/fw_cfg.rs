@@ -32,6 +32,17 @@ pub const FW_CFG_UUID: u16 = 0x0002;
 pub const FW_CFG_RAM_SIZE: u16 = 0x0003;
 pub const FW_CFG_NB_CPUS: u16 = 0x0005;
 pub const FW_CFG_MAX_CPUS: u16 = 0x000f;
+/// QEMU's `-kernel`/`-initrd`/`-append` for firmware (le32 sizes, then
+/// the bytes): OVMF's QemuKernelLoaderFsDxe serves them as the files
+/// `kernel` (setup followed by the rest), `initrd` and `cmdline`.
+pub const FW_CFG_KERNEL_SIZE: u16 = 0x0008;
+pub const FW_CFG_INITRD_SIZE: u16 = 0x000b;
+pub const FW_CFG_KERNEL_DATA: u16 = 0x0011;
+pub const FW_CFG_INITRD_DATA: u16 = 0x0012;
+pub const FW_CFG_CMDLINE_SIZE: u16 = 0x0014;
+pub const FW_CFG_CMDLINE_DATA: u16 = 0x0015;
+pub const FW_CFG_SETUP_SIZE: u16 = 0x0017;
+pub const FW_CFG_SETUP_DATA: u16 = 0x0018;
 pub const FW_CFG_FILE_DIR: u16 = 0x0019;
 /// First selector handed to files.
 pub const FW_CFG_FILE_FIRST: u16 = 0x0020;
@@ -208,6 +219,26 @@ impl FwCfg {
     fn select(&mut self, key: u16) {
         self.selector = key;
         self.offset = 0;
+        // Which items firmware reads is how far it got (OVMF's release
+        // build logs nothing).
+        if log::log_enabled!(log::Level::Debug) {
+            match self.file_name(key & !FW_CFG_WRITE_CHANNEL) {
+                Some(name) => log::debug!("fw_cfg: select {key:#06x} ({name})"),
+                None => log::debug!("fw_cfg: select {key:#06x}"),
+            }
+        }
+    }
+
+    /// The directory's name for file key `key`.
+    fn file_name(&self, key: u16) -> Option<String> {
+        let dir = self.items.get(&FW_CFG_FILE_DIR)?;
+        dir.get(4..)?.chunks_exact(FILE_ENTRY_LEN).find_map(|e| {
+            (u16::from_be_bytes([e[4], e[5]]) == key).then(|| {
+                let n = &e[8..];
+                let end = n.iter().position(|&b| b == 0).unwrap_or(n.len());
+                String::from_utf8_lossy(&n[..end]).into_owned()
+            })
+        })
     }
 
     fn current(&self) -> &[u8] {
@@ -365,6 +396,44 @@ impl BusDevice for FwCfg {
             self.select(u16::from_le_bytes([data[0], data[1]]));
         }
     }
+}
+
+/// The numbered items QEMU's `-kernel`, `-initrd` and `-append` give
+/// firmware. A Linux bzImage ("HdrS" at 0x202) is split as QEMU splits it:
+/// the real-mode setup (`setup_sects` + 1 sectors, 4 + 1 when the field is
+/// 0) in the SETUP items, the rest in the KERNEL items; anything else
+/// (e.g. an EFI application such as a GRUB image) goes whole into the
+/// KERNEL items with an empty setup. The command line is NUL-terminated,
+/// its size counting the NUL. Sizes above 4 GiB are refused by
+/// [`FwCfgBuilder::item`].
+pub fn kernel_items(kernel: &[u8], initrd: Option<&[u8]>, cmdline: &str) -> Vec<(u16, Vec<u8>)> {
+    let is_bzimage = kernel.get(0x202..0x206) == Some(b"HdrS");
+    let setup_len = if is_bzimage {
+        let sects = match kernel[0x1f1] {
+            0 => 4,
+            n => usize::from(n),
+        };
+        ((sects + 1) * 512).min(kernel.len())
+    } else {
+        0
+    };
+    let (setup, rest) = kernel.split_at(setup_len);
+    let size = |n: usize| (n as u32).to_le_bytes().to_vec();
+    let mut cmd = cmdline.as_bytes().to_vec();
+    cmd.push(0);
+    let mut v = vec![
+        (FW_CFG_SETUP_SIZE, size(setup.len())),
+        (FW_CFG_SETUP_DATA, setup.to_vec()),
+        (FW_CFG_KERNEL_SIZE, size(rest.len())),
+        (FW_CFG_KERNEL_DATA, rest.to_vec()),
+        (FW_CFG_CMDLINE_SIZE, size(cmd.len())),
+        (FW_CFG_CMDLINE_DATA, cmd),
+    ];
+    if let Some(initrd) = initrd {
+        v.push((FW_CFG_INITRD_SIZE, size(initrd.len())));
+        v.push((FW_CFG_INITRD_DATA, initrd.to_vec()));
+    }
+    v
 }
 
 /// QEMU's `etc/e820` file: per entry le64 address, le64 length, le32 type.

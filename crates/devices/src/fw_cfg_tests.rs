@@ -341,3 +341,75 @@ fn helper_files() {
     );
     assert!(bootorder_file(&[]).is_empty());
 }
+
+/// A fake bzImage: `setup_sects` at 0x1f1, "HdrS" at 0x202.
+fn bzimage(setup_sects: u8, len: usize) -> Vec<u8> {
+    let mut k: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    k[0x1f1] = setup_sects;
+    k[0x202..0x206].copy_from_slice(b"HdrS");
+    k
+}
+
+fn items(v: &[(u16, Vec<u8>)], key: u16) -> Option<&[u8]> {
+    v.iter().find(|(k, _)| *k == key).map(|(_, d)| d.as_slice())
+}
+
+#[test]
+fn kernel_items_split_a_bzimage_as_qemu_does() {
+    let k = bzimage(3, 10_000);
+    let v = kernel_items(&k, Some(b"INITRD"), "console=ttyS0");
+    assert_eq!(
+        items(&v, FW_CFG_SETUP_SIZE),
+        Some(&2048u32.to_le_bytes()[..])
+    );
+    assert_eq!(items(&v, FW_CFG_SETUP_DATA), Some(&k[..2048]));
+    assert_eq!(
+        items(&v, FW_CFG_KERNEL_SIZE),
+        Some(&7952u32.to_le_bytes()[..])
+    );
+    assert_eq!(items(&v, FW_CFG_KERNEL_DATA), Some(&k[2048..]));
+    assert_eq!(
+        items(&v, FW_CFG_CMDLINE_SIZE),
+        Some(&14u32.to_le_bytes()[..])
+    );
+    assert_eq!(
+        items(&v, FW_CFG_CMDLINE_DATA),
+        Some(&b"console=ttyS0\0"[..])
+    );
+    assert_eq!(items(&v, FW_CFG_INITRD_SIZE), Some(&6u32.to_le_bytes()[..]));
+    assert_eq!(items(&v, FW_CFG_INITRD_DATA), Some(&b"INITRD"[..]));
+    // setup_sects 0 means 4; a setup longer than the file is the file.
+    let v = kernel_items(&bzimage(0, 4000), None, "");
+    assert_eq!(
+        items(&v, FW_CFG_SETUP_SIZE),
+        Some(&2560u32.to_le_bytes()[..])
+    );
+    assert_eq!(items(&v, FW_CFG_INITRD_SIZE), None);
+    assert_eq!(items(&v, FW_CFG_CMDLINE_DATA), Some(&b"\0"[..]));
+    let v = kernel_items(&bzimage(200, 1000), None, "");
+    assert_eq!(items(&v, FW_CFG_SETUP_DATA).map(<[u8]>::len), Some(1000));
+    assert_eq!(items(&v, FW_CFG_KERNEL_SIZE), Some(&[0u8; 4][..]));
+}
+
+#[test]
+fn kernel_items_serve_an_efi_application_whole() {
+    // A PE image (GRUB's EFI build): no "HdrS", no setup.
+    let mut pe = vec![0u8; 600];
+    pe[..2].copy_from_slice(b"MZ");
+    for k in [&pe[..], &pe[..10]] {
+        let v = kernel_items(k, None, "x");
+        assert_eq!(items(&v, FW_CFG_SETUP_SIZE), Some(&[0u8; 4][..]));
+        assert_eq!(items(&v, FW_CFG_SETUP_DATA), Some(&[][..]));
+        assert_eq!(items(&v, FW_CFG_KERNEL_DATA), Some(k));
+    }
+    // Through the device: the size, then the bytes, as OVMF reads them.
+    let mut b = FwCfgBuilder::new();
+    for (key, data) in kernel_items(&pe, None, "x") {
+        b = b.item(key, data).unwrap();
+    }
+    let r = Rig::new(b);
+    r.select(FW_CFG_KERNEL_SIZE);
+    assert_eq!(r.read(4), 600u32.to_le_bytes());
+    r.select(FW_CFG_KERNEL_DATA);
+    assert_eq!(r.read(2), b"MZ");
+}

@@ -14,6 +14,7 @@
 
 pub mod cpio;
 pub mod debs;
+pub mod efi;
 pub mod guest;
 pub mod kmod;
 pub mod l1;
