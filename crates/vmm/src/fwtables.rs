@@ -16,6 +16,7 @@ use bhyve_firmware::smbios::{self, SmbiosSpec};
 use bhyve_firmware::MemLayout;
 use vm_memory::GuestMemoryMmap;
 
+use crate::bootorder::{BootOrder, BOOTORDER_FILE};
 use crate::pci::PciPlatform;
 use crate::platform::LegacySpec;
 use crate::MachineError;
@@ -110,9 +111,20 @@ pub fn acpi_spec(cpus: usize, legacy: &LegacySpec, pci: Option<PciRootSpec>) -> 
             block_id: hpet::capabilities() as u32,
         }),
         s5_slp_typ: pm::SLP_TYP_S5 as u8,
+        fw_cfg: legacy.fw_cfg_qemu.then_some(fw_cfg_ports()),
         pci,
         ..AcpiSpec::new(cpus)
     }
+}
+
+/// QEMU fw_cfg's I/O ports as its DSDT device claims them: selector,
+/// data and the DMA register (QEMU's 0x510, length 12).
+fn fw_cfg_ports() -> (u16, u8) {
+    let end = fw_cfg::FW_CFG_PORT_DMA + fw_cfg::FW_CFG_DMA_LEN;
+    (
+        fw_cfg::FW_CFG_PORT_SEL,
+        (end - fw_cfg::FW_CFG_PORT_SEL) as u8,
+    )
 }
 
 /// Like the MP table, bhyve(8) writes the ACPI tables at every start
@@ -133,38 +145,8 @@ pub struct FwCfgContents<'a> {
     pub acpi: Option<&'a AcpiSpec>,
     pub smbios: &'a SmbiosSpec,
     pub user: &'a [FwCfgUserFile],
-    /// `boot.kernel` (+ `boot.initrd`, `boot.cmdline`) given to the
-    /// firmware as QEMU's `-kernel` does.
-    pub kernel: Option<&'a FwCfgKernel>,
-}
-
-/// A kernel (or EFI application), initrd and command line for the
-/// firmware to boot (OVMF's QemuKernelLoaderFsDxe).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FwCfgKernel {
-    pub kernel: String,
-    pub initrd: Option<String>,
-    pub cmdline: String,
-}
-
-impl FwCfgKernel {
-    /// The numbered items, with the files read now; a missing file is
-    /// bhyve's boot error (exit 4).
-    fn items(&self) -> Result<Vec<(u16, Vec<u8>)>, MachineError> {
-        let read = |what: &str, path: &str| {
-            std::fs::read(path).map_err(|e| err(format!("{what} {path}: {e}")))
-        };
-        let kernel = read("boot.kernel", &self.kernel)?;
-        let initrd = match &self.initrd {
-            Some(p) => Some(read("boot.initrd", p)?),
-            None => None,
-        };
-        Ok(fw_cfg::kernel_items(
-            &kernel,
-            initrd.as_deref(),
-            &self.cmdline,
-        ))
-    }
+    /// `bootorder` from the devices' `bootindex`.
+    pub bootorder: &'a BootOrder,
 }
 
 /// Builds the fw_cfg device with QEMU's items and files and puts it on
@@ -199,10 +181,8 @@ pub fn install_fw_cfg(
         .file(smbios::FW_CFG_ANCHOR, anchor)
         .and_then(|b| b.file(smbios::FW_CFG_TABLES, tables))
         .map_err(err)?;
-    if let Some(k) = c.kernel {
-        for (key, data) in k.items()? {
-            b = b.item(key, data).map_err(err)?;
-        }
+    if let Some(order) = c.bootorder.file() {
+        b = b.file(BOOTORDER_FILE, order).map_err(err)?;
     }
     for f in c.user {
         let data = f

@@ -2,6 +2,7 @@
 //! exits, CPUID/MSRs, lifecycle, the named-VM store and control socket.
 
 pub mod boot;
+pub mod bootorder;
 pub mod bootrom;
 pub mod control;
 pub mod cpuid;

@@ -10,6 +10,7 @@ use bhyve_devices::acpi_pm::SCI_IRQ;
 use bhyve_devices::atkbdc::{AUX_IRQ, KBD_DATA_PORT, KBD_IRQ, KBD_STS_CTL_PORT};
 use bhyve_devices::calendar::RtcTime;
 use bhyve_devices::debugcon::Debugcon;
+use bhyve_devices::fwctl::{Fwctl, FWCTL_PORT, FWCTL_PORT_LEN};
 use bhyve_devices::hpet::{HPET_BASE, HPET_LEN};
 use bhyve_devices::pci::PciWindows;
 use bhyve_devices::post::{Post, POST_PORT, POST_PORT_LEN};
@@ -23,6 +24,7 @@ use bhyve_devices::{
 use kvm_bindings::kvm_msi;
 use kvm_ioctls::VmFd;
 
+use crate::bootorder::BootOrder;
 use crate::gsi::IOAPIC_PINS;
 use crate::kvm_vm::KvmVm;
 use crate::pci::{PciFunctionSpec, PciPlatform};
@@ -88,6 +90,11 @@ pub struct LegacySpec {
     /// `-l debugcon,PATH[,port=N]`: QEMU's debug console port, where
     /// SeaBIOS and OVMF write their logs (`stderr` or a file appended to).
     pub debugcon: Option<(String, u16)>,
+    /// `lpc.fwcfg=qemu`: QEMU's fw_cfg (installed with the firmware
+    /// tables; the DSDT then describes it).
+    pub fw_cfg_qemu: bool,
+    /// bhyve's fwctl on 0x510 (`lpc.fwcfg=bhyve` with a boot ROM).
+    pub fwctl: bool,
     /// `pm.base`: where the PM1/PM-timer block lives instead of bhyve's
     /// 0x400 (0x600 for firmware that needs QEMU's debug port 0x402).
     pub pm_base: Option<u64>,
@@ -114,6 +121,9 @@ pub struct Platform {
     pub pio: Arc<Bus>,
     pub mmio: Arc<Bus>,
     pub pci: PciPlatform,
+    /// Boot devices (`bootindex`), registered as they are built; the
+    /// fw_cfg `bootorder` file.
+    pub bootorder: BootOrder,
     serial: Vec<BackendHandle>,
     power_button: PowerButton,
     atkbdc: Arc<Mutex<Atkbdc>>,
@@ -234,6 +244,11 @@ impl Platform {
             )
             .map_err(|e| bus_err("debugcon", e))?;
         }
+        if spec.fwctl {
+            let dev = Fwctl::new(control.clone(), spec.cmos.cpus);
+            pio.insert(FWCTL_PORT, FWCTL_PORT_LEN, Arc::new(Mutex::new(dev)))
+                .map_err(|e| bus_err("fwctl", e))?;
+        }
         // PIRQ links are not given the ISA IRQs of the LPC devices.
         let mut reserved = (1u16 << SCI_IRQ) | (1 << KBD_IRQ) | (1 << AUX_IRQ);
         for (index, _) in &spec.com {
@@ -255,6 +270,7 @@ impl Platform {
             pio,
             mmio,
             pci,
+            bootorder: BootOrder::new(),
             serial,
             power_button: PowerButton(Arc::downgrade(&pm)),
             atkbdc: kbd,
