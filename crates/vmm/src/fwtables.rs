@@ -147,6 +147,38 @@ pub struct FwCfgContents<'a> {
     pub user: &'a [FwCfgUserFile],
     /// `bootorder` from the devices' `bootindex`.
     pub bootorder: &'a BootOrder,
+    /// `boot.kernel` (+ `boot.initrd`, `boot.cmdline`) given to the
+    /// firmware as QEMU's `-kernel` does.
+    pub kernel: Option<&'a FwCfgKernel>,
+}
+
+/// A kernel (or EFI application), initrd and command line for the
+/// firmware to boot (OVMF's QemuKernelLoaderFsDxe).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FwCfgKernel {
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub cmdline: String,
+}
+
+impl FwCfgKernel {
+    /// The numbered items, with the files read now; a missing file is
+    /// bhyve's boot error (exit 4).
+    fn items(&self) -> Result<Vec<(u16, Vec<u8>)>, MachineError> {
+        let read = |what: &str, path: &str| {
+            std::fs::read(path).map_err(|e| err(format!("{what} {path}: {e}")))
+        };
+        let kernel = read("boot.kernel", &self.kernel)?;
+        let initrd = match &self.initrd {
+            Some(p) => Some(read("boot.initrd", p)?),
+            None => None,
+        };
+        Ok(fw_cfg::kernel_items(
+            &kernel,
+            initrd.as_deref(),
+            &self.cmdline,
+        ))
+    }
 }
 
 /// Builds the fw_cfg device with QEMU's items and files and puts it on
@@ -181,6 +213,11 @@ pub fn install_fw_cfg(
         .file(smbios::FW_CFG_ANCHOR, anchor)
         .and_then(|b| b.file(smbios::FW_CFG_TABLES, tables))
         .map_err(err)?;
+    if let Some(k) = c.kernel {
+        for (key, data) in k.items()? {
+            b = b.item(key, data).map_err(err)?;
+        }
+    }
     if let Some(order) = c.bootorder.file() {
         b = b.file(BOOTORDER_FILE, order).map_err(err)?;
     }

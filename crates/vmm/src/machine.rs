@@ -24,7 +24,7 @@ use crate::control::ControlServer;
 use crate::cpuid::{self, CpuTopology, CpuidParams};
 use crate::fwtables::{
     acpi_spec, install_fw_cfg, pci_root_spec, write_acpi_tables, write_mptable, write_smbios,
-    FwCfgContents,
+    FwCfgContents, FwCfgKernel,
 };
 use crate::kvm_vm::{KvmVm, VmOptions};
 use crate::lifecycle::Lifecycle;
@@ -62,6 +62,9 @@ pub struct MachineSpec {
     pub fw_cfg_qemu: bool,
     /// `-f name,string=…|file=…`.
     pub fw_cfg_files: Vec<FwCfgUserFile>,
+    /// `boot.kernel` with a boot ROM and QEMU's fw_cfg: served to the
+    /// firmware instead of loaded by us.
+    pub fw_cfg_kernel: Option<FwCfgKernel>,
     pub legacy: LegacySpec,
     pub boot: BootSource,
     /// One-line warnings for options accepted but not effective yet.
@@ -161,7 +164,19 @@ impl MachineSpec {
             );
         }
 
-        let boot = if let Some(kernel) = cfg.get("boot.kernel") {
+        // A boot ROM with QEMU's fw_cfg boots boot.kernel itself (QEMU's
+        // -kernel with firmware: OVMF runs it); otherwise bhyve loads it.
+        let mut fw_cfg_kernel = None;
+        if let (Some(kernel), Some(_), true) =
+            (cfg.get("boot.kernel"), cfg.get("lpc.bootrom"), fw_cfg_qemu)
+        {
+            fw_cfg_kernel = Some(FwCfgKernel {
+                kernel,
+                initrd: cfg.get("boot.initrd"),
+                cmdline: cfg.get("boot.cmdline").unwrap_or_default(),
+            });
+        }
+        let boot = if let (Some(kernel), None) = (cfg.get("boot.kernel"), &fw_cfg_kernel) {
             BootSource::Kernel {
                 kernel,
                 initrd: cfg.get("boot.initrd"),
@@ -197,6 +212,7 @@ impl MachineSpec {
             smbios,
             fw_cfg_qemu,
             fw_cfg_files,
+            fw_cfg_kernel,
             legacy,
             boot,
             warnings,
@@ -338,6 +354,7 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
             smbios: &spec.smbios,
             user: &spec.fw_cfg_files,
             bootorder: &platform.bootorder,
+            kernel: spec.fw_cfg_kernel.as_ref(),
         };
         install_fw_cfg(&platform.pio, &mem, &contents)?;
     }
@@ -598,7 +615,32 @@ mod tests {
                 vars: Some("/vars".into())
             })
         );
+        assert_eq!(s.fw_cfg_kernel, None);
         assert_eq!(err(&[("gdb.port", "1234")]).1, 4);
+    }
+
+    #[test]
+    fn boot_kernel_goes_to_the_firmware_with_qemu_fw_cfg() {
+        let rom = [
+            ("lpc.bootrom", "/rom"),
+            ("boot.kernel", "/grub.efi"),
+            ("boot.cmdline", "quiet"),
+        ];
+        let s = MachineSpec::from_config(&cfg(&[rom[0], rom[1], rom[2], ("lpc.fwcfg", "qemu")]))
+            .unwrap();
+        assert!(matches!(s.boot, BootSource::Rom(_)), "{:?}", s.boot);
+        assert_eq!(
+            s.fw_cfg_kernel,
+            Some(FwCfgKernel {
+                kernel: "/grub.efi".into(),
+                initrd: None,
+                cmdline: "quiet".into()
+            })
+        );
+        // bhyve's fwctl has no kernel items: bhyve loads the kernel.
+        let s = MachineSpec::from_config(&cfg(&rom)).unwrap();
+        assert!(matches!(s.boot, BootSource::Kernel { .. }), "{:?}", s.boot);
+        assert_eq!(s.fw_cfg_kernel, None);
         assert_eq!(err(&[("cpus", "2"), ("sockets", "3")]).1, 4);
     }
 }
