@@ -224,7 +224,9 @@ mod tests {
         let text = pci_help_text();
         assert!(text.starts_with("ahci\nahci-hd\nahci-cd\ne1000\n"));
         assert!(text.ends_with("virtio-scsi\nxhci\n"));
-        assert_eq!(text.lines().count(), 20);
+        // bhyve's 20 and our piix4-pm.
+        assert_eq!(text.lines().count(), 21);
+        assert!(text.contains("\npiix4-pm\n"));
     }
 
     #[test]
