@@ -26,6 +26,7 @@ pub mod rtc;
 mod testutil;
 pub mod timer;
 pub mod uart;
+pub mod virtio;
 
 pub use acpi_pm::AcpiPm;
 pub use atkbdc::Atkbdc;

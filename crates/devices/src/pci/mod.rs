@@ -123,6 +123,44 @@ pub trait PciDevice: Send {
 
     /// Device reset (the configuration header is reset by the root).
     fn reset(&mut self) {}
+
+    /// BAR `bar` is now decoded at `base` (`None`: no longer decoded),
+    /// after the guest moved it or toggled decoding. Devices with
+    /// doorbells re-register them here ([`Doorbells`]).
+    fn bar_mapped(&mut self, bar: u8, base: Option<u64>) {
+        let _ = (bar, base);
+    }
+}
+
+/// Where a doorbell lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoorbellSpace {
+    Pio,
+    Mmio,
+}
+
+/// A doorbell: a guest write to `addr` of `len` bytes (0: any length),
+/// optionally only of the value `datamatch`, signals `evt` instead of
+/// reaching the device through a VM exit and the bus (KVM ioeventfd).
+/// Devices must still handle the same write through `bar_write`: the
+/// fast path is optional (registration may fail, or not be offered).
+pub trait Doorbells: Send + Sync {
+    fn register(
+        &self,
+        space: DoorbellSpace,
+        addr: u64,
+        len: u8,
+        datamatch: Option<u64>,
+        evt: &vmm_sys_util::eventfd::EventFd,
+    ) -> std::io::Result<()>;
+    fn unregister(
+        &self,
+        space: DoorbellSpace,
+        addr: u64,
+        len: u8,
+        datamatch: Option<u64>,
+        evt: &vmm_sys_util::eventfd::EventFd,
+    ) -> std::io::Result<()>;
 }
 
 /// Little-endian value of an access of 1–8 bytes.

@@ -255,13 +255,16 @@ impl PciRoot {
             .bar_regions();
         let (pio, mmio) = (&self.pio, &self.mmio);
         let bus = |kind| if kind == BarKind::Io { pio } else { mmio };
+        let mut unmapped = Vec::new();
         f.mapped.retain(|m| {
             let keep = regions.contains(m);
             if !keep {
                 bus(m.kind).remove(m.addr);
+                unmapped.push(m.bar);
             }
             keep
         });
+        let mut mapped = Vec::new();
         for r in regions {
             if f.mapped.contains(&r) || r.addr == 0 {
                 continue;
@@ -274,7 +277,10 @@ impl PciRoot {
                 bar: r.bar,
             }));
             match bus(r.kind).insert(r.addr, r.size, mapping) {
-                Ok(()) => f.mapped.push(r),
+                Ok(()) => {
+                    f.mapped.push(r);
+                    mapped.push((r.bar, r.addr));
+                }
                 Err(e) => log::debug!(
                     "pci {}:{} BAR {} at {:#x}: {e}",
                     addr.slot,
@@ -283,6 +289,17 @@ impl PciRoot {
                     r.addr
                 ),
             }
+        }
+        if unmapped.is_empty() && mapped.is_empty() {
+            return;
+        }
+        // Removals first: a BAR that moved is unmapped, then mapped.
+        let mut d = f.dev.lock().unwrap_or_else(|e| e.into_inner());
+        for bar in unmapped {
+            d.bar_mapped(bar, None);
+        }
+        for (bar, at) in mapped {
+            d.bar_mapped(bar, Some(at));
         }
     }
 

@@ -1,0 +1,158 @@
+//! virtio-rnd (bhyve's `pci_virtio_rnd.c`): one queue whose writable
+//! buffers are filled from the host's getrandom(2).
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use vm_memory::{Bytes, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::{drain_queue, types, wait_readable, Activation, ActiveQueues, VirtioDevice};
+
+/// bhyve's ring size.
+const QUEUE_SIZE: u16 = 64;
+/// At most this many bytes per request: a guest cannot make us produce
+/// unbounded entropy (or allocate) for one descriptor chain.
+const MAX_REQUEST: usize = 64 << 10;
+
+/// PCI class "other crypto controller" (bhyve's).
+const CLASS_CRYPTO: (u8, u8, u8) = (0x10, 0x80, 0x00);
+
+pub struct VirtioRnd {
+    stop: Option<Arc<EventFd>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Default for VirtioRnd {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VirtioRnd {
+    pub fn new() -> Self {
+        VirtioRnd {
+            stop: None,
+            workers: Vec::new(),
+        }
+    }
+
+    /// Whether the host's entropy source works (bhyve refuses the device
+    /// otherwise).
+    pub fn host_source_ok() -> bool {
+        let mut b = [0u8; 1];
+        fill_random(&mut b)
+    }
+}
+
+fn fill_random(buf: &mut [u8]) -> bool {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled part of
+        // `buf`, which getrandom writes at most.
+        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+/// Serves every available request of the queue; returns false once the
+/// device was reset.
+fn drain(aq: &ActiveQueues, mem: &GuestMemoryMmap, buf: &mut [u8]) -> bool {
+    let notify = {
+        let Some(mut q) = aq.lock(0) else {
+            return false;
+        };
+        drain_queue(&mut q, mem, |chain| {
+            let mut written = 0usize;
+            for d in chain.writable() {
+                let want = (d.len() as usize).min(MAX_REQUEST - written);
+                if want == 0
+                    || !fill_random(&mut buf[..want])
+                    || mem.write_slice(&buf[..want], d.addr()).is_err()
+                {
+                    break;
+                }
+                written += want;
+            }
+            written as u32
+        })
+    };
+    if notify {
+        aq.signal_used(0);
+    }
+    true
+}
+
+fn worker(act: Activation, stop: Arc<EventFd>) {
+    let aq = act.queues;
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let Some(kick) = aq.kick(0) else { return };
+    loop {
+        if !drain(&aq, &act.mem, &mut buf) {
+            return;
+        }
+        let ready = wait_readable(&[kick, &stop]);
+        if ready.contains(&1) || aq.is_stopped() {
+            return;
+        }
+        let _ = kick.read();
+    }
+}
+
+impl VirtioDevice for VirtioRnd {
+    fn device_type(&self) -> u16 {
+        types::RNG
+    }
+
+    fn pci_class(&self) -> (u8, u8, u8) {
+        CLASS_CRYPTO
+    }
+
+    fn queue_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn features(&self) -> u64 {
+        0
+    }
+
+    fn activate(&mut self, act: Activation) -> Result<(), String> {
+        self.workers.retain(|w| !w.is_finished());
+        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+        let s = stop.clone();
+        let h = std::thread::Builder::new()
+            .name("virtio-rnd".into())
+            .spawn(move || worker(act, s))
+            .map_err(|e| e.to_string())?;
+        self.stop = Some(stop);
+        self.workers.push(h);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.write(1);
+        }
+    }
+}
+
+impl Drop for VirtioRnd {
+    fn drop(&mut self) {
+        self.reset();
+        // The last reference may be dropped by a worker itself (it holds
+        // the function briefly to signal): never join that one.
+        let me = std::thread::current().id();
+        for w in self.workers.drain(..) {
+            if w.thread().id() != me {
+                let _ = w.join();
+            }
+        }
+    }
+}
