@@ -20,6 +20,7 @@ pub mod signals;
 pub mod stats;
 pub mod store;
 pub mod vcpu;
+pub mod virtio;
 
 pub use lifecycle::Lifecycle;
 pub use stats::VcpuStats;

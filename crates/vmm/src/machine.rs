@@ -288,7 +288,7 @@ pub fn run_spec(spec: &MachineSpec) -> Result<i32, MachineError> {
     }
 
     let control: Arc<dyn VmControl> = life.clone();
-    let mut platform = Platform::build(&vm, control.clone(), &spec.legacy, serial_backends)?;
+    let mut platform = Platform::build(&vm, control.clone(), &spec.legacy, serial_backends, &mem)?;
     if let Some(rom) = &rom {
         rom.attach_vars(&platform.mmio)
             .map_err(|e| MachineError::new(e.to_string()))?;

@@ -26,7 +26,11 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::gsi::{IrqChip, Route};
 use crate::kvm_vm::{GsiRouter, KvmVm};
+use crate::virtio::{virtio_device, KvmDoorbells};
 use crate::MachineError;
+use bhyve_devices::pci::Doorbells;
+use bhyve_devices::virtio::VirtioPci;
+use vm_memory::GuestMemoryMmap;
 
 /// What a `-s` slot holds, once its configuration is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +39,7 @@ pub enum PciEmulation {
     Lpc(PciId),
     /// QEMU's PIIX4 PM function (our extension): moves the ACPI PM block.
     Piix4Pm(PciId),
+    Virtio(crate::virtio::VirtioSpec),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +164,10 @@ pub fn pci_function(
         }
         "lpc" => PciEmulation::Lpc(pci_id(cfg, &node, LpcBridge::bhyve_id(), true)?),
         "piix4-pm" => PciEmulation::Piix4Pm(pci_id(cfg, &node, Piix4Pm::qemu_id(), false)?),
-        _ => return Ok(None),
+        other => match crate::virtio::virtio_spec(cfg, &node, other)? {
+            Some(v) => PciEmulation::Virtio(v),
+            None => return Ok(None),
+        },
     };
     Ok(Some(PciFunctionSpec {
         addr: PciAddress {
@@ -349,6 +357,7 @@ impl PciPlatform {
         reset: ResetControl,
         reserved_irqs: u16,
         pm: &Arc<Mutex<AcpiPm>>,
+        mem: &GuestMemoryMmap,
     ) -> Result<Self, MachineError> {
         let router = vm.gsi_router();
         let pirq = Arc::new(Mutex::new(PirqTable::new(reserved_irqs)));
@@ -390,6 +399,18 @@ impl PciPlatform {
                     let base = pm.lock().unwrap_or_else(|e| e.into_inner()).ranges()[0].0;
                     let decoder = Arc::new(AcpiPmDecoder::new(pio.clone(), pm.clone()));
                     Arc::new(Mutex::new(Piix4Pm::new(*id, decoder, base as u16)))
+                }
+                PciEmulation::Virtio(spec) => {
+                    let doorbells: Arc<dyn Doorbells> = Arc::new(KvmDoorbells(vm.fd().clone()));
+                    VirtioPci::new_shared(
+                        virtio_device(spec)?,
+                        mem.clone(),
+                        VirtioPci::irq_mode(spec.msix),
+                        Some(doorbells),
+                    )
+                    .map_err(|e| {
+                        MachineError::new(format!("pci {}:{}: {e}", f.addr.slot, f.addr.func))
+                    })?
                 }
             };
             let (router, intx) = (router.clone(), intx.clone());

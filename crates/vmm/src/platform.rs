@@ -139,6 +139,7 @@ impl Platform {
         control: Arc<dyn VmControl>,
         spec: &LegacySpec,
         serial_backends: Vec<(usize, CharBackend)>,
+        mem: &vm_memory::GuestMemoryMmap,
     ) -> Result<Self, MachineError> {
         let pio = Arc::new(Bus::new());
         let mmio = Arc::new(Bus::new());
@@ -265,6 +266,7 @@ impl Platform {
             ResetControl::new(control.clone()),
             reserved,
             &pm,
+            mem,
         )?;
         Ok(Self {
             pio,
