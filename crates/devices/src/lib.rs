@@ -8,10 +8,12 @@
 
 pub mod acpi_pm;
 pub mod atkbdc;
+pub mod blockif;
 pub mod bus;
 pub mod calendar;
 pub mod chardev;
 pub mod debugcon;
+pub mod fuzzing;
 pub mod fw_cfg;
 pub mod fwctl;
 pub mod hpet;
