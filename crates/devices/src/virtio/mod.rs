@@ -16,6 +16,7 @@
 //! makes later `lock` calls fail. So after a reset no worker touches the
 //! rings, and no lock cycle exists: function → queue, never back.
 
+pub mod net;
 pub mod pci;
 pub mod rnd;
 #[cfg(test)]
@@ -30,6 +31,7 @@ use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+pub use net::VirtioNet;
 pub use pci::VirtioPci;
 pub use rnd::VirtioRnd;
 
