@@ -20,6 +20,7 @@
 //! Dropping a [`BackendHandle`] flushes the guest's pending output (up to
 //! two seconds), stops the thread and restores the terminal.
 
+pub mod block;
 pub mod net;
 mod pump;
 mod stdio;

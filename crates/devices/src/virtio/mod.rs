@@ -16,6 +16,7 @@
 //! makes later `lock` calls fail. So after a reset no worker touches the
 //! rings, and no lock cycle exists: function → queue, never back.
 
+pub mod blk;
 pub mod net;
 pub mod pci;
 pub mod rnd;

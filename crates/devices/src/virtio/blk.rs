@@ -1,0 +1,589 @@
+//! virtio-blk (bhyve's `pci_virtio_block.c`) over a [`BlockIo`] backend.
+//!
+//! One queue. A worker thread pops descriptor chains, checks them, and
+//! hands reads, writes, flushes, discards and write-zeroes to the
+//! backend's threads; the backend's completion writes the status byte
+//! and puts the chain in the used ring (re-taking the queue lock, which
+//! fails once the device was reset: the result is then dropped). GET_ID
+//! and every refused request complete on the worker.
+//!
+//! Every length and address comes from the guest: sums saturate, chains
+//! are bounded, guest memory is only touched through vm-memory (errors
+//! become IOERR) or through the backend's checked translation.
+//!
+//! Resize: after each FLUSH the backend's size is re-read; a grown or
+//! shrunk disk updates `capacity` and raises a configuration-change
+//! interrupt (bhyve does it on a kqueue event; a guest flushes often).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use virtio_queue::{DescriptorChain, QueueT};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
+use crate::blockif::{BlockBuffers, BlockInfo, BlockIo, BlockOp, BlockRequest};
+
+/// Ring size (bhyve uses 64; 128 lets a guest keep more in flight).
+const QUEUE_SIZE: u16 = 128;
+/// Data segments per request, leaving room for header and status
+/// (bhyve clamps seg_max below the ring size for Linux's sake).
+const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
+/// Segments we accept in one chain, header and status included.
+const MAX_SEGS: usize = SEG_MAX as usize + 2;
+/// bhyve's limits: one range per discard/write-zeroes, 16 MiB each.
+const MAX_DISCARD_SECTORS: u32 = (16 << 20) / 512;
+const MAX_DISCARD_SEG: u32 = 1;
+/// Used lengths are u32: a read larger than that is refused.
+const MAX_IO: u64 = u32::MAX as u64 - 1;
+
+/// Length of GET_ID's answer (VIRTIO_BLK_ID_BYTES).
+pub const ID_BYTES: usize = 20;
+
+/// PCI class: mass storage, SCSI (bhyve's PCIC_STORAGE, subclass 0).
+const CLASS_STORAGE: (u8, u8, u8) = (0x01, 0x00, 0x00);
+
+pub mod features {
+    pub const SIZE_MAX: u64 = 1 << 1;
+    pub const SEG_MAX: u64 = 1 << 2;
+    pub const RO: u64 = 1 << 5;
+    pub const BLK_SIZE: u64 = 1 << 6;
+    pub const FLUSH: u64 = 1 << 9;
+    pub const TOPOLOGY: u64 = 1 << 10;
+    pub const DISCARD: u64 = 1 << 13;
+    pub const WRITE_ZEROES: u64 = 1 << 14;
+}
+
+/// Request types and status values (virtio 1.2 §5.2.6).
+pub mod req {
+    pub const IN: u32 = 0;
+    pub const OUT: u32 = 1;
+    pub const FLUSH: u32 = 4;
+    /// bhyve also accepts this legacy spelling of FLUSH.
+    pub const FLUSH_OUT: u32 = 5;
+    pub const GET_ID: u32 = 8;
+    pub const DISCARD: u32 = 11;
+    pub const WRITE_ZEROES: u32 = 13;
+    pub const S_OK: u8 = 0;
+    pub const S_IOERR: u8 = 1;
+    pub const S_UNSUPP: u8 = 2;
+    pub const WRITE_ZEROES_UNMAP: u32 = 1;
+}
+
+/// Size of the configuration space we expose (through
+/// write_zeroes_may_unmap and its padding).
+const CONFIG_SIZE: usize = 60;
+
+pub struct VirtioBlk {
+    backend: Arc<dyn BlockIo>,
+    info: BlockInfo,
+    ident: [u8; ID_BYTES],
+    /// In 512-byte sectors; changes on resize.
+    capacity: Arc<AtomicU64>,
+    stop: Option<Arc<EventFd>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl VirtioBlk {
+    /// `serial` is GET_ID's answer (`ser=`, or bhyve's default from the
+    /// path), cut to 20 bytes.
+    pub fn new(backend: Arc<dyn BlockIo>, serial: &str) -> Self {
+        let info = backend.info();
+        let mut ident = [0u8; ID_BYTES];
+        let s = serial.as_bytes();
+        let n = s.len().min(ID_BYTES);
+        ident[..n].copy_from_slice(&s[..n]);
+        VirtioBlk {
+            backend,
+            info,
+            ident,
+            capacity: Arc::new(AtomicU64::new(info.size / 512)),
+            stop: None,
+            workers: Vec::new(),
+        }
+    }
+
+    fn config_bytes(&self) -> [u8; CONFIG_SIZE] {
+        let mut c = [0u8; CONFIG_SIZE];
+        let i = &self.info;
+        let ss = i.sector_size.max(512);
+        let put32 = |c: &mut [u8; CONFIG_SIZE], at: usize, v: u32| {
+            c[at..at + 4].copy_from_slice(&v.to_le_bytes())
+        };
+        c[0..8].copy_from_slice(&self.capacity.load(Ordering::Relaxed).to_le_bytes());
+        put32(&mut c, 12, SEG_MAX);
+        put32(&mut c, 20, ss);
+        // Topology: physical sectors per logical one as a power of two,
+        // and the first aligned logical sector.
+        let ps = i.physical_sector_size;
+        c[24] = if ps > ss {
+            (ps / ss).trailing_zeros() as u8
+        } else {
+            0
+        };
+        c[25] = if i.physical_sector_offset != 0 && ps > i.physical_sector_offset {
+            ((ps - i.physical_sector_offset) / ss) as u8
+        } else {
+            0
+        };
+        c[34..36].copy_from_slice(&1u16.to_le_bytes()); // num_queues
+        put32(&mut c, 36, MAX_DISCARD_SECTORS);
+        put32(&mut c, 40, MAX_DISCARD_SEG);
+        put32(&mut c, 44, ss.max(ps) / 512);
+        if !i.read_only {
+            put32(&mut c, 48, MAX_DISCARD_SECTORS);
+            put32(&mut c, 52, MAX_DISCARD_SEG);
+            // We may punch holes for UNMAP write-zeroes.
+            c[56] = u8::from(i.can_delete);
+        }
+        c
+    }
+}
+
+/// One activation's shared state, reached from the worker and from
+/// completions on backend threads.
+struct Ctx {
+    aq: Arc<ActiveQueues>,
+    mem: GuestMemoryMmap,
+    backend: Arc<dyn BlockIo>,
+    features: u64,
+    ident: [u8; ID_BYTES],
+    capacity: Arc<AtomicU64>,
+    /// Chains popped and not yet in the used ring: bounded so a guest
+    /// re-posting heads cannot queue unbounded work.
+    inflight: AtomicUsize,
+    /// Written by a completion when the worker may pop again.
+    more: EventFd,
+}
+
+/// What a checked chain asks for.
+enum Parsed {
+    /// Complete at once with this status (and used length).
+    Done {
+        status: u8,
+        used: u32,
+    },
+    GetId(Vec<(GuestAddress, u64)>),
+    Io(BlockRequest),
+}
+
+struct Chain {
+    head: u16,
+    /// The status byte (last device-writable byte), if the chain has one.
+    status_at: Option<GuestAddress>,
+    /// Data the device writes before the status byte (reads, GET_ID).
+    writes_data: bool,
+    what: Parsed,
+}
+
+/// Sums segment lengths without overflow.
+fn total(segs: &[(GuestAddress, u64)]) -> u64 {
+    segs.iter().fold(0u64, |a, s| a.saturating_add(s.1))
+}
+
+/// The part `[skip, skip+len)` of a segment list.
+fn slice_segs(
+    segs: &[(GuestAddress, u64)],
+    mut skip: u64,
+    mut len: u64,
+) -> Vec<(GuestAddress, u64)> {
+    let mut out = Vec::new();
+    for &(a, l) in segs {
+        if len == 0 {
+            break;
+        }
+        if skip >= l {
+            skip -= l;
+            continue;
+        }
+        let n = (l - skip).min(len);
+        if let Some(addr) = a.checked_add(skip) {
+            out.push((addr, n));
+        }
+        len -= n;
+        skip = 0;
+    }
+    out
+}
+
+/// Reads `buf.len()` bytes gathered from `segs` starting `skip` bytes in.
+fn gather(mem: &GuestMemoryMmap, segs: &[(GuestAddress, u64)], skip: u64, buf: &mut [u8]) -> bool {
+    let mut done = 0;
+    for (a, l) in slice_segs(segs, skip, buf.len() as u64) {
+        let n = l as usize;
+        if mem.read_slice(&mut buf[done..done + n], a).is_err() {
+            return false;
+        }
+        done += n;
+    }
+    done == buf.len()
+}
+
+fn parse(ctx: &Ctx, chain: DescriptorChain<&GuestMemoryMmap>) -> Chain {
+    let head = chain.head_index();
+    let mut readable = Vec::new();
+    let mut writable: Vec<(GuestAddress, u64)> = Vec::new();
+    let mut ordered = true;
+    let mut count = 0;
+    for d in chain {
+        count += 1;
+        if count > MAX_SEGS {
+            ordered = false;
+            break;
+        }
+        let seg = (d.addr(), u64::from(d.len()));
+        if d.is_write_only() {
+            writable.push(seg);
+        } else if writable.is_empty() {
+            readable.push(seg);
+        } else {
+            ordered = false;
+        }
+    }
+    // The status byte: the last byte of the last non-empty writable
+    // descriptor.
+    let status_at = writable
+        .iter()
+        .rev()
+        .find(|s| s.1 > 0)
+        .and_then(|s| s.0.checked_add(s.1 - 1));
+    let done = |status, used| Chain {
+        head,
+        status_at,
+        writes_data: false,
+        what: Parsed::Done { status, used },
+    };
+    let (rlen, wlen) = (total(&readable), total(&writable));
+    let mut hdr = [0u8; 16];
+    if !ordered || status_at.is_none() || rlen < 16 || !gather(&ctx.mem, &readable, 0, &mut hdr) {
+        return done(req::S_IOERR, u32::from(status_at.is_some()));
+    }
+    let typ = u32::from_le_bytes(hdr[0..4].try_into().unwrap_or_default());
+    let sector = u64::from_le_bytes(hdr[8..16].try_into().unwrap_or_default());
+    let out_data = slice_segs(&readable, 16, rlen - 16);
+    let in_data = slice_segs(&writable, 0, wlen - 1);
+    let cap = ctx.capacity.load(Ordering::Relaxed);
+    let ro = ctx.features & features::RO != 0;
+    let in_range = |sector: u64, sectors: u64| sector <= cap && sectors <= cap - sector;
+    let io = |op, offset, len, buffers, writes_data| Chain {
+        head,
+        status_at,
+        writes_data,
+        what: Parsed::Io(BlockRequest {
+            op,
+            offset,
+            len,
+            buffers,
+            fua: ctx.features & features::FLUSH == 0 && op == BlockOp::Write,
+        }),
+    };
+    match typ {
+        req::IN | req::OUT => {
+            let write = typ == req::OUT;
+            let (segs, len) = if write {
+                (out_data, rlen - 16)
+            } else {
+                (in_data, wlen - 1)
+            };
+            if write && ro {
+                return done(req::S_IOERR, 1);
+            }
+            if len % 512 != 0 || len > MAX_IO || !in_range(sector, len / 512) {
+                return done(req::S_IOERR, 1);
+            }
+            let op = if write { BlockOp::Write } else { BlockOp::Read };
+            let bufs = BlockBuffers::Guest {
+                mem: ctx.mem.clone(),
+                segs,
+            };
+            io(op, sector * 512, len, bufs, !write)
+        }
+        req::FLUSH | req::FLUSH_OUT => io(BlockOp::Flush, 0, 0, BlockBuffers::None, false),
+        req::GET_ID => Chain {
+            head,
+            status_at,
+            writes_data: true,
+            what: Parsed::GetId(in_data),
+        },
+        req::DISCARD | req::WRITE_ZEROES => {
+            let discard = typ == req::DISCARD;
+            let f = if discard {
+                features::DISCARD
+            } else {
+                features::WRITE_ZEROES
+            };
+            if ctx.features & f == 0 {
+                return done(req::S_UNSUPP, 1);
+            }
+            if ro {
+                return done(req::S_IOERR, 1);
+            }
+            let mut seg = [0u8; 16];
+            if rlen - 16 != 16 || !gather(&ctx.mem, &readable, 16, &mut seg) {
+                return done(req::S_IOERR, 1);
+            }
+            let start = u64::from_le_bytes(seg[0..8].try_into().unwrap_or_default());
+            let n = u32::from_le_bytes(seg[8..12].try_into().unwrap_or_default());
+            let flags = u32::from_le_bytes(seg[12..16].try_into().unwrap_or_default());
+            let unknown = if discard {
+                flags
+            } else {
+                flags & !req::WRITE_ZEROES_UNMAP
+            };
+            if unknown != 0 {
+                return done(req::S_UNSUPP, 1);
+            }
+            if n > MAX_DISCARD_SECTORS || !in_range(start, u64::from(n)) {
+                return done(req::S_IOERR, 1);
+            }
+            let op = if discard {
+                BlockOp::Discard
+            } else {
+                BlockOp::WriteZeroes {
+                    unmap: flags & req::WRITE_ZEROES_UNMAP != 0,
+                }
+            };
+            io(
+                op,
+                start * 512,
+                u64::from(n) * 512,
+                BlockBuffers::None,
+                false,
+            )
+        }
+        _ => done(req::S_UNSUPP, 1),
+    }
+}
+
+/// Writes the status, returns the chain to the driver and signals it.
+fn complete(ctx: &Ctx, head: u16, status_at: Option<GuestAddress>, status: u8, used: u32) {
+    if ctx.inflight.fetch_sub(1, Ordering::AcqRel) == usize::from(QUEUE_SIZE) {
+        let _ = ctx.more.write(1);
+    }
+    if ctx.aq.is_stopped() {
+        return;
+    }
+    if let Some(a) = status_at {
+        let _ = ctx.mem.write_obj(status, a);
+    }
+    let notify = {
+        let Some(mut q) = ctx.aq.lock(0) else { return };
+        if q.add_used(&ctx.mem, head, used).is_err() {
+            return;
+        }
+        q.needs_notification(&ctx.mem).unwrap_or(true)
+    };
+    if notify {
+        ctx.aq.signal_used(0);
+    }
+}
+
+fn dispatch(ctx: &Arc<Ctx>, c: Chain) {
+    let Chain {
+        head,
+        status_at,
+        writes_data,
+        what,
+    } = c;
+    match what {
+        Parsed::Done { status, used } => complete(ctx, head, status_at, status, used),
+        Parsed::GetId(segs) => {
+            let mut id = &ctx.ident[..];
+            let mut written = 0u32;
+            let mut ok = true;
+            for (a, l) in segs {
+                let n = (l as usize).min(id.len());
+                if n == 0 {
+                    break;
+                }
+                ok &= ctx.mem.write_slice(&id[..n], a).is_ok();
+                id = &id[n..];
+                written += n as u32;
+            }
+            let status = if ok { req::S_OK } else { req::S_IOERR };
+            complete(ctx, head, status_at, status, 1 + written);
+        }
+        Parsed::Io(r) => {
+            let flush = r.op == BlockOp::Flush;
+            let c2 = ctx.clone();
+            ctx.backend.submit(
+                r,
+                Box::new(move |_req, res| {
+                    let (status, n) = match res {
+                        Ok(n) => (req::S_OK, n),
+                        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => (req::S_UNSUPP, 0),
+                        Err(e) => {
+                            log::debug!("virtio-blk: request failed: {e}");
+                            (req::S_IOERR, 0)
+                        }
+                    };
+                    let data = if writes_data && status == req::S_OK {
+                        n.min(MAX_IO) as u32
+                    } else {
+                        0
+                    };
+                    if flush {
+                        check_resize(&c2);
+                    }
+                    complete(&c2, head, status_at, status, data + 1);
+                }),
+            );
+        }
+    }
+}
+
+fn check_resize(ctx: &Ctx) {
+    let Some(size) = ctx.backend.refresh_size() else {
+        return;
+    };
+    let sectors = size / 512;
+    if ctx.capacity.swap(sectors, Ordering::Relaxed) != sectors {
+        log::info!("virtio-blk: disk resized to {size} bytes");
+        ctx.aq.signal_config();
+    }
+}
+
+/// Pops what the driver made available (up to the in-flight bound) and
+/// dispatches it; false once the device was reset.
+fn pump(ctx: &Arc<Ctx>) -> bool {
+    let mut batch = Vec::new();
+    {
+        let Some(mut q) = ctx.aq.lock(0) else {
+            return false;
+        };
+        let mut idle_rounds = 0;
+        loop {
+            let _ = q.disable_notification(&ctx.mem);
+            let mut progressed = false;
+            while ctx.inflight.load(Ordering::Acquire) < usize::from(QUEUE_SIZE) {
+                let Some(chain) = q.pop_descriptor_chain(&ctx.mem) else {
+                    break;
+                };
+                ctx.inflight.fetch_add(1, Ordering::AcqRel);
+                batch.push(parse(ctx, chain));
+                progressed = true;
+            }
+            if ctx.inflight.load(Ordering::Acquire) >= usize::from(QUEUE_SIZE) {
+                // A completion wakes us through `more`.
+                break;
+            }
+            idle_rounds = if progressed { 0 } else { idle_rounds + 1 };
+            match q.enable_notification(&ctx.mem) {
+                Ok(true) if idle_rounds < 2 => continue,
+                _ => break,
+            }
+        }
+    }
+    for c in batch {
+        dispatch(ctx, c);
+    }
+    true
+}
+
+fn worker(ctx: Arc<Ctx>, stop: Arc<EventFd>) {
+    let Some(kick) = ctx.aq.kick(0) else { return };
+    loop {
+        if !pump(&ctx) {
+            return;
+        }
+        let ready = wait_readable(&[kick, &stop, &ctx.more]);
+        if ready.contains(&1) || ctx.aq.is_stopped() {
+            return;
+        }
+        let _ = kick.read();
+        let _ = ctx.more.read();
+    }
+}
+
+impl VirtioDevice for VirtioBlk {
+    fn device_type(&self) -> u16 {
+        types::BLOCK
+    }
+
+    fn pci_class(&self) -> (u8, u8, u8) {
+        CLASS_STORAGE
+    }
+
+    fn queue_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn features(&self) -> u64 {
+        let mut f = features::SEG_MAX | features::BLK_SIZE | features::FLUSH | features::TOPOLOGY;
+        if self.info.read_only {
+            f |= features::RO;
+        } else {
+            f |= features::WRITE_ZEROES;
+            if self.info.can_delete {
+                f |= features::DISCARD;
+            }
+        }
+        f
+    }
+
+    fn config_size(&self) -> usize {
+        CONFIG_SIZE
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        let c = self.config_bytes();
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = offset
+                .checked_add(i as u64)
+                .and_then(|o| c.get(usize::try_from(o).ok()?))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+
+    fn activate(&mut self, act: Activation) -> Result<(), String> {
+        self.workers.retain(|w| !w.is_finished());
+        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+        let more = EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?;
+        let ctx = Arc::new(Ctx {
+            aq: act.queues,
+            mem: act.mem,
+            backend: self.backend.clone(),
+            // RO is ours to enforce whatever the driver accepted.
+            features: act.features | (self.features() & features::RO),
+            ident: self.ident,
+            capacity: self.capacity.clone(),
+            inflight: AtomicUsize::new(0),
+            more,
+        });
+        let s = stop.clone();
+        let h = std::thread::Builder::new()
+            .name("virtio-blk".into())
+            .spawn(move || worker(ctx, s))
+            .map_err(|e| e.to_string())?;
+        self.stop = Some(stop);
+        self.workers.push(h);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.write(1);
+        }
+    }
+}
+
+impl Drop for VirtioBlk {
+    fn drop(&mut self) {
+        self.reset();
+        // A worker may hold the last reference (see rnd.rs): never join
+        // the current thread.
+        let me = std::thread::current().id();
+        for w in self.workers.drain(..) {
+            if w.thread().id() != me {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "blk_tests.rs"]
+mod tests;

@@ -1,0 +1,550 @@
+//! virtio-blk driven through the legacy transport as a driver would,
+//! over an in-memory backend whose completions can be held back.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::*;
+use crate::blockif::{BlockDone, BlockInfo, BlockIo, BlockRequest};
+use crate::pci::{MsiMessage, PciDevice, PciInterrupts};
+use crate::virtio::pci::{IrqMode, VirtioPci, LEGACY_BAR};
+use crate::virtio::transport::legacy;
+
+const MEM: usize = 1 << 20;
+const RING: u64 = 0x10000;
+const DATA: u64 = 0x40000;
+const QS: u64 = QUEUE_SIZE as u64;
+
+struct NoIrq;
+impl PciInterrupts for NoIrq {
+    fn set_intx(&self, _: bool) {}
+    fn route_msi(&self, _: u16, _: Option<MsiMessage>) {}
+    fn fire_msi(&self, _: u16) {}
+}
+
+/// A RAM disk; `hold` keeps completions back until released.
+struct RamDisk(Arc<Disk>);
+
+impl std::ops::Deref for RamDisk {
+    type Target = Disk;
+    fn deref(&self) -> &Disk {
+        &self.0
+    }
+}
+
+struct Disk {
+    data: Mutex<Vec<u8>>,
+    info: BlockInfo,
+    hold: Mutex<bool>,
+    cv: Condvar,
+    ops: Mutex<Vec<(BlockOp, u64, u64, bool)>>,
+}
+
+impl RamDisk {
+    fn new(size: usize, ro: bool) -> Arc<RamDisk> {
+        Arc::new(RamDisk(Arc::new(Disk {
+            data: Mutex::new((0..size).map(|i| (i / 512) as u8).collect()),
+            info: BlockInfo {
+                size: size as u64,
+                sector_size: 512,
+                physical_sector_size: 4096,
+                physical_sector_offset: 0,
+                read_only: ro,
+                can_delete: !ro,
+            },
+            hold: Mutex::new(false),
+            cv: Condvar::new(),
+            ops: Mutex::new(Vec::new()),
+        })))
+    }
+
+    fn release(&self) {
+        *self.hold.lock().unwrap() = false;
+        self.cv.notify_all();
+    }
+}
+
+fn exec(d: &Disk, r: &mut BlockRequest) -> std::io::Result<u64> {
+    let mut data = d.data.lock().unwrap();
+    let off = r.offset as usize;
+    match (&r.op, &r.buffers) {
+        (BlockOp::Read | BlockOp::Write, BlockBuffers::Guest { mem, segs }) => {
+            let mut at = off;
+            for &(a, l) in segs {
+                let l = l as usize;
+                let res = if r.op == BlockOp::Read {
+                    mem.write_slice(&data[at..at + l], a)
+                } else {
+                    mem.read_slice(&mut data[at..at + l], a)
+                };
+                res.map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
+                at += l;
+            }
+            Ok((at - off) as u64)
+        }
+        (BlockOp::Discard | BlockOp::WriteZeroes { .. }, _) => {
+            data[off..off + r.len as usize].fill(0);
+            Ok(r.len)
+        }
+        (BlockOp::Flush, _) => Ok(0),
+        _ => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+    }
+}
+
+impl BlockIo for RamDisk {
+    fn info(&self) -> BlockInfo {
+        self.info
+    }
+    fn submit(&self, mut r: BlockRequest, done: BlockDone) {
+        self.ops
+            .lock()
+            .unwrap()
+            .push((r.op, r.offset, r.len, r.fua));
+        let me = self.0.clone();
+        std::thread::spawn(move || {
+            let mut h = me.hold.lock().unwrap();
+            while *h {
+                h = me.cv.wait(h).unwrap();
+            }
+            drop(h);
+            let res = exec(&me, &mut r);
+            done(r, res);
+        });
+    }
+}
+
+struct H {
+    f: Arc<Mutex<VirtioPci>>,
+    mem: GuestMemoryMmap,
+    disk: Arc<RamDisk>,
+    next_desc: u16,
+    avail: u16,
+}
+
+fn harness(disk: Arc<RamDisk>, serial: &str, features: u32) -> H {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
+    let dev = VirtioBlk::new(disk.clone(), serial);
+    let f = VirtioPci::new_shared(Box::new(dev), mem.clone(), IrqMode::MsiX, None).unwrap();
+    f.lock()
+        .unwrap()
+        .config_mut()
+        .set_interrupts(Arc::new(NoIrq));
+    let h = H {
+        f,
+        mem,
+        disk,
+        next_desc: 0,
+        avail: 0,
+    };
+    h.w(legacy::STATUS, 1, 3);
+    h.w(legacy::GUEST_FEATURES, 4, features.into());
+    h.w(legacy::QUEUE_SEL, 2, 0);
+    assert_eq!(h.r(legacy::QUEUE_NUM, 2), QS);
+    h.w(legacy::QUEUE_PFN, 4, RING >> 12);
+    h.w(legacy::STATUS, 1, 7);
+    h
+}
+
+impl H {
+    fn r(&self, off: u64, len: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.f
+            .lock()
+            .unwrap()
+            .bar_read(LEGACY_BAR, off, &mut b[..len]);
+        u64::from_le_bytes(b)
+    }
+    fn w(&self, off: u64, len: usize, v: u64) {
+        self.f
+            .lock()
+            .unwrap()
+            .bar_write(LEGACY_BAR, off, &v.to_le_bytes()[..len]);
+    }
+    fn cfg(&self, off: u64, len: usize) -> u64 {
+        self.r(legacy::CONFIG_NO_MSIX + off, len)
+    }
+
+    /// Posts a chain of (addr, len, device-writable) descriptors.
+    fn post(&mut self, descs: &[(u64, u32, bool)]) {
+        let head = self.next_desc;
+        for (i, &(addr, len, w)) in descs.iter().enumerate() {
+            let idx = (self.next_desc + i as u16) % QUEUE_SIZE;
+            let d = RING + 16 * u64::from(idx);
+            let last = i + 1 == descs.len();
+            let flags = u16::from(!last) | if w { 2 } else { 0 };
+            self.mem.write_obj(addr, GuestAddress(d)).unwrap();
+            self.mem.write_obj(len, GuestAddress(d + 8)).unwrap();
+            self.mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
+            self.mem
+                .write_obj((idx + 1) % QUEUE_SIZE, GuestAddress(d + 14))
+                .unwrap();
+        }
+        self.next_desc = (self.next_desc + descs.len() as u16) % QUEUE_SIZE;
+        let avail = RING + 16 * QS;
+        let slot = u64::from(self.avail) % QS;
+        self.mem
+            .write_obj(head, GuestAddress(avail + 4 + 2 * slot))
+            .unwrap();
+        self.avail = self.avail.wrapping_add(1);
+        self.mem
+            .write_obj(self.avail, GuestAddress(avail + 2))
+            .unwrap();
+        self.w(legacy::QUEUE_NOTIFY, 2, 0);
+    }
+
+    fn used_base() -> u64 {
+        (RING + 16 * QS + 2 * (3 + QS)).div_ceil(4096) * 4096
+    }
+
+    /// Waits for used index `idx`; returns the last used element's length.
+    fn wait_used(&self, idx: u16) -> u32 {
+        let used = Self::used_base();
+        let t = Instant::now();
+        loop {
+            let v: u16 = self.mem.read_obj(GuestAddress(used + 2)).unwrap();
+            if v == idx {
+                let slot = u64::from(idx.wrapping_sub(1)) % QS;
+                return self
+                    .mem
+                    .read_obj(GuestAddress(used + 4 + 8 * slot + 4))
+                    .unwrap();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "used idx {v}, want {idx}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn used_idx(&self) -> u16 {
+        self.mem
+            .read_obj(GuestAddress(Self::used_base() + 2))
+            .unwrap()
+    }
+
+    /// A request with header (type, sector), `data` and a status byte;
+    /// returns (status, used length).
+    fn request(&mut self, typ: u32, sector: u64, data: &[(u64, u32, bool)]) -> (u8, u32) {
+        let hdr = DATA - 0x100;
+        let status = DATA - 0x10;
+        self.mem.write_obj(typ, GuestAddress(hdr)).unwrap();
+        self.mem.write_obj(0u32, GuestAddress(hdr + 4)).unwrap();
+        self.mem.write_obj(sector, GuestAddress(hdr + 8)).unwrap();
+        self.mem.write_obj(0xffu8, GuestAddress(status)).unwrap();
+        let mut d = vec![(hdr, 16, false)];
+        d.extend_from_slice(data);
+        d.push((status, 1, true));
+        self.post(&d);
+        let len = self.wait_used(self.avail);
+        (self.mem.read_obj(GuestAddress(status)).unwrap(), len)
+    }
+}
+
+const F_ALL: u32 = (features::SEG_MAX
+    | features::BLK_SIZE
+    | features::FLUSH
+    | features::TOPOLOGY
+    | features::DISCARD
+    | features::WRITE_ZEROES) as u32;
+
+#[test]
+fn identity_features_and_config() {
+    let h = harness(RamDisk::new(1 << 20, false), "s", F_ALL);
+    let mut id = [0u8; 4];
+    h.f.lock().unwrap().config().read(0, &mut id);
+    assert_eq!(u32::from_le_bytes(id), 0x1001_1af4);
+    h.f.lock().unwrap().config().read(8, &mut id);
+    assert_eq!(&id[1..4], &[0, 0, 1], "class 01/00/00 as bhyve");
+    let hf = h.r(legacy::HOST_FEATURES, 4);
+    assert_eq!(hf & u64::from(F_ALL), u64::from(F_ALL));
+    assert_eq!(hf & features::RO, 0);
+    assert_eq!(h.cfg(0, 8), (1 << 20) / 512, "capacity");
+    assert_eq!(h.cfg(12, 4), u64::from(SEG_MAX));
+    assert_eq!(h.cfg(20, 4), 512, "blk_size");
+    assert_eq!(h.cfg(24, 1), 3, "4096/512 = 2^3");
+    assert_eq!(h.cfg(36, 4), u64::from(MAX_DISCARD_SECTORS));
+    assert_eq!(h.cfg(40, 4), 1);
+    assert_eq!(h.cfg(44, 4), 8, "discard alignment in sectors");
+    assert_eq!(h.cfg(56, 1), 1);
+    assert_eq!(h.cfg(58, 4), 0, "past the end reads as zero");
+    let ro = harness(RamDisk::new(4096, true), "s", 0);
+    let hf = ro.r(legacy::HOST_FEATURES, 4);
+    assert_ne!(hf & features::RO, 0);
+    assert_eq!(hf & (features::DISCARD | features::WRITE_ZEROES), 0);
+}
+
+#[test]
+fn write_read_flush_and_get_id() {
+    let mut h = harness(RamDisk::new(1 << 20, false), "BHYVE-D5EC-1A86-9C8F", F_ALL);
+    let pat: Vec<u8> = (0..1536u32).map(|i| (i * 7 + 3) as u8).collect();
+    h.mem.write_slice(&pat[..512], GuestAddress(DATA)).unwrap();
+    h.mem
+        .write_slice(&pat[512..], GuestAddress(DATA + 0x3000))
+        .unwrap();
+    let (st, len) = h.request(
+        req::OUT,
+        10,
+        &[(DATA, 512, false), (DATA + 0x3000, 1024, false)],
+    );
+    assert_eq!((st, len), (req::S_OK, 1));
+    assert_eq!(&h.disk.data.lock().unwrap()[5120..5120 + 1536], &pat[..]);
+    assert!(
+        !h.disk.ops.lock().unwrap()[0].3,
+        "FLUSH negotiated: no write-through"
+    );
+    let (st, len) = h.request(req::IN, 10, &[(DATA + 0x8000, 1536, true)]);
+    assert_eq!((st, len), (req::S_OK, 1537));
+    let mut back = vec![0u8; 1536];
+    h.mem
+        .read_slice(&mut back, GuestAddress(DATA + 0x8000))
+        .unwrap();
+    assert_eq!(back, pat);
+    assert_eq!(h.request(req::FLUSH, 0, &[]), (req::S_OK, 1));
+    let (st, len) = h.request(req::GET_ID, 0, &[(DATA + 0x9000, 20, true)]);
+    assert_eq!((st, len), (req::S_OK, 21));
+    let mut id = [0u8; 20];
+    h.mem
+        .read_slice(&mut id, GuestAddress(DATA + 0x9000))
+        .unwrap();
+    assert_eq!(&id, b"BHYVE-D5EC-1A86-9C8F");
+}
+
+#[test]
+fn without_flush_feature_writes_are_write_through() {
+    let mut h = harness(RamDisk::new(1 << 16, false), "s", 0);
+    assert_eq!(h.request(req::OUT, 0, &[(DATA, 512, false)]).0, req::S_OK);
+    assert!(h.disk.ops.lock().unwrap()[0].3);
+}
+
+#[test]
+fn refused_requests() {
+    let mut h = harness(RamDisk::new(1 << 16, false), "s", 0);
+    let cap = (1u64 << 16) / 512;
+    // Past the end, straddling it, and a sector count that overflows.
+    assert_eq!(
+        h.request(req::IN, cap, &[(DATA, 512, true)]).0,
+        req::S_IOERR
+    );
+    assert_eq!(
+        h.request(req::IN, cap - 1, &[(DATA, 1024, true)]).0,
+        req::S_IOERR
+    );
+    assert_eq!(
+        h.request(req::OUT, u64::MAX, &[(DATA, 512, false)]).0,
+        req::S_IOERR
+    );
+    // Not a multiple of 512.
+    assert_eq!(h.request(req::IN, 0, &[(DATA, 100, true)]).0, req::S_IOERR);
+    // Unknown types, barrier flag.
+    assert_eq!(h.request(7, 0, &[]).0, req::S_UNSUPP);
+    assert_eq!(h.request(0x8000_0001, 0, &[]).0, req::S_UNSUPP);
+    // DISCARD/WRITE_ZEROES were not negotiated.
+    assert_eq!(
+        h.request(req::DISCARD, 0, &[(DATA, 16, false)]).0,
+        req::S_UNSUPP
+    );
+    assert_eq!(
+        h.request(req::WRITE_ZEROES, 0, &[(DATA, 16, false)]).0,
+        req::S_UNSUPP
+    );
+    // Data outside guest memory: the backend's error is IOERR.
+    assert_eq!(
+        h.request(req::IN, 0, &[(MEM as u64 + 4096, 512, true)]).0,
+        req::S_IOERR
+    );
+    // A 4 GiB descriptor is refused before any I/O (virtio-queue may
+    // already end the chain there: then there is no status byte).
+    let (st, len) = h.request(req::IN, 0, &[(DATA, u32::MAX, true)]);
+    assert!(
+        (st, len) == (req::S_IOERR, 1) || (st, len) == (0xff, 0),
+        "{st} {len}"
+    );
+    let (st, len) = h.request(req::IN, 0, &[(DATA, 0x1000_0000, true)]);
+    assert!(
+        (st, len) == (req::S_IOERR, 1) || (st, len) == (0xff, 0),
+        "{st} {len}"
+    );
+    let n = h.disk.ops.lock().unwrap().len();
+    assert_eq!(n, 1, "only the out-of-RAM read reached the backend");
+    // Header split across descriptors still parses; a short one does not.
+    h.mem.write_obj(req::FLUSH, GuestAddress(DATA)).unwrap();
+    h.mem.write_obj(0xffu8, GuestAddress(DATA + 0x200)).unwrap();
+    h.post(&[
+        (DATA, 4, false),
+        (DATA + 4, 12, false),
+        (DATA + 0x200, 1, true),
+    ]);
+    h.wait_used(h.avail);
+    assert_eq!(
+        h.mem.read_obj::<u8>(GuestAddress(DATA + 0x200)).unwrap(),
+        req::S_OK
+    );
+    h.post(&[(DATA, 8, false), (DATA + 0x200, 1, true)]);
+    assert_eq!(h.wait_used(h.avail), 1);
+    assert_eq!(
+        h.mem.read_obj::<u8>(GuestAddress(DATA + 0x200)).unwrap(),
+        req::S_IOERR
+    );
+    // No status byte at all: completed with length 0, nothing written.
+    h.post(&[(DATA, 16, false)]);
+    assert_eq!(h.wait_used(h.avail), 0);
+    // Readable after writable: refused.
+    h.post(&[
+        (DATA, 16, false),
+        (DATA + 0x200, 1, true),
+        (DATA + 0x300, 16, false),
+    ]);
+    assert_eq!(h.wait_used(h.avail), 1);
+}
+
+#[test]
+fn read_only_refuses_writes() {
+    let mut h = harness(RamDisk::new(1 << 16, true), "s", 0);
+    assert_eq!(
+        h.request(req::OUT, 0, &[(DATA, 512, false)]).0,
+        req::S_IOERR
+    );
+    assert_eq!(h.request(req::IN, 0, &[(DATA, 512, true)]).0, req::S_OK);
+}
+
+#[test]
+fn discard_and_write_zeroes() {
+    let mut h = harness(RamDisk::new(1 << 16, false), "s", F_ALL);
+    let seg = DATA + 0x1000;
+    let put = |h: &H, sector: u64, n: u32, flags: u32| {
+        h.mem.write_obj(sector, GuestAddress(seg)).unwrap();
+        h.mem.write_obj(n, GuestAddress(seg + 8)).unwrap();
+        h.mem.write_obj(flags, GuestAddress(seg + 12)).unwrap();
+    };
+    put(&h, 2, 3, 0);
+    assert_eq!(h.request(req::DISCARD, 0, &[(seg, 16, false)]).0, req::S_OK);
+    {
+        let d = h.disk.data.lock().unwrap();
+        assert!(d[1024..2560].iter().all(|&b| b == 0));
+        assert_eq!(d[2560], 5);
+        assert_eq!(d[1023], 1);
+    }
+    put(&h, 8, 1, req::WRITE_ZEROES_UNMAP);
+    assert_eq!(
+        h.request(req::WRITE_ZEROES, 0, &[(seg, 16, false)]).0,
+        req::S_OK
+    );
+    assert!(h.disk.data.lock().unwrap()[4096..4608]
+        .iter()
+        .all(|&b| b == 0));
+    assert!(h.disk.ops.lock().unwrap().contains(&(
+        BlockOp::WriteZeroes { unmap: true },
+        4096,
+        512,
+        false
+    )));
+    // UNMAP on a discard, unknown flags, two ranges, out of range.
+    put(&h, 0, 1, 1);
+    assert_eq!(
+        h.request(req::DISCARD, 0, &[(seg, 16, false)]).0,
+        req::S_UNSUPP
+    );
+    put(&h, 0, 1, 4);
+    assert_eq!(
+        h.request(req::WRITE_ZEROES, 0, &[(seg, 16, false)]).0,
+        req::S_UNSUPP
+    );
+    put(&h, 0, 1, 0);
+    assert_eq!(
+        h.request(req::DISCARD, 0, &[(seg, 32, false)]).0,
+        req::S_IOERR
+    );
+    put(&h, 127, 2, 0);
+    assert_eq!(
+        h.request(req::DISCARD, 0, &[(seg, 16, false)]).0,
+        req::S_IOERR
+    );
+    put(&h, 0, MAX_DISCARD_SECTORS + 1, 0);
+    assert_eq!(
+        h.request(req::DISCARD, 0, &[(seg, 16, false)]).0,
+        req::S_IOERR
+    );
+}
+
+#[test]
+fn reset_with_requests_in_flight() {
+    let disk = RamDisk::new(1 << 16, false);
+    let mut h = harness(disk.clone(), "s", F_ALL);
+    *disk.hold.lock().unwrap() = true;
+    let status = DATA + 0x500;
+    h.mem.write_obj(req::IN, GuestAddress(DATA)).unwrap();
+    h.mem.write_obj(0u64, GuestAddress(DATA + 8)).unwrap();
+    h.mem.write_obj(0xffu8, GuestAddress(status)).unwrap();
+    for _ in 0..4 {
+        h.post(&[
+            (DATA, 16, false),
+            (DATA + 0x1000, 512, true),
+            (status, 1, true),
+        ]);
+    }
+    let t = Instant::now();
+    while disk.ops.lock().unwrap().len() < 4 {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    h.w(legacy::STATUS, 1, 0);
+    assert_eq!(h.r(legacy::STATUS, 1), 0);
+    disk.release();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(h.used_idx(), 0, "nothing reached the ring after reset");
+    assert_eq!(h.mem.read_obj::<u8>(GuestAddress(status)).unwrap(), 0xff);
+    // The device works again after a new set-up.
+    h.mem
+        .write_obj(0u16, GuestAddress(RING + 16 * QS + 2))
+        .unwrap();
+    let mut h2 = H {
+        f: h.f.clone(),
+        mem: h.mem.clone(),
+        disk: disk.clone(),
+        next_desc: 0,
+        avail: 0,
+    };
+    h2.w(legacy::STATUS, 1, 3);
+    h2.w(legacy::GUEST_FEATURES, 4, F_ALL.into());
+    h2.w(legacy::QUEUE_PFN, 4, RING >> 12);
+    h2.w(legacy::STATUS, 1, 7);
+    assert_eq!(h2.request(req::FLUSH, 0, &[]).0, req::S_OK);
+}
+
+#[test]
+fn many_requests_in_flight_complete() {
+    let disk = RamDisk::new(1 << 20, false);
+    let mut h = harness(disk.clone(), "s", F_ALL);
+    *disk.hold.lock().unwrap() = true;
+    h.mem.write_obj(req::IN, GuestAddress(DATA)).unwrap();
+    h.mem.write_obj(0u64, GuestAddress(DATA + 8)).unwrap();
+    // 40 requests of 3 descriptors: the ring wraps its descriptor table.
+    for i in 0..40u64 {
+        h.post(&[
+            (DATA, 16, false),
+            (DATA + 0x1000 + 512 * i, 512, true),
+            (DATA + 0x800 + i, 1, true),
+        ]);
+    }
+    let t = Instant::now();
+    while disk.ops.lock().unwrap().len() < 40 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "not all in flight at once"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    disk.release();
+    h.wait_used(40);
+    for i in 0..40u64 {
+        assert_eq!(
+            h.mem
+                .read_obj::<u8>(GuestAddress(DATA + 0x800 + i))
+                .unwrap(),
+            0
+        );
+    }
+}
