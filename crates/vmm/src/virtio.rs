@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use bhyve_config::Config;
 use bhyve_devices::pci::{DoorbellSpace, Doorbells};
-use bhyve_devices::virtio::{VirtioDevice, VirtioRnd};
+use bhyve_devices::virtio::net::{default_mac, parse_mac, parse_mtu};
+use bhyve_devices::virtio::{VirtioDevice, VirtioNet, VirtioRnd};
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -16,6 +17,13 @@ use crate::MachineError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VirtioKind {
     Rnd,
+    /// virtio-net: `backend` (none is allowed, as bhyve), the MAC (`mac=`
+    /// or bhyve's default from slot, function and VM name), `mtu=`.
+    Net {
+        backend: Option<String>,
+        mac: [u8; 6],
+        mtu: Option<u16>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +42,7 @@ pub fn virtio_spec(
 ) -> Result<Option<VirtioSpec>, MachineError> {
     let kind = match device {
         "virtio-rnd" => VirtioKind::Rnd,
+        "virtio-net" => net_kind(cfg, node)?,
         _ => return Ok(None),
     };
     let msix = cfg
@@ -43,9 +52,38 @@ pub fn virtio_spec(
     Ok(Some(VirtioSpec { kind, msix }))
 }
 
+/// `(slot, function)` of a `pci.B.S.F` node.
+fn slot_func(node: &str) -> (u8, u8) {
+    let mut it = node.rsplit('.').map(|p| p.parse::<u8>().unwrap_or(0));
+    let func = it.next().unwrap_or(0);
+    (it.next().unwrap_or(0), func)
+}
+
+/// virtio-net's keys, checked as bhyve's `pci_vtnet_init` does.
+fn net_kind(cfg: &Config, node: &str) -> Result<VirtioKind, MachineError> {
+    let mac = match cfg.get(&format!("{node}.mac")) {
+        Some(m) => parse_mac(&m).ok_or_else(|| MachineError::new(format!("Invalid MAC {m}")))?,
+        None => {
+            let (slot, func) = slot_func(node);
+            default_mac(slot, func, &cfg.get("name").unwrap_or_default())
+        }
+    };
+    let mtu = match cfg.get(&format!("{node}.mtu")) {
+        Some(m) => Some(parse_mtu(&m).ok_or_else(|| {
+            MachineError::new(format!("Invalid MTU {m} (bhyve takes 46 to 65535)"))
+        })?),
+        None => None,
+    };
+    Ok(VirtioKind::Net {
+        backend: cfg.get(&format!("{node}.backend")),
+        mac,
+        mtu,
+    })
+}
+
 /// Builds the device of `spec`.
 pub fn virtio_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, MachineError> {
-    Ok(match spec.kind {
+    Ok(match &spec.kind {
         VirtioKind::Rnd => {
             if !VirtioRnd::host_source_ok() {
                 return Err(MachineError::new(
@@ -53,6 +91,16 @@ pub fn virtio_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, Machine
                 ));
             }
             Box::new(VirtioRnd::new())
+        }
+        VirtioKind::Net { backend, mac, mtu } => {
+            let be = match backend {
+                Some(b) => Some(
+                    bhyve_backends::net::open_net_backend(b)
+                        .map_err(|e| MachineError::new(format!("virtio-net: {e}")))?,
+                ),
+                None => None,
+            };
+            Box::new(VirtioNet::new(*mac, *mtu, be))
         }
     })
 }
@@ -152,5 +200,64 @@ mod tests {
         assert_eq!(virtio_spec(&c, "pci.0.3.0", "hostbridge").unwrap(), None);
         c.set("virtio_msix", "maybe").unwrap();
         assert!(virtio_spec(&c, "pci.0.3.0", "virtio-rnd").is_err());
+    }
+
+    fn net(c: &Config, node: &str) -> Result<VirtioKind, String> {
+        virtio_spec(c, node, "virtio-net")
+            .map(|s| s.unwrap().kind)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn virtio_net_keys() {
+        let mut c = Config::with_defaults();
+        c.set("name", "vm1").unwrap();
+        c.set("pci.0.3.0.device", "virtio-net").unwrap();
+        assert_eq!(
+            net(&c, "pci.0.3.0").unwrap(),
+            VirtioKind::Net {
+                backend: None,
+                mac: [0x58, 0x9c, 0xfc, 0xee, 0x08, 0x2b],
+                mtu: None
+            }
+        );
+        c.set("pci.0.3.0.backend", "tap0").unwrap();
+        c.set("pci.0.3.0.mac", "00:be:fa:76:45:00").unwrap();
+        c.set("pci.0.3.0.mtu", "9000").unwrap();
+        assert_eq!(
+            net(&c, "pci.0.3.0").unwrap(),
+            VirtioKind::Net {
+                backend: Some("tap0".into()),
+                mac: [0, 0xbe, 0xfa, 0x76, 0x45, 0],
+                mtu: Some(9000)
+            }
+        );
+        c.set("pci.0.3.0.mtu", "45").unwrap();
+        assert!(net(&c, "pci.0.3.0").unwrap_err().contains("Invalid MTU 45"));
+        c.set("pci.0.3.0.mtu", "1500").unwrap();
+        c.set("pci.0.3.0.mac", "01:00:5e:00:00:01").unwrap();
+        assert!(net(&c, "pci.0.3.0")
+            .unwrap_err()
+            .contains("Invalid MAC 01:00:5e:00:00:01"));
+        let VirtioKind::Net { mac, .. } = net(&c, "pci.0.2.1").unwrap() else {
+            panic!()
+        };
+        assert_eq!(mac, default_mac(2, 1, "vm1"));
+    }
+
+    #[test]
+    fn virtio_net_backend_errors_are_one_line() {
+        let spec = |b: &str| VirtioSpec {
+            kind: VirtioKind::Net {
+                backend: Some(b.into()),
+                mac: [2, 0, 0, 0, 0, 1],
+                mtu: None,
+            },
+            msix: true,
+        };
+        let e = virtio_device(&spec("netgraph")).err().unwrap().to_string();
+        assert!(e.starts_with("virtio-net: netgraph(4) backend"), "{e}");
+        assert!(!e.contains('\n'));
+        assert!(virtio_device(&spec("bad/name")).is_err());
     }
 }
