@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
+use bhyve_backends::block::{default_serial, parse_sectorsize, BlockOptions, Blockif};
 use bhyve_config::Config;
 use bhyve_devices::pci::{DoorbellSpace, Doorbells};
+use bhyve_devices::virtio::blk::VirtioBlk;
 use bhyve_devices::virtio::net::{default_mac, parse_mac, parse_mtu};
 use bhyve_devices::virtio::{VirtioDevice, VirtioNet, VirtioRnd};
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
@@ -17,6 +19,8 @@ use crate::MachineError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VirtioKind {
     Rnd,
+    /// virtio-blk: the backing store's options and GET_ID's serial.
+    Blk(BlkSpec),
     /// virtio-net: `backend` (none is allowed, as bhyve), the MAC (`mac=`
     /// or bhyve's default from slot, function and VM name), `mtu=`.
     Net {
@@ -24,6 +28,16 @@ pub enum VirtioKind {
         mac: [u8; 6],
         mtu: Option<u16>,
     },
+}
+
+/// virtio-blk's keys: bhyve's block-device-options and `ser=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlkSpec {
+    pub opts: BlockOptions,
+    /// `ser=` (or `serial=`), else bhyve's default from the path.
+    pub serial: String,
+    /// Names the backend's threads (`B.S.F`).
+    pub ident: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +56,7 @@ pub fn virtio_spec(
 ) -> Result<Option<VirtioSpec>, MachineError> {
     let kind = match device {
         "virtio-rnd" => VirtioKind::Rnd,
+        "virtio-blk" => VirtioKind::Blk(blk_spec(cfg, node)?),
         "virtio-net" => net_kind(cfg, node)?,
         _ => return Ok(None),
     };
@@ -81,6 +96,38 @@ fn net_kind(cfg: &Config, node: &str) -> Result<VirtioKind, MachineError> {
     })
 }
 
+/// virtio-blk's keys, checked as bhyve's `blockif_open` does (its
+/// messages; every error is exit status 4).
+fn blk_spec(cfg: &Config, node: &str) -> Result<BlkSpec, MachineError> {
+    let path = cfg
+        .get_in(node, "path")
+        .ok_or_else(|| MachineError::new("Missing \"path\" for block device.".into()))?;
+    let flag = |k: &str| {
+        cfg.get_bool_default(&format!("{node}.{k}"), false)
+            .map_err(|e| MachineError::new(format!("{k}: {e}")))
+    };
+    let sector_size = match cfg.get_in(node, "sectorsize") {
+        Some(s) => Some(parse_sectorsize(&s).map_err(|e| MachineError::new(e.to_string()))?),
+        None => None,
+    };
+    let serial = cfg
+        .get_in(node, "serial")
+        .or_else(|| cfg.get_in(node, "ser"))
+        .unwrap_or_else(|| default_serial(&path));
+    Ok(BlkSpec {
+        opts: BlockOptions {
+            read_only: flag("ro")?,
+            nocache: flag("nocache")?,
+            sync: flag("sync")? || flag("direct")?,
+            nodelete: flag("nodelete")?,
+            sector_size,
+            path,
+        },
+        serial,
+        ident: node.strip_prefix("pci.").unwrap_or(node).to_owned(),
+    })
+}
+
 /// Builds the device of `spec`.
 pub fn virtio_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, MachineError> {
     Ok(match &spec.kind {
@@ -91,6 +138,11 @@ pub fn virtio_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, Machine
                 ));
             }
             Box::new(VirtioRnd::new())
+        }
+        VirtioKind::Blk(b) => {
+            let be =
+                Blockif::open(&b.opts, &b.ident).map_err(|e| MachineError::new(e.to_string()))?;
+            Box::new(VirtioBlk::new(Arc::new(be), &b.serial))
         }
         VirtioKind::Net { backend, mac, mtu } => {
             let be = match backend {
@@ -198,6 +250,39 @@ mod tests {
                 .msix
         );
         assert_eq!(virtio_spec(&c, "pci.0.3.0", "hostbridge").unwrap(), None);
+        // virtio-blk: bhyve's options, the default serial from the path.
+        c.set("pci.0.5.0.path", "/images/disk.img").unwrap();
+        c.set("pci.0.5.0.ro", "true").unwrap();
+        c.set("pci.0.5.0.direct", "true").unwrap();
+        c.set("pci.0.5.0.sectorsize", "512/4096").unwrap();
+        let s = virtio_spec(&c, "pci.0.5.0", "virtio-blk").unwrap().unwrap();
+        let VirtioKind::Blk(b) = s.kind else {
+            panic!("{s:?}")
+        };
+        assert!(b.opts.read_only && b.opts.sync && !b.opts.nocache && !b.opts.nodelete);
+        assert_eq!(b.opts.sector_size, Some((512, 4096)));
+        assert_eq!(b.serial, "BHYVE-D5EC-1A86-9C8F");
+        assert_eq!(b.ident, "0.5.0");
+        c.set("pci.0.5.0.ser", "MYDISK").unwrap();
+        c.set("pci.0.5.0.sectorsize", "4k").unwrap();
+        let e = virtio_spec(&c, "pci.0.5.0", "virtio-blk").unwrap_err();
+        assert_eq!(e.to_string(), "Invalid sector size \"4k\"");
+        c.set("pci.0.5.0.sectorsize", "4096").unwrap();
+        let s = virtio_spec(&c, "pci.0.5.0", "virtio-blk").unwrap().unwrap();
+        assert!(matches!(s.kind, VirtioKind::Blk(ref b) if b.serial == "MYDISK"));
+        // A path that does not open: one line, status 4.
+        c.set("pci.0.5.0.path", "/nonexistent/disk.img").unwrap();
+        let s = virtio_spec(&c, "pci.0.5.0", "virtio-blk").unwrap().unwrap();
+        let e = virtio_device(&s).err().unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("Could not open backing file: /nonexistent/disk.img"),
+            "{e}"
+        );
+        assert!(
+            virtio_spec(&c, "pci.0.6.0", "virtio-blk").is_err(),
+            "no path"
+        );
         c.set("virtio_msix", "maybe").unwrap();
         assert!(virtio_spec(&c, "pci.0.3.0", "virtio-rnd").is_err());
     }
