@@ -18,6 +18,7 @@
 
 pub mod blk;
 pub mod net;
+pub mod p9;
 pub mod pci;
 pub mod rnd;
 #[cfg(test)]

@@ -1,0 +1,275 @@
+//! virtio-9p (bhyve's `pci_virtio_9p.c`): a host directory shared with
+//! the guest over 9P2000.L, the protocol Linux's v9fs speaks
+//! (`mount -t 9p -o trans=virtio,version=9p2000.L TAG /mnt`).
+//!
+//! One request queue: each chain holds a T-message in its readable
+//! descriptors and room for the R-message in its writable ones. A worker
+//! thread takes chains off the ring, releases the queue, answers them
+//! through the [`server`], and puts them back as used.
+//!
+//! The share cannot be escaped: see [`share`] for how names are resolved.
+//! The server is ours rather than a crate's: confinement is the point of
+//! this device, and the 9P servers on crates.io rely on a jail (chroot,
+//! minijail) around the process for it, which bhyve does not have here.
+
+mod ops;
+pub mod server;
+pub mod share;
+pub mod wire;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use virtio_queue::QueueT;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
+use server::Server;
+use share::Share;
+
+/// bhyve's ring size and longest mount tag.
+const QUEUE_SIZE: u16 = 256;
+pub const MAX_TAG: usize = 256;
+/// VIRTIO_9P_F_MOUNT_TAG: the configuration space holds the tag.
+const F_MOUNT_TAG: u64 = 1 << 0;
+/// PCI class "mass storage", as bhyve sets it.
+const CLASS_STORAGE: (u8, u8, u8) = (0x01, 0x00, 0x00);
+/// Chains taken off the ring per queue lock.
+const BATCH: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum P9Error {
+    #[error("share name too long")]
+    TagTooLong,
+    #[error("failed to open '{path}': {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct VirtioP9 {
+    config: Vec<u8>,
+    share: Arc<Share>,
+    stop: Option<Arc<EventFd>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl VirtioP9 {
+    /// Shares directory `path` under mount tag `tag` (read-only with
+    /// `ro`).
+    pub fn new(tag: &str, path: &Path, ro: bool) -> Result<Self, P9Error> {
+        if tag.len() > MAX_TAG {
+            return Err(P9Error::TagTooLong);
+        }
+        let share = Share::open(path, ro).map_err(|source| P9Error::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = (tag.len() as u16).to_le_bytes().to_vec();
+        config.extend_from_slice(tag.as_bytes());
+        Ok(VirtioP9 {
+            config,
+            share: Arc::new(share),
+            stop: None,
+            workers: Vec::new(),
+        })
+    }
+}
+
+/// One request taken off the ring: its head and its buffers.
+struct Pending {
+    head: u16,
+    readable: Vec<(GuestAddress, u32)>,
+    writable: Vec<(GuestAddress, u32)>,
+}
+
+/// Answers one request; returns the bytes written to its buffers.
+fn process(p: &Pending, mem: &GuestMemoryMmap, server: &mut Server, buf: &mut Vec<u8>) -> u32 {
+    // Never read more than the largest message allowed: a guest can
+    // claim 4 GiB descriptors.
+    let max = server.msize() as usize;
+    buf.clear();
+    for &(addr, len) in &p.readable {
+        let want = (len as usize).min(max - buf.len());
+        if want == 0 {
+            break;
+        }
+        let at = buf.len();
+        buf.resize(at + want, 0);
+        if mem.read_slice(&mut buf[at..], addr).is_err() {
+            return 0;
+        }
+    }
+    let Some(mut resp) = server.handle(buf) else {
+        return 0;
+    };
+    let room: u64 = p.writable.iter().map(|&(_, l)| u64::from(l)).sum();
+    if resp.len() as u64 > room && buf.len() >= wire::HEADER {
+        // The driver left too little room: say so in what fits.
+        resp = wire::rlerror(u16::from_le_bytes([buf[5], buf[6]]), libc::ENOBUFS);
+    }
+    let mut done = 0usize;
+    for &(addr, len) in &p.writable {
+        let n = (len as usize).min(resp.len() - done);
+        if n == 0 || mem.write_slice(&resp[done..done + n], addr).is_err() {
+            break;
+        }
+        done += n;
+    }
+    done as u32
+}
+
+/// Serves the queue until it is empty; false once the device was reset.
+fn serve(aq: &ActiveQueues, mem: &GuestMemoryMmap, server: &mut Server, buf: &mut Vec<u8>) -> bool {
+    let mut idle = 0;
+    loop {
+        let batch = {
+            let Some(mut q) = aq.lock(0) else {
+                return false;
+            };
+            let _ = q.disable_notification(mem);
+            let mut b = Vec::new();
+            while b.len() < BATCH {
+                let Some(chain) = q.pop_descriptor_chain(mem) else {
+                    break;
+                };
+                let mut p = Pending {
+                    head: chain.head_index(),
+                    readable: Vec::new(),
+                    writable: Vec::new(),
+                };
+                for d in chain {
+                    if d.is_write_only() {
+                        p.writable.push((d.addr(), d.len()));
+                    } else {
+                        p.readable.push((d.addr(), d.len()));
+                    }
+                }
+                b.push(p);
+            }
+            if b.is_empty() {
+                // A buffer added while notifications were off shows up
+                // on the next round; two empty rounds: a broken ring.
+                match q.enable_notification(mem) {
+                    Ok(true) if idle < 2 => {
+                        idle += 1;
+                        continue;
+                    }
+                    _ => return true,
+                }
+            }
+            b
+        };
+        idle = 0;
+        // The file system work happens without the queue lock.
+        let done: Vec<(u16, u32)> = batch
+            .iter()
+            .map(|p| (p.head, process(p, mem, server, buf)))
+            .collect();
+        let notify = {
+            let Some(mut q) = aq.lock(0) else {
+                return false;
+            };
+            for (head, len) in done {
+                if q.add_used(mem, head, len).is_err() {
+                    break;
+                }
+            }
+            q.needs_notification(mem).unwrap_or(true)
+        };
+        if notify {
+            aq.signal_used(0);
+        }
+    }
+}
+
+fn worker(act: Activation, stop: Arc<EventFd>, share: Arc<Share>) {
+    let aq = act.queues;
+    let mut server = Server::new(share);
+    let mut buf = Vec::new();
+    let Some(kick) = aq.kick(0) else { return };
+    loop {
+        if !serve(&aq, &act.mem, &mut server, &mut buf) {
+            return;
+        }
+        let ready = wait_readable(&[kick, &stop]);
+        if ready.contains(&1) || aq.is_stopped() {
+            return;
+        }
+        let _ = kick.read();
+    }
+}
+
+impl VirtioDevice for VirtioP9 {
+    fn device_type(&self) -> u16 {
+        types::P9
+    }
+
+    fn pci_class(&self) -> (u8, u8, u8) {
+        CLASS_STORAGE
+    }
+
+    fn queue_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn features(&self) -> u64 {
+        F_MOUNT_TAG
+    }
+
+    fn config_size(&self) -> usize {
+        self.config.len()
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = usize::try_from(offset)
+                .ok()
+                .and_then(|o| o.checked_add(i))
+                .and_then(|o| self.config.get(o))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+
+    fn activate(&mut self, act: Activation) -> Result<(), String> {
+        self.workers.retain(|w| !w.is_finished());
+        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+        let (s, share) = (stop.clone(), self.share.clone());
+        let h = std::thread::Builder::new()
+            .name("virtio-9p".into())
+            .spawn(move || worker(act, s, share))
+            .map_err(|e| e.to_string())?;
+        self.stop = Some(stop);
+        self.workers.push(h);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        // The worker's session (its fids) goes with it.
+        if let Some(s) = self.stop.take() {
+            let _ = s.write(1);
+        }
+    }
+}
+
+impl Drop for VirtioP9 {
+    fn drop(&mut self) {
+        self.reset();
+        // A worker may drop the last reference itself: never join it.
+        let me = std::thread::current().id();
+        for w in self.workers.drain(..) {
+            if w.thread().id() != me {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod escape_tests;
+#[cfg(test)]
+mod tests;

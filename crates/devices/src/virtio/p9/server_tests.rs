@@ -1,0 +1,426 @@
+//! The server driven with real T-messages against a temporary share:
+//! the operations Linux's v9fs uses, then every way out of the share
+//! we know of (each must fail), then a read-only share.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::super::share::Share;
+use super::super::wire::{msg, Qid, Reader, Writer};
+use super::{Server, MAX_FIDS, MAX_MSIZE};
+
+/// A temporary directory `base` holding `share/` and, beside it,
+/// `outside/secret` and `secret`, which the guest must never reach.
+pub(crate) struct Tmp {
+    pub base: PathBuf,
+}
+
+impl Tmp {
+    pub fn new() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let base = std::env::temp_dir().join(format!(
+            "bhyve-p9-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(base.join("share/sub/inner")).unwrap();
+        fs::create_dir_all(base.join("outside")).unwrap();
+        fs::write(base.join("outside/secret"), b"SECRET").unwrap();
+        fs::write(base.join("secret"), b"SECRET").unwrap();
+        fs::write(base.join("share/hello"), b"hello, world\n").unwrap();
+        Tmp { base }
+    }
+
+    pub fn share(&self) -> PathBuf {
+        self.base.join("share")
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.base.join(rel)
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
+/// A 9P client over the server, one message at a time.
+pub(crate) struct Client {
+    pub s: Server,
+}
+
+pub(crate) fn qid(r: &mut Reader) -> Qid {
+    Qid {
+        ty: r.u8().unwrap(),
+        version: r.u32().unwrap(),
+        path: r.u64().unwrap(),
+    }
+}
+
+impl Client {
+    pub fn new(path: &Path, ro: bool) -> Self {
+        let share = Arc::new(Share::open(path, ro).unwrap());
+        let mut c = Client {
+            s: Server::new(share),
+        };
+        let b = c.ok(msg::TVERSION, |w| {
+            w.u32(MAX_MSIZE).str(b"9P2000.L");
+        });
+        assert_eq!(&b[..4], &MAX_MSIZE.to_le_bytes());
+        c.ok(msg::TATTACH, |w| {
+            w.u32(0).u32(u32::MAX).str(b"root").str(b"").u32(0);
+        });
+        c
+    }
+
+    /// Sends a message; returns the reply's type and body.
+    pub fn call(&mut self, ty: u8, body: impl FnOnce(&mut Writer)) -> (u8, Vec<u8>) {
+        let mut w = Writer::new(ty, 7);
+        body(&mut w);
+        let r = self.s.handle(&w.finish()).expect("a reply");
+        let size = u32::from_le_bytes(r[..4].try_into().unwrap()) as usize;
+        assert_eq!(size, r.len());
+        assert_eq!(&r[5..7], &7u16.to_le_bytes(), "tag echoed");
+        (r[4], r[7..].to_vec())
+    }
+
+    pub fn ok(&mut self, ty: u8, body: impl FnOnce(&mut Writer)) -> Vec<u8> {
+        match self.call(ty, body) {
+            (t, b) if t == ty + 1 => b,
+            (7, b) => panic!(
+                "message {ty}: Rlerror {}",
+                u32::from_le_bytes(b[..4].try_into().unwrap())
+            ),
+            (t, _) => panic!("message {ty}: reply type {t}"),
+        }
+    }
+
+    /// The errno of a message that must fail.
+    pub fn err(&mut self, ty: u8, body: impl FnOnce(&mut Writer)) -> i32 {
+        let (t, b) = self.call(ty, body);
+        assert_eq!(t, msg::RLERROR, "message {ty} should fail");
+        i32::from_le_bytes(b[..4].try_into().unwrap())
+    }
+
+    pub fn walk(&mut self, fid: u32, newfid: u32, names: &[&str]) -> Result<Vec<Qid>, i32> {
+        let (t, b) = self.call(msg::TWALK, |w| {
+            w.u32(fid).u32(newfid).u16(names.len() as u16);
+            for n in names {
+                w.str(n.as_bytes());
+            }
+        });
+        if t == msg::RLERROR {
+            return Err(i32::from_le_bytes(b[..4].try_into().unwrap()));
+        }
+        let mut r = Reader::new(&b);
+        let n = r.u16().unwrap();
+        Ok((0..n).map(|_| qid(&mut r)).collect())
+    }
+
+    pub fn lopen(&mut self, fid: u32, flags: u32) -> Result<Qid, i32> {
+        let (t, b) = self.call(msg::TLOPEN, |w| {
+            w.u32(fid).u32(flags);
+        });
+        if t == msg::RLERROR {
+            return Err(i32::from_le_bytes(b[..4].try_into().unwrap()));
+        }
+        Ok(qid(&mut Reader::new(&b)))
+    }
+
+    pub fn read(&mut self, fid: u32, off: u64, count: u32) -> Vec<u8> {
+        let b = self.ok(msg::TREAD, |w| {
+            w.u32(fid).u64(off).u32(count);
+        });
+        let mut r = Reader::new(&b);
+        let n = r.u32().unwrap();
+        r.bytes(n as usize).unwrap().to_vec()
+    }
+
+    /// Walks `path` from the root to `fid`, opens it read-only, reads it.
+    pub fn cat(&mut self, fid: u32, path: &[&str]) -> Result<Vec<u8>, i32> {
+        if self.walk(0, fid, path)?.len() != path.len() {
+            return Err(libc::ENOENT);
+        }
+        let r = self.lopen(fid, 0).map(|_| self.read(fid, 0, 4096));
+        self.ok(msg::TCLUNK, |w| {
+            w.u32(fid);
+        });
+        r
+    }
+
+    pub fn clunk(&mut self, fid: u32) {
+        self.ok(msg::TCLUNK, |w| {
+            w.u32(fid);
+        });
+    }
+
+    pub fn readdir(&mut self, fid: u32) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut off = 0;
+        loop {
+            let b = self.ok(msg::TREADDIR, |w| {
+                w.u32(fid).u64(off).u32(200);
+            });
+            let mut r = Reader::new(&b);
+            let n = r.u32().unwrap() as usize;
+            if n == 0 {
+                break;
+            }
+            let mut e = Reader::new(r.bytes(n).unwrap());
+            while let Ok(ty) = e.u8() {
+                let _ = (ty, e.u32(), e.u64());
+                off = e.u64().unwrap();
+                e.u8().unwrap();
+                names.push(String::from_utf8(e.str().unwrap().to_vec()).unwrap());
+            }
+        }
+        names.sort();
+        names
+    }
+
+    pub fn mkdir(&mut self, dfid: u32, name: &str) -> Result<Qid, i32> {
+        let (t, b) = self.call(msg::TMKDIR, |w| {
+            w.u32(dfid).str(name.as_bytes()).u32(0o755).u32(0);
+        });
+        if t == msg::RLERROR {
+            return Err(i32::from_le_bytes(b[..4].try_into().unwrap()));
+        }
+        Ok(qid(&mut Reader::new(&b)))
+    }
+
+    pub fn lcreate(&mut self, fid: u32, name: &str, flags: u32, mode: u32) -> Result<Qid, i32> {
+        let (t, b) = self.call(msg::TLCREATE, |w| {
+            w.u32(fid).str(name.as_bytes()).u32(flags).u32(mode).u32(0);
+        });
+        if t == msg::RLERROR {
+            return Err(i32::from_le_bytes(b[..4].try_into().unwrap()));
+        }
+        Ok(qid(&mut Reader::new(&b)))
+    }
+
+    pub fn write(&mut self, fid: u32, off: u64, data: &[u8]) -> Result<u32, i32> {
+        let (t, b) = self.call(msg::TWRITE, |w| {
+            w.u32(fid).u64(off).u32(data.len() as u32).bytes(data);
+        });
+        let v = u32::from_le_bytes(b[..4].try_into().unwrap());
+        if t == msg::RLERROR {
+            Err(v as i32)
+        } else {
+            Ok(v)
+        }
+    }
+
+    pub fn getattr(&mut self, fid: u32) -> (Qid, u32, u64) {
+        let b = self.ok(msg::TGETATTR, |w| {
+            w.u32(fid).u64(0x7ff);
+        });
+        let mut r = Reader::new(&b);
+        assert_eq!(r.u64().unwrap(), 0x7ff);
+        let q = qid(&mut r);
+        let mode = r.u32().unwrap();
+        let (_uid, _gid, _nlink, _rdev) = (r.u32(), r.u32(), r.u64(), r.u64());
+        (q, mode, r.u64().unwrap())
+    }
+}
+
+const RDWR: u32 = 2;
+const ENOENT: i32 = libc::ENOENT;
+
+#[test]
+fn version_negotiation() {
+    let t = Tmp::new();
+    let mut c = Client::new(&t.share(), false);
+    // Capped at our maximum, smaller ones accepted, tiny ones refused.
+    let b = c.ok(msg::TVERSION, |w| {
+        w.u32(16 << 20).str(b"9P2000.L");
+    });
+    assert_eq!(&b[..4], &MAX_MSIZE.to_le_bytes());
+    let b = c.ok(msg::TVERSION, |w| {
+        w.u32(8192).str(b"9P2000.L");
+    });
+    assert_eq!(&b[..4], &8192u32.to_le_bytes());
+    assert_eq!(c.s.msize(), 8192);
+    let b = c.ok(msg::TVERSION, |w| {
+        w.u32(8192).str(b"9P2000.u");
+    });
+    assert_eq!(&b[4..], b"\x07\x00unknown");
+    assert_eq!(
+        c.err(msg::TVERSION, |w| {
+            w.u32(100).str(b"9P2000.L");
+        }),
+        libc::EINVAL
+    );
+    // A new version forgets every fid.
+    assert_eq!(c.walk(0, 1, &[]), Err(libc::EBADF));
+}
+
+#[test]
+fn malformed_and_unknown_messages() {
+    let t = Tmp::new();
+    let mut c = Client::new(&t.share(), false);
+    assert_eq!(c.s.handle(&[1, 0, 0]), None, "no tag to answer");
+    // A size larger than the message, a truncated body.
+    let r =
+        c.s.handle(&[200, 0, 0, 0, msg::TCLUNK, 1, 0, 0, 0])
+            .unwrap();
+    assert_eq!(r[4], msg::RLERROR);
+    assert_eq!(
+        c.err(msg::TCLUNK, |w| {
+            w.u16(0);
+        }),
+        libc::EPROTO
+    );
+    assert_eq!(c.err(200, |_| {}), libc::EOPNOTSUPP);
+    assert_eq!(
+        c.err(msg::TGETATTR, |w| {
+            w.u32(99).u64(0);
+        }),
+        libc::EBADF
+    );
+    // Too many walk elements.
+    assert_eq!(c.walk(0, 1, &["a"; 17]), Err(libc::E2BIG));
+    // Twrite whose count exceeds its data.
+    c.walk(0, 1, &["hello"]).unwrap();
+    c.lopen(1, RDWR).unwrap();
+    assert_eq!(
+        c.err(msg::TWRITE, |w| {
+            w.u32(1).u64(0).u32(1000).bytes(b"abc");
+        }),
+        libc::EPROTO
+    );
+    assert_eq!(fs::read(t.p("share/hello")).unwrap(), b"hello, world\n");
+    // xattrs are not served.
+    assert_eq!(
+        c.err(msg::TXATTRWALK, |w| {
+            w.u32(0).u32(5).str(b"user.x");
+        }),
+        libc::EOPNOTSUPP
+    );
+}
+
+#[test]
+fn fid_table_is_bounded() {
+    let t = Tmp::new();
+    let mut c = Client::new(&t.share(), false);
+    for f in 1..MAX_FIDS as u32 {
+        c.walk(0, f, &[]).unwrap();
+    }
+    assert_eq!(c.walk(0, MAX_FIDS as u32, &[]), Err(libc::EMFILE));
+    // Replacing an existing fid (newfid == fid) still works.
+    c.walk(1, 1, &[]).unwrap();
+    assert_eq!(c.walk(0, 1, &[]), Err(libc::EEXIST));
+}
+
+#[test]
+fn files_and_directories() {
+    let t = Tmp::new();
+    let mut c = Client::new(&t.share(), false);
+    assert_eq!(c.cat(1, &["hello"]).unwrap(), b"hello, world\n");
+    assert_eq!(c.walk(0, 1, &["nope"]), Err(ENOENT));
+    // Partial walk: the qids that worked, newfid not made.
+    assert_eq!(c.walk(0, 1, &["sub", "nope"]).unwrap().len(), 1);
+    assert_eq!(c.walk(1, 2, &[]), Err(libc::EBADF));
+    // mkdir, create, write, read back, getattr.
+    c.mkdir(0, "d").unwrap();
+    assert!(t.p("share/d").is_dir());
+    c.walk(0, 1, &["d"]).unwrap();
+    let q = c.lcreate(1, "f", RDWR, 0o4644).unwrap();
+    assert_eq!(q.ty, 0);
+    assert_eq!(c.write(1, 0, b"abcdef").unwrap(), 6);
+    assert_eq!(c.write(1, 6, b"gh").unwrap(), 2);
+    assert_eq!(c.read(1, 2, 100), b"cdefgh");
+    let m = fs::metadata(t.p("share/d/f")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o644, "set-uid dropped");
+    let (q2, mode, size) = c.getattr(1);
+    assert_eq!((q2, mode & 0o170000, size), (q, 0o100000, 8));
+    c.ok(msg::TFSYNC, |w| {
+        w.u32(1).u32(0);
+    });
+    // setattr: mode and size.
+    c.ok(msg::TSETATTR, |w| {
+        w.u32(1).u32(0x1 | 0x8).u32(0o600).u32(0).u32(0).u64(3);
+        w.u64(0).u64(0).u64(0).u64(0);
+    });
+    let m = fs::metadata(t.p("share/d/f")).unwrap();
+    assert_eq!((m.permissions().mode() & 0o777, m.len()), (0o600, 3));
+    // mtime set explicitly.
+    c.ok(msg::TSETATTR, |w| {
+        w.u32(1).u32(0x20 | 0x100).u32(0).u32(0).u32(0).u64(0);
+        w.u64(0).u64(0).u64(1_000_000).u64(5);
+    });
+    assert_eq!(fs::metadata(t.p("share/d/f")).unwrap().mtime(), 1_000_000);
+    // readdir.
+    c.walk(0, 2, &[]).unwrap();
+    c.lopen(2, 0).unwrap();
+    let names = c.readdir(2);
+    assert_eq!(names, [".", "..", "d", "hello", "sub"]);
+    // symlink, readlink, link, rename, renameat, unlinkat.
+    c.ok(msg::TSYMLINK, |w| {
+        w.u32(0).str(b"ln").str(b"d/f").u32(0);
+    });
+    c.walk(0, 3, &["ln"]).unwrap();
+    let b = c.ok(msg::TREADLINK, |w| {
+        w.u32(3);
+    });
+    assert_eq!(&b, b"\x03\x00d/f");
+    c.walk(0, 4, &["hello"]).unwrap();
+    c.ok(msg::TLINK, |w| {
+        w.u32(0).u32(4).str(b"hello2");
+    });
+    assert_eq!(fs::metadata(t.p("share/hello")).unwrap().nlink(), 2);
+    c.ok(msg::TRENAMEAT, |w| {
+        w.u32(0).str(b"hello2").u32(0).str(b"hello3");
+    });
+    assert!(t.p("share/hello3").exists() && !t.p("share/hello2").exists());
+    c.walk(0, 5, &["d"]).unwrap();
+    c.ok(msg::TRENAME, |w| {
+        w.u32(4).u32(5).str(b"moved");
+    });
+    assert!(t.p("share/d/moved").exists() && !t.p("share/hello").exists());
+    c.ok(msg::TUNLINKAT, |w| {
+        w.u32(0).str(b"hello3").u32(0);
+    });
+    assert!(!t.p("share/hello3").exists());
+    c.ok(msg::TREMOVE, |w| {
+        w.u32(4);
+    });
+    assert!(!t.p("share/d/moved").exists());
+    assert_eq!(c.walk(4, 6, &[]), Err(libc::EBADF), "remove clunks");
+    assert_eq!(
+        c.err(msg::TUNLINKAT, |w| {
+            w.u32(0).str(b"sub").u32(0x200);
+        }),
+        libc::ENOTEMPTY
+    );
+}
+
+#[test]
+fn statfs_lock_getlock() {
+    let t = Tmp::new();
+    let mut c = Client::new(&t.share(), false);
+    let b = c.ok(msg::TSTATFS, |w| {
+        w.u32(0);
+    });
+    let mut r = Reader::new(&b);
+    let (_ty, bsize) = (r.u32().unwrap(), r.u32().unwrap());
+    assert!(bsize > 0);
+    c.walk(0, 1, &["hello"]).unwrap();
+    c.lopen(1, RDWR).unwrap();
+    let b = c.ok(msg::TLOCK, |w| {
+        w.u32(1).u8(1).u32(0).u64(0).u64(0).u32(42).str(b"guest");
+    });
+    assert_eq!(b, [0]);
+    let b = c.ok(msg::TGETLOCK, |w| {
+        w.u32(1).u8(1).u64(0).u64(10).u32(42).str(b"guest");
+    });
+    assert_eq!(b[0], 2, "unlocked");
+    c.ok(msg::TFLUSH, |w| {
+        w.u16(3);
+    });
+}
