@@ -158,3 +158,93 @@ fn seabios_boots_and_finds_our_platform() {
     }
     assert_eq!(cpus, 2);
 }
+
+/// The boot sector below (GNU as, `.code16`), for the disk test: reads
+/// sector 2 through INT 13h, prints its own message and sector 2's to
+/// SeaBIOS's debug port, and exits through pc-testdev with 0x21 (0x13
+/// if the read failed).
+///
+/// ```text
+/// _start: cli; xor %ax,%ax; mov %ax,%ds; mov %ax,%es; mov %ax,%ss
+///         mov $0x7c00,%sp
+///         mov $0x8000,%bx; mov $0x0201,%ax; mov $2,%cx; mov $0,%dh
+///         int $0x13; jc fail             # AH=2: 1 sector, C0 H0 S2
+///         mov $0x7c3e,%si; call print    # msg
+///         mov $0x8000,%si; call print    # sector 2
+///         mov $0x21,%al; out %al,$0xf4
+/// fail:   mov $0x13,%al; out %al,$0xf4; hlt
+/// print:  mov $0x402,%dx
+/// 1:      mov (%si),%al; inc %si; test %al,%al; jz 2f
+///         out %al,%dx; jmp 1b
+/// 2:      ret
+/// msg:    (at 0x3e)
+/// ```
+const BOOT_CODE: [u8; 0x3e] = [
+    0xfa, 0x31, 0xc0, 0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xd0, 0xbc, 0x00, 0x7c, 0xbb, 0x00, 0x80, 0xb8,
+    0x01, 0x02, 0xb9, 0x02, 0x00, 0xb6, 0x00, 0xcd, 0x13, 0x72, 0x10, 0xbe, 0x3e, 0x7c, 0xe8, 0x0f,
+    0x00, 0xbe, 0x00, 0x80, 0xe8, 0x09, 0x00, 0xb0, 0x21, 0xe6, 0xf4, 0xb0, 0x13, 0xe6, 0xf4, 0xf4,
+    0xba, 0x02, 0x04, 0x8a, 0x04, 0x46, 0x84, 0xc0, 0x74, 0x03, 0xee, 0xeb, 0xf6, 0xc3,
+];
+const BOOT_MSG: &[u8] = b"virtio-blk boot sector ran\n\0";
+const SECTOR2_MSG: &[u8] = b"sector 2 read through INT 13h\n\0";
+
+#[test]
+fn seabios_boots_from_a_virtio_blk_disk() {
+    assert!(
+        Path::new(BIOS).exists(),
+        "{BIOS} is missing: apt-get install seabios"
+    );
+    let s = Scratch::new("seabios-blk");
+    let mut disk = vec![0u8; 1 << 20];
+    disk[..BOOT_CODE.len()].copy_from_slice(&BOOT_CODE);
+    disk[0x3e..0x3e + BOOT_MSG.len()].copy_from_slice(BOOT_MSG);
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    disk[512..512 + SECTOR2_MSG.len()].copy_from_slice(SECTOR2_MSG);
+    let img = s.file("disk.img", &disk);
+    let log = s.dir.join("debugcon.log");
+    let rom = format!("bootrom,{BIOS},fwcfg=qemu");
+    let debugcon = format!("debugcon,{}", log.display());
+    let blk = format!("4,virtio-blk,{}", img.display());
+    let out = s.run(&[
+        "-A",
+        "-m",
+        "128M",
+        "-s",
+        "0,hostbridge",
+        "-o",
+        "pci.0.0.0.pcireg.vendor=0x8086",
+        "-o",
+        "pci.0.0.0.pcireg.device=0x1237",
+        "-s",
+        &blk,
+        "-s",
+        "31,lpc",
+        "-o",
+        "pm.base=0x600",
+        "-l",
+        &rom,
+        "-l",
+        &debugcon,
+        "-l",
+        "pc-testdev",
+        "seabios-blk",
+    ]);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some((0x21 << 1) | 1),
+        "{}\n{text}",
+        stderr(&out)
+    );
+    for want in [
+        "PCI: init bdf=00:04.0 id=1af4:1001",
+        "found virtio-blk at 00:04.0",
+        "Searching bootorder for: /pci@i0cf8/*@4",
+        "Booting from Hard Disk...",
+        "Booting from 0000:7c00",
+        "virtio-blk boot sector ran\nsector 2 read through INT 13h\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}

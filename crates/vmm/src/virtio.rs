@@ -8,6 +8,8 @@ use bhyve_backends::block::{default_serial, parse_sectorsize, BlockOptions, Bloc
 use bhyve_config::Config;
 use bhyve_devices::pci::{DoorbellSpace, Doorbells};
 use bhyve_devices::virtio::blk::VirtioBlk;
+use bhyve_devices::virtio::console::{PortSpec, VirtioConsole, MAX_PORTS};
+use bhyve_devices::virtio::input::{Evdev, VirtioInput};
 use bhyve_devices::virtio::net::{default_mac, parse_mac, parse_mtu};
 use bhyve_devices::virtio::{VirtioDevice, VirtioNet, VirtioRnd};
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
@@ -19,6 +21,10 @@ use crate::MachineError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VirtioKind {
     Rnd,
+    /// virtio-console's ports (`port.N.name`, `port.N.path`).
+    Console(Vec<PortSpec>),
+    /// virtio-input's evdev device (`path`).
+    Input(String),
     /// virtio-blk: the backing store's options and GET_ID's serial.
     Blk(BlkSpec),
     /// virtio-net: `backend` (none is allowed, as bhyve), the MAC (`mac=`
@@ -56,6 +62,10 @@ pub fn virtio_spec(
 ) -> Result<Option<VirtioSpec>, MachineError> {
     let kind = match device {
         "virtio-rnd" => VirtioKind::Rnd,
+        "virtio-console" => VirtioKind::Console(console_ports(cfg, node)?),
+        "virtio-input" => VirtioKind::Input(cfg.get_in(node, "path").ok_or_else(|| {
+            MachineError::new("virtio-input: missing required path config value".into())
+        })?),
         "virtio-blk" => VirtioKind::Blk(blk_spec(cfg, node)?),
         "virtio-net" => net_kind(cfg, node)?,
         _ => return Ok(None),
@@ -128,6 +138,34 @@ fn blk_spec(cfg: &Config, node: &str) -> Result<BlkSpec, MachineError> {
     })
 }
 
+/// virtio-console's `port` node: children named by port number (bhyve's
+/// messages for bad ones).
+fn console_ports(cfg: &Config, node: &str) -> Result<Vec<PortSpec>, MachineError> {
+    let Some(ports) = cfg.root().node(&format!("{node}.port")) else {
+        return Ok(Vec::new());
+    };
+    let mut v = Vec::new();
+    for n in ports.child_names() {
+        let id = n
+            .parse::<usize>()
+            .ok()
+            .filter(|&i| i < MAX_PORTS)
+            .ok_or_else(|| MachineError::new(format!("vtcon: Invalid port {n}")))?;
+        let get = |what: &str| {
+            cfg.get_in(&format!("{node}.port.{n}"), what)
+                .ok_or_else(|| {
+                    MachineError::new(format!("vtcon: required {what} missing for port {id}"))
+                })
+        };
+        v.push(PortSpec {
+            id,
+            path: get("path")?.into(),
+            name: get("name")?,
+        });
+    }
+    Ok(v)
+}
+
 /// Builds the device of `spec`.
 pub fn virtio_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, MachineError> {
     Ok(match &spec.kind {
@@ -138,6 +176,13 @@ pub fn virtio_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, Machine
                 ));
             }
             Box::new(VirtioRnd::new())
+        }
+        VirtioKind::Console(ports) => {
+            Box::new(VirtioConsole::new(ports).map_err(|e| MachineError::new(e.to_string()))?)
+        }
+        VirtioKind::Input(path) => {
+            let dev = Evdev::open(path.as_ref()).map_err(|e| MachineError::new(e.to_string()))?;
+            Box::new(VirtioInput::new(Arc::new(dev)))
         }
         VirtioKind::Blk(b) => {
             let be =
@@ -282,6 +327,43 @@ mod tests {
         assert!(
             virtio_spec(&c, "pci.0.6.0", "virtio-blk").is_err(),
             "no path"
+        );
+        // virtio-console: ports by number; bad numbers and missing
+        // values are errors.
+        c.set("pci.0.4.0.port.0.name", "port1").unwrap();
+        c.set("pci.0.4.0.port.0.path", "/tmp/p1.sock").unwrap();
+        c.set("pci.0.4.0.port.3.name", "org.x").unwrap();
+        c.set("pci.0.4.0.port.3.path", "/tmp/p3.sock").unwrap();
+        let s = virtio_spec(&c, "pci.0.4.0", "virtio-console")
+            .unwrap()
+            .unwrap();
+        let VirtioKind::Console(p) = s.kind else {
+            panic!("{s:?}")
+        };
+        assert_eq!((p[0].id, p[0].name.as_str()), (0, "port1"));
+        assert_eq!((p[1].id, p[1].path.to_str()), (3, Some("/tmp/p3.sock")));
+        assert_eq!(
+            virtio_spec(&c, "pci.0.5.0", "virtio-console")
+                .unwrap()
+                .unwrap()
+                .kind,
+            VirtioKind::Console(vec![])
+        );
+        c.set("pci.0.4.0.port.16.name", "x").unwrap();
+        let e = virtio_spec(&c, "pci.0.4.0", "virtio-console").unwrap_err();
+        assert_eq!(e.to_string(), "vtcon: Invalid port 16");
+        c.set("pci.0.6.0.port.2.name", "x").unwrap();
+        let e = virtio_spec(&c, "pci.0.6.0", "virtio-console").unwrap_err();
+        assert_eq!(e.to_string(), "vtcon: required path missing for port 2");
+        // virtio-input: the path is required.
+        assert!(virtio_spec(&c, "pci.0.7.0", "virtio-input").is_err());
+        c.set("pci.0.7.0.path", "/dev/input/event3").unwrap();
+        assert_eq!(
+            virtio_spec(&c, "pci.0.7.0", "virtio-input")
+                .unwrap()
+                .unwrap()
+                .kind,
+            VirtioKind::Input("/dev/input/event3".into())
         );
         c.set("virtio_msix", "maybe").unwrap();
         assert!(virtio_spec(&c, "pci.0.3.0", "virtio-rnd").is_err());

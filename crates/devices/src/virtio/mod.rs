@@ -17,10 +17,15 @@
 //! rings, and no lock cycle exists: function → queue, never back.
 
 pub mod blk;
+mod chain_io;
+pub mod console;
+pub mod input;
 pub mod net;
 pub mod p9;
 pub mod pci;
 pub mod rnd;
+#[cfg(test)]
+mod test_driver;
 #[cfg(test)]
 mod tests;
 pub mod transport;
