@@ -11,6 +11,7 @@ use bhyve_devices::virtio::blk::VirtioBlk;
 use bhyve_devices::virtio::console::{PortSpec, VirtioConsole, MAX_PORTS};
 use bhyve_devices::virtio::input::{Evdev, VirtioInput};
 use bhyve_devices::virtio::net::{default_mac, parse_mac, parse_mtu};
+use bhyve_devices::virtio::p9::{VirtioP9, MAX_TAG};
 use bhyve_devices::virtio::{VirtioDevice, VirtioNet, VirtioRnd};
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
 use vmm_sys_util::eventfd::EventFd;
@@ -27,6 +28,12 @@ pub enum VirtioKind {
     Input(String),
     /// virtio-blk: the backing store's options and GET_ID's serial.
     Blk(BlkSpec),
+    /// virtio-9p: mount tag (`sharename`), host directory (`path`), `ro`.
+    P9 {
+        tag: String,
+        path: String,
+        ro: bool,
+    },
     /// virtio-net: `backend` (none is allowed, as bhyve), the MAC (`mac=`
     /// or bhyve's default from slot, function and VM name), `mtu=`.
     Net {
@@ -67,6 +74,7 @@ pub fn virtio_spec(
             MachineError::new("virtio-input: missing required path config value".into())
         })?),
         "virtio-blk" => VirtioKind::Blk(blk_spec(cfg, node)?),
+        "virtio-9p" => p9_kind(cfg, node)?,
         "virtio-net" => net_kind(cfg, node)?,
         _ => return Ok(None),
     };
@@ -104,6 +112,24 @@ fn net_kind(cfg: &Config, node: &str) -> Result<VirtioKind, MachineError> {
         mac,
         mtu,
     })
+}
+
+/// virtio-9p's keys, checked as bhyve's `pci_vt9p_init` does (its
+/// messages).
+fn p9_kind(cfg: &Config, node: &str) -> Result<VirtioKind, MachineError> {
+    let tag = cfg
+        .get_in(node, "sharename")
+        .ok_or_else(|| MachineError::new("virtio-9p: share name required".into()))?;
+    if tag.len() > MAX_TAG {
+        return Err(MachineError::new("virtio-9p: share name too long".into()));
+    }
+    let path = cfg
+        .get_in(node, "path")
+        .ok_or_else(|| MachineError::new("virtio-9p: path required".into()))?;
+    let ro = cfg
+        .get_bool_default(&format!("{node}.ro"), false)
+        .map_err(|e| MachineError::new(format!("virtio-9p: ro: {e}")))?;
+    Ok(VirtioKind::P9 { tag, path, ro })
 }
 
 /// virtio-blk's keys, checked as bhyve's `blockif_open` does (its
@@ -189,6 +215,10 @@ pub fn virtio_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, Machine
                 Blockif::open(&b.opts, &b.ident).map_err(|e| MachineError::new(e.to_string()))?;
             Box::new(VirtioBlk::new(Arc::new(be), &b.serial))
         }
+        VirtioKind::P9 { tag, path, ro } => Box::new(
+            VirtioP9::new(tag, path.as_ref(), *ro)
+                .map_err(|e| MachineError::new(format!("virtio-9p: {e}")))?,
+        ),
         VirtioKind::Net { backend, mac, mtu } => {
             let be = match backend {
                 Some(b) => Some(
@@ -274,6 +304,44 @@ impl Doorbells for KvmDoorbells {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn p9_spec_from_configuration() {
+        let mut c = Config::with_defaults();
+        let spec = |c: &Config| virtio_spec(c, "pci.0.5.0", "virtio-9p");
+        let msg = |c: &Config| spec(c).unwrap_err().to_string();
+        assert_eq!(msg(&c), "virtio-9p: share name required");
+        c.set("pci.0.5.0.sharename", "hostshare").unwrap();
+        assert_eq!(msg(&c), "virtio-9p: path required");
+        c.set("pci.0.5.0.path", "/nonexistent/share").unwrap();
+        let s = spec(&c).unwrap().unwrap();
+        let want = VirtioKind::P9 {
+            tag: "hostshare".into(),
+            path: "/nonexistent/share".into(),
+            ro: false,
+        };
+        assert_eq!(s.kind, want);
+        let e = virtio_device(&s).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            "virtio-9p: failed to open '/nonexistent/share': No such file or directory"
+        );
+        c.set("pci.0.5.0.ro", "true").unwrap();
+        assert!(matches!(
+            spec(&c).unwrap().unwrap().kind,
+            VirtioKind::P9 { ro: true, .. }
+        ));
+        c.set("pci.0.5.0.ro", "perhaps").unwrap();
+        assert!(spec(&c).is_err());
+        c.set("pci.0.5.0.ro", "false").unwrap();
+        c.set("pci.0.5.0.sharename", &"x".repeat(MAX_TAG + 1))
+            .unwrap();
+        assert_eq!(msg(&c), "virtio-9p: share name too long");
+        // A real directory builds.
+        c.set("pci.0.5.0.sharename", "s").unwrap();
+        c.set("pci.0.5.0.path", "/").unwrap();
+        assert!(virtio_device(&spec(&c).unwrap().unwrap()).is_ok());
+    }
 
     #[test]
     fn specs_from_configuration() {

@@ -43,11 +43,9 @@ const BATCH: usize = 32;
 pub enum P9Error {
     #[error("share name too long")]
     TagTooLong,
-    #[error("failed to open '{path}': {source}")]
-    Open {
-        path: String,
-        source: std::io::Error,
-    },
+    /// `reason` is strerror's text, as bhyve prints it.
+    #[error("failed to open '{path}': {reason}")]
+    Open { path: String, reason: String },
 }
 
 pub struct VirtioP9 {
@@ -64,10 +62,16 @@ impl VirtioP9 {
         if tag.len() > MAX_TAG {
             return Err(P9Error::TagTooLong);
         }
-        let share = Share::open(path, ro).map_err(|source| P9Error::Open {
+        let share = Share::open(path, ro).map_err(|e| P9Error::Open {
             path: path.display().to_string(),
-            source,
+            reason: e
+                .to_string()
+                .split(" (os error")
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
         })?;
+        raise_fd_limit();
         let mut config = (tag.len() as u16).to_le_bytes().to_vec();
         config.extend_from_slice(tag.as_bytes());
         Ok(VirtioP9 {
@@ -76,6 +80,23 @@ impl VirtioP9 {
             stop: None,
             workers: Vec::new(),
         })
+    }
+}
+
+/// Every fid the guest holds is a host descriptor, and Linux keeps one
+/// per cached dentry: lift the soft RLIMIT_NOFILE to the hard one (as
+/// QEMU does) so a busy share does not run into EMFILE at 1024.
+fn raise_fd_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `l` is a valid rlimit for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
     }
 }
 
