@@ -25,6 +25,7 @@ const GUESTS: &[(&str, Kind)] = &[
     ("acpi_button", Kind::Pvh),
     ("rtc", Kind::Pvh),
     ("acpi_tables", Kind::Pvh),
+    ("virtio_rnd", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
 ];
 

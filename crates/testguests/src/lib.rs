@@ -117,6 +117,35 @@
 //!   checksum ok`, status 33. Any failure (no RSDP, bad checksum, length
 //!   or signature, XSDT ≠ RSDT, a dead register, MADT listing other than
 //!   `cpus=N` enabled CPUs): one `acpi: …` line, status 35.
+//! * `virtio_rnd` (command line `transport=legacy|modern
+//!   irq=msix|msi|intx|msix-pending|msix-masked`, both required, else
+//!   status 39) → drives every virtio-rnd function (1af4:1005) of bus 0
+//!   without firmware help: `virtio_rnd: transport T irq I`, one
+//!   `virtio_rnd: function SLOT FUNC` per function found through
+//!   mechanism #1, `virtio_rnd: ecam agrees with conf1` (the first one's
+//!   ID and class through ECAM). Then per function: `virtio_rnd: driving
+//!   SLOT FUNC`, `virtio_rnd: bars B0 … B5` (raw registers), one
+//!   `virtio_rnd: cap ID` per capability (vendor ones `… type T bar B off
+//!   O len L`), `virtio_rnd: legacy features F` (BAR 0 I/O: reset,
+//!   ACK|DRIVER, QUEUE_SEL/NUM/PFN, QUEUE_VECTOR with MSI-X) or
+//!   `virtio_rnd: modern features HI LO` (common configuration, VERSION_1
+//!   and FEATURES_OK read back, notify at off + queue_notify_off *
+//!   multiplier), `virtio_rnd: queue size N` (modern: `… N set 0x10`);
+//!   four 64-byte device-writable buffers are posted and notified:
+//!   `virtio_rnd: 0x4 buffers of 0x40 random bytes` (ids, lengths, every
+//!   buffer changed and differs from the others), then the interrupt its
+//!   IDT handler took: `virtio_rnd: msix interrupt on vector 0x30` (table
+//!   entry 0 to this CPU), `virtio_rnd: msi interrupt on vector 0x34`
+//!   (bhyve's `-W`), or `virtio_rnd: intx on pin P isr 0x1 then 0x0` (I/O
+//!   APIC pins 16–23 level/active-low, ISR read in the handler, EOI).
+//!   `msix-pending` masks the entry first: `virtio_rnd: masked: buffers
+//!   used, no interrupt, pending bit set`, then unmasks and the interrupt
+//!   must arrive; `msix-masked` never unmasks and times out (~4 s local
+//!   APIC timer): `virtio_rnd: timeout: interrupts 0x0 used 0x4`, status
+//!   35. Ends `virtio_rnd: 0xN functions passed`, status 33. Any failure
+//!   (no function or capability, a refused setting, a bad used entry,
+//!   unchanged or equal buffers, an INTx still up after the ISR read):
+//!   one `virtio_rnd: …` line, status 35.
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
 //!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
@@ -145,6 +174,7 @@ pub const GUESTS: &[&str] = &[
     "acpi_button",
     "rtc",
     "acpi_tables",
+    "virtio_rnd",
     "bzimage_inspect",
 ];
 
