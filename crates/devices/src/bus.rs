@@ -59,6 +59,18 @@ impl Bus {
         Ok(())
     }
 
+    /// Whether `base..base + len` is unclaimed (false for an empty or
+    /// wrapping range).
+    pub fn is_free(&self, base: u64, len: u64) -> bool {
+        let Some(end) = len.checked_sub(1).and_then(|l| base.checked_add(l)) else {
+            return false;
+        };
+        let map = self.ranges.read().unwrap_or_else(|e| e.into_inner());
+        map.range(..=end)
+            .next_back()
+            .is_none_or(|(b, r)| b + (r.len - 1) < base)
+    }
+
     /// Removes the range starting at `base`; returns whether it existed.
     pub fn remove(&self, base: u64) -> bool {
         let mut map = self.ranges.write().unwrap_or_else(|e| e.into_inner());
@@ -119,6 +131,20 @@ mod tests {
         fn write(&mut self, base: u64, offset: u64, data: &[u8]) {
             self.0.push((base, offset, data.to_vec()));
         }
+    }
+
+    #[test]
+    fn is_free_sees_claimed_ranges() {
+        let bus = Bus::new();
+        bus.insert(0x2000, 0x20, Arc::new(Mutex::new(Rec(Vec::new()))))
+            .unwrap();
+        assert!(!bus.is_free(0x2000, 0x20));
+        assert!(!bus.is_free(0x1ff0, 0x11), "overlaps the first port");
+        assert!(!bus.is_free(0x201f, 1), "overlaps the last port");
+        assert!(bus.is_free(0x1fe0, 0x20));
+        assert!(bus.is_free(0x2020, 0x20));
+        assert!(!bus.is_free(0x10, 0), "empty");
+        assert!(!bus.is_free(u64::MAX, 2), "wraps");
     }
 
     #[test]

@@ -222,8 +222,11 @@ impl PciRoot {
     }
 
     /// bhyve's placement: naturally aligned, from the bottom of the
-    /// window; small 64-bit BARs go below 4 GiB.
+    /// window; small 64-bit BARs go below 4 GiB. Ranges a platform
+    /// device already holds (pc-testdev's IRQ ports at 0x2000) are
+    /// skipped, so the BAR is decoded where the guest reads it.
     fn place(&mut self, kind: BarKind, size: u64) -> Option<u64> {
+        let bus = if kind == BarKind::Io { &self.pio } else { &self.mmio };
         let (next, end) = match kind {
             BarKind::Io => (&mut self.next_io, self.windows.io.1),
             BarKind::Mem64 if size > MEM64_LOW_THRESHOLD => {
@@ -231,7 +234,13 @@ impl PciRoot {
             }
             _ => (&mut self.next_mem32, self.windows.mem32.1),
         };
-        let at = align_up(*next, size)?;
+        let mut at = align_up(*next, size)?;
+        while !bus.is_free(at, size) {
+            at = align_up(at.checked_add(size)?, size)?;
+            if at >= end {
+                return None;
+            }
+        }
         let top = at.checked_add(size)?;
         if top > end {
             return None;

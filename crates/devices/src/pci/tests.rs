@@ -274,6 +274,43 @@ fn bars_are_placed_enabled_and_decoded() {
     assert!(r.mmio.read(0xd000_0004, &mut b));
 }
 
+/// A BAR never lands on ports a platform device holds (pc-testdev's IRQ
+/// ports at 0x2000, the bottom of bhyve's I/O window): it would not be
+/// decoded where the guest reads it.
+#[test]
+fn bars_skip_ranges_already_claimed() {
+    struct Held;
+    impl crate::bus::BusDevice for Held {
+        fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+            data.fill(0xee);
+        }
+        fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) {}
+    }
+    let pio = Arc::new(Bus::new());
+    let mmio = Arc::new(Bus::new());
+    let held = Arc::new(Mutex::new(Held));
+    pio.insert(0x2000, 0x20, held.clone()).unwrap();
+    mmio.insert(0xc000_0000, 0x1000, held).unwrap();
+    let pirq = Arc::new(Mutex::new(PirqTable::new(0)));
+    let mut root = PciRoot::new(pio.clone(), mmio.clone(), PciWindows::bhyve(0), pirq);
+    let dev = Arc::new(Mutex::new(TestDev::new()));
+    root.add(DEV, dev.clone(), |_| {
+        Arc::new(RecInterrupts::default()) as Arc<dyn PciInterrupts>
+    })
+    .unwrap();
+    drop(root);
+    let mut b = [0u8; 1];
+    // The held ranges still answer as before; the BARs follow them.
+    assert!(pio.read(0x2002, &mut b));
+    assert_eq!(b[0], 0xee);
+    assert!(pio.write(0x2020 + 2, &[0x5a]));
+    assert!(mmio.write(0xc000_4000 + 3, &[0x77]));
+    let d = dev.lock().unwrap();
+    assert_eq!((d.regs[2], d.regs[3]), (0x5a, 0x77));
+    assert_eq!(d.config().bar_addr(0), 0x2020);
+    assert_eq!(d.config().bar_addr(1), 0xc000_4000);
+}
+
 #[test]
 fn rom_bar_maps_the_contents_read_only() {
     let r = rig();
