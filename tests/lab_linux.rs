@@ -38,13 +38,29 @@ fn images() -> &'static GuestImages {
         .unwrap_or_else(|e| panic!("the guest images could not be built: {e}"))
 }
 
-/// The images with Linux's ACPI button driver and evdev inserted by
-/// `/init` (both are modules in Debian's cloud kernel).
-fn button_images() -> &'static GuestImages {
+/// Images whose initramfs loads the ACPI button and evdev, and the
+/// virtio PCI transport with every virtio driver (all modules in the
+/// cloud kernel). One set for every test that needs any of them, so the
+/// lab builds one initramfs.
+fn virtio_images() -> &'static GuestImages {
     static IMAGES: OnceLock<Result<GuestImages, String>> = OnceLock::new();
     IMAGES
         .get_or_init(|| {
-            GuestImages::prepare(&lab_dir(), &["button", "evdev"]).map_err(|e| e.to_string())
+            GuestImages::prepare(
+                &lab_dir(),
+                &[
+                    "button",
+                    "evdev",
+                    "virtio_pci",
+                    "virtio_rng",
+                    "virtio_blk",
+                    "virtio_net",
+                    "virtio_console",
+                    "virtio_input",
+                    "virtio_scsi",
+                ],
+            )
+            .map_err(|e| e.to_string())
         })
         .as_ref()
         .unwrap_or_else(|e| panic!("the guest images could not be built: {e}"))
@@ -361,14 +377,20 @@ echo "LABR rtc $(cat /sys/class/rtc/rtc0/since_epoch)"
 echo "LABR ioapic $(grep -c IO-APIC /proc/interrupts)"
 dmesg | grep -iE 'acpi (error|exception|bios error|warning)|firmware bug|mmconfig.*not|pci.*(error|fail)' | sed 's/^/LABR bad /'
 dmesg | grep -iE 'mmconfig|ecam' | sed 's/^/LABR mcfg /'
+r1=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+r2=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+echo "LABR rng $(cat /sys/class/misc/hw_random/rng_current) ${#r1} $([ "$r1" != "$r2" ] && echo differ)"
+grep virtio /proc/interrupts | sed 's/^/LABR irq /'
+for f in /sys/bus/pci/devices/0000:00:03.0/msi_irqs/*; do echo "LABR msimode $(cat $f)"; done
 echo "LABR done"
 "#;
-    let r = run(
+    let r = run_on(
+        virtio_images(),
         script,
         "lab.end=poweroff",
         r#"
 host_now=$(date +%s)
-$BHYVE -A -c 2 -m 256M -s 0,hostbridge -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
+$BHYVE -A -c 2 -m 256M -s 0,hostbridge -s 3,virtio-rnd -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
     -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-pci >console.log 2>bhyve.err </dev/null
 result bhyve $?
 result host_now $host_now
@@ -390,6 +412,34 @@ cat bhyve.err
         r.explain()
     );
     assert!(has("pci 0000:00:1f.0 0x8086:0x7000 0x060100"), "{lines:?}");
+    // virtio-rnd: Linux's virtio_pci and virtio_rng drive it, with MSI-X
+    // (one vector for configuration, one for the queue).
+    assert!(has("pci 0000:00:03.0 0x1af4:0x1005 0x108000"), "{lines:?}");
+    assert!(
+        has("rng virtio_rng.0 64 differ"),
+        "/dev/hwrng did not give varying bytes: {lines:?}"
+    );
+    let msix: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("irq ") && l.contains("PCI-MSI"))
+        .collect();
+    assert_eq!(msix.len(), 2, "virtio MSI-X vectors: {lines:?}");
+    let modes: Vec<&&str> = lines.iter().filter(|l| l.starts_with("msimode ")).collect();
+    assert!(
+        modes.len() == 2 && modes.iter().all(|l| l.trim_end() == "msimode msix"),
+        "{modes:?}"
+    );
+    assert!(
+        msix.iter().any(|l| l.contains("virtio0-input")
+            // "irq", "25:", then one count per vCPU (-c 2).
+            && l.split_whitespace()
+                .skip(2)
+                .take(2)
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum::<u64>()
+                > 0),
+        "no interrupt counted on the queue's vector: {msix:?}"
+    );
     assert!(!has("bad "), "error lines in the guest log: {lines:?}");
     let clocks = lines
         .iter()
@@ -437,6 +487,8 @@ for e in /sys/class/input/event*; do
     [ "$n" = "Power Button" ] && [ "${p#LNXPWRBN}" != "$p" ] && dev=/dev/input/${e##*/}
 done
 echo "LABR button ${dev:-none}"
+dd if=/dev/hwrng bs=16 count=1 2>/dev/null | od -An -tx1 | sed 's/^/LABR rng /'
+grep virtio /proc/interrupts | sed 's/^/LABR irq /'
 [ -n "$dev" ] || exit 1
 exec 3<"$dev"
 echo LAB-READY-FOR-SIGTERM
@@ -448,11 +500,11 @@ echo LAB-POWER-KEY-SEEN
 poweroff -f
 "#;
     let r = run_on(
-        button_images(),
+        virtio_images(),
         script,
         "",
         r#"
-$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
+$BHYVE -A -W -c 1 -m 256M -s 0,hostbridge -s 3,virtio-rnd -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
     -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-btn >console.log 2>bhyve.err </dev/null &
 pid=$!
 if wait_for console.log LAB-READY-FOR-SIGTERM 240; then
@@ -472,10 +524,273 @@ cat bhyve.err
         "no fixed power button input device\n{}",
         r.explain()
     );
+    // -W: virtio-rnd has one MSI vector, which Linux's virtio_pci does
+    // not use: it falls back to INTx, through the I/O APIC.
+    assert!(r.console.contains("LABR rng "), "{}", r.explain());
+    let irq: Vec<&str> = r
+        .console
+        .lines()
+        .filter(|l| l.contains("LABR irq "))
+        .collect();
+    assert!(
+        irq.len() == 1 && irq[0].contains("IO-APIC") && irq[0].contains("fasteoi"),
+        "virtio-rnd's interrupt with -W: {irq:?}\n{}",
+        r.explain()
+    );
     r.expect("sent", "yes");
     r.expect_console("LAB-POWER-KEY-SEEN");
     r.expect_console("reboot: Power down");
     assert!(r.result("stuck").is_none(), "{}", r.explain());
     assert!(!r.console.contains(GUEST_END_MARKER), "{}", r.explain());
+    r.expect("bhyve", "1");
+}
+
+/// Linux's virtio_blk on our virtio-blk over a file in L1: identity
+/// (capacity, serial, topology, discard limits), a pattern written with
+/// fsync and read back after dropping the page cache, both checked by
+/// hash against the host file, and `blkdiscard` punching a hole in it.
+#[test]
+fn linux_virtio_blk_writes_reads_and_discards() {
+    let script = r#"
+echo "LABR size $(cat /sys/block/vda/size)"
+echo "LABR serial $(cat /sys/block/vda/serial)"
+echo "LABR pbs $(cat /sys/block/vda/queue/physical_block_size)"
+echo "LABR discard $(cat /sys/block/vda/queue/discard_max_bytes)"
+yes bhyve-virtio-blk | head -c 4194304 | dd of=/dev/vda bs=65536 seek=16 conv=fsync 2>/dev/null
+echo "LABR write $?"
+sync
+echo 3 >/proc/sys/vm/drop_caches
+echo "LABR readback $(dd if=/dev/vda bs=65536 skip=16 count=64 2>/dev/null | sha256sum | cut -c1-64)"
+blkdiscard -o 8388608 -l 4194304 /dev/vda
+echo "LABR blkdiscard $?"
+sync
+echo "LABR done"
+"#;
+    let r = run_on(
+        virtio_images(),
+        script,
+        "lab.end=poweroff",
+        r#"
+img=$TMPDIR/blk-$$.img
+dd if=/dev/urandom of=$img bs=1M count=16 2>/dev/null
+result du_before $(du -k $img | cut -f1)
+$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 4,virtio-blk,$img,sectorsize=512/4096,ser=LABDISK \
+    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
+    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-blk >console.log 2>bhyve.err </dev/null
+result bhyve $?
+result want $(yes bhyve-virtio-blk | head -c 4194304 | sha256sum | cut -c1-64)
+result file $(dd if=$img bs=65536 skip=16 count=64 2>/dev/null | sha256sum | cut -c1-64)
+result hole_nonzero $(dd if=$img bs=1M skip=8 count=4 2>/dev/null | tr -d '\0' | wc -c)
+result du_after $(du -k $img | cut -f1)
+result size $(stat -c %s $img)
+rm -f $img
+cat bhyve.err
+"#,
+    );
+    r.expect_console("LABR done");
+    r.expect("bhyve", "1");
+    let lines: Vec<&str> = r
+        .console
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').split_once("LABR "))
+        .map(|(_, v)| v.trim_end())
+        .collect();
+    for want in [
+        "size 32768",
+        "serial LABDISK",
+        "pbs 4096",
+        "discard 16777216",
+        "write 0",
+        "blkdiscard 0",
+    ] {
+        assert!(
+            lines.contains(&want),
+            "{want:?} not in {lines:?}\n{}",
+            r.explain()
+        );
+    }
+    let want = r.result("want").unwrap();
+    r.expect("file", &want);
+    assert!(
+        lines.contains(&format!("readback {want}").as_str()),
+        "{lines:?}"
+    );
+    r.expect("hole_nonzero", "0");
+    r.expect("size", "16777216");
+    let before: u64 = r.result("du_before").unwrap().parse().unwrap();
+    let after: u64 = r.result("du_after").unwrap().parse().unwrap();
+    assert!(
+        after + 4096 <= before,
+        "no hole punched: {before} KiB -> {after} KiB"
+    );
+}
+
+/// virtio-console with two named ports (`-s 4,virtio-console,NAME=SOCK,…`):
+/// Linux's virtio_console (MULTIPORT) creates /dev/vportNpM for both with
+/// their names in /sys/class/virtio-ports/*/name; on the second port
+/// (queues 4/5) a line goes from the guest to a client of bhyve's UNIX
+/// socket in L1 and a line back. The guest's write blocks until a client
+/// connects (Linux waits for PORT_OPEN), so the order is fixed.
+#[test]
+fn virtio_console_ports_reach_unix_sockets() {
+    let script = r#"
+for p in /sys/class/virtio-ports/*; do echo "LABR port ${p##*/} $(cat $p/name)"; done
+dev=
+for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = org.bhyve.test ] && dev=/dev/${p##*/}; done
+echo "LABR dev ${dev:-none}"
+[ -n "$dev" ] || exit 1
+exec 3<>"$dev"
+echo LAB-VPORT-READY
+echo "guest-says-hi" >&3
+read -r line <&3
+echo "LABR got $line"
+"#;
+    let r = run_on(
+        virtio_images(),
+        script,
+        "lab.end=poweroff",
+        r#"
+dir=$(mktemp -d /run/vtcon.XXXXXX)
+$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 4,virtio-console,port1=$dir/p1.sock,org.bhyve.test=$dir/p2.sock \
+    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
+    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-vtcon >console.log 2>bhyve.err </dev/null &
+pid=$!
+if wait_for console.log LAB-VPORT-READY 240; then
+    /usr/bin/python3 - "$dir/p2.sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(60)
+s.connect(sys.argv[1])
+buf = b""
+while b"\n" not in buf:
+    d = s.recv(256)
+    if not d:
+        break
+    buf += d
+print("RESULT fromguest=" + buf.decode(errors="replace").strip())
+s.sendall(b"host-says-hello\n")
+# Stay connected until the guest has read it (bhyve ends the run).
+s.settimeout(120)
+try:
+    s.recv(1)
+except OSError:
+    pass
+PY
+fi
+for i in $(seq 1200); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && { result stuck yes; kill -KILL $pid; }
+wait $pid
+result bhyve $?
+result sockets_left "$(ls $dir | wc -l)"
+rm -rf "$dir"
+cat bhyve.err
+"#,
+    );
+    r.expect_console(&marker(1));
+    r.expect_console("LABR port vport");
+    assert!(
+        r.console.contains(" port1\r") || r.console.contains(" port1\n"),
+        "port1 not named\n{}",
+        r.explain()
+    );
+    r.expect_console("LABR dev /dev/vport");
+    r.expect("fromguest", "guest-says-hi");
+    r.expect_console("LABR got host-says-hello");
+    assert!(r.result("stuck").is_none(), "{}", r.explain());
+    r.expect("bhyve", "1");
+    r.expect("sockets_left", "0");
+}
+
+/// Images for the virtio-9p test: the transport, 9P over virtio and v9fs.
+fn p9_images() -> &'static GuestImages {
+    static IMAGES: OnceLock<Result<GuestImages, String>> = OnceLock::new();
+    IMAGES
+        .get_or_init(|| {
+            GuestImages::prepare(&lab_dir(), &["virtio_pci", "9pnet_virtio", "9p"])
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the guest images could not be built: {e}"))
+}
+
+/// virtio-9p with Linux's v9fs: a read-write share (read, write, mkdir,
+/// rename, symlinks inside) and a read-only one, each mounted with
+/// `trans=virtio,version=9p2000.L`; symlinks in the share pointing at
+/// the host's files outside it resolve in the guest's namespace, never
+/// the host's, and nothing outside the share changes.
+#[test]
+fn virtio_9p_share_with_linux() {
+    let script = r#"
+mkdir -p /mnt/rw /mnt/ro
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=131072 hostshare /mnt/rw && echo "LABR mount rw ok"
+mount -t 9p -o trans=virtio,version=9p2000.L roshare /mnt/ro && echo "LABR mount ro ok"
+echo "LABR read $(cat /mnt/rw/hello)"
+echo "LABR list $(ls /mnt/rw | tr '\n' ' ')"
+echo written-by-guest > /mnt/rw/fromguest && echo "LABR write ok"
+dd if=/dev/zero bs=1k count=300 2>/dev/null | tr '\0' 'x' > /mnt/rw/big
+echo "LABR big $(wc -c < /mnt/rw/big)"
+mkdir /mnt/rw/newdir && echo x > /mnt/rw/newdir/f && mv /mnt/rw/newdir/f /mnt/rw/newdir/g && echo "LABR mkdir ok"
+ln -s hello /mnt/rw/inlink && echo "LABR inlink $(cat /mnt/rw/inlink)"
+cat /mnt/rw/abs/secret 2>/dev/null && echo "LABR ESCAPED abs"
+cat /mnt/rw/rel/secret 2>/dev/null && echo "LABR ESCAPED rel"
+cat /mnt/rw/../secret 2>/dev/null && echo "LABR ESCAPED dotdot"
+echo "LABR dotdot $(ls /mnt/rw/.. | tr '\n' ' ')"
+echo "LABR absreadlink $(readlink /mnt/rw/abs)"
+echo y > /mnt/ro/nope 2>/dev/null || echo "LABR ro write refused"
+mkdir /mnt/ro/nope 2>/dev/null || echo "LABR ro mkdir refused"
+echo "LABR ro read $(cat /mnt/ro/hello)"
+umount /mnt/rw && umount /mnt/ro && echo "LABR umount ok"
+echo "LABR done"
+"#;
+    let r = run_on(
+        p9_images(),
+        script,
+        "lab.end=poweroff",
+        r#"
+top=$(mktemp -d)
+mkdir "$top/share" "$top/outside"
+echo hello-from-host > "$top/share/hello"
+echo SECRET > "$top/outside/secret"
+echo SECRET > "$top/secret"
+ln -s "$top/outside" "$top/share/abs"
+ln -s ../outside "$top/share/rel"
+$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 3,virtio-9p,hostshare="$top/share" \
+    -s 4,virtio-9p,roshare="$top/share",ro -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
+    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-9p >console.log 2>bhyve.err </dev/null
+result bhyve $?
+result fromguest "$(cat "$top/share/fromguest")"
+result big "$(wc -c < "$top/share/big")"
+result moved "$(cat "$top/share/newdir/g")"
+result outside "$(ls "$top/outside" | tr '\n' ' ')$(cat "$top/outside/secret" "$top/secret" | tr '\n' ' ')"
+result top "$(ls "$top" | tr '\n' ' ')"
+result nope "$(ls "$top/share/nope" 2>&1 >/dev/null | wc -l)"
+cat bhyve.err
+rm -rf "$top"
+"#,
+    );
+    r.expect_console(&marker(1));
+    r.expect_console("LABR done");
+    for l in [
+        "LABR mount rw ok",
+        "LABR mount ro ok",
+        "LABR read hello-from-host",
+        "LABR write ok",
+        "LABR big 307200",
+        "LABR mkdir ok",
+        "LABR inlink hello-from-host",
+        "LABR ro write refused",
+        "LABR ro mkdir refused",
+        "LABR ro read hello-from-host",
+        "LABR umount ok",
+    ] {
+        r.expect_console(l);
+    }
+    assert!(!r.console.contains("LABR ESCAPED"), "{}", r.explain());
+    r.expect("fromguest", "written-by-guest");
+    r.expect("big", "307200");
+    r.expect("moved", "x");
+    r.expect("outside", "secret SECRET SECRET ");
+    r.expect("top", "outside secret share ");
+    r.expect("nope", "1");
     r.expect("bhyve", "1");
 }
