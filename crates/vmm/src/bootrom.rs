@@ -135,36 +135,117 @@ impl RomImage {
         Ok(img)
     }
 
+    /// A writable page-aligned copy of `data` (the variable store's
+    /// array, which KVM reads through a read-only slot while we program
+    /// it from the MMIO path).
+    fn writable_copy(data: &[u8]) -> std::io::Result<Self> {
+        let len = data.len().div_ceil(PAGE_SIZE as usize) * PAGE_SIZE as usize;
+        // SAFETY: anonymous private mapping, no aliasing.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len.max(PAGE_SIZE as usize),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let img = RomImage {
+            ptr: p.cast(),
+            len: data.len(),
+        };
+        // SAFETY: the mapping holds at least `data.len()` writable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), img.ptr, data.len()) };
+        Ok(img)
+    }
+
     fn bytes(&self) -> &[u8] {
         // SAFETY: mapped and readable for `len` bytes while `self` lives.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Only for a mapping made by [`RomImage::writable_copy`].
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: a writable mapping of `len` bytes owned by `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
 
 impl Drop for RomImage {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `read` mapped.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        // SAFETY: unmaps exactly what `read`/`writable_copy` mapped
+        // (whole pages: munmap rounds the length up).
+        unsafe { libc::munmap(self.ptr.cast(), self.len.max(1)) };
     }
 }
 
 /// The variable store as a CFI flash: reads return the array (or a clear
 /// status after a status command), a write is either a command or, right
 /// after `CFI_WRITE_BYTE`, data to program.
+///
+/// Like QEMU's pflash, the array is also a read-only KVM slot while the
+/// flash is in read-array mode ("romd"): firmware reads its variables
+/// at memory speed instead of one exit per access, and only commands,
+/// programming and status reads exit. The slot is removed while another
+/// command is pending, so that reads reach the status logic.
 pub struct CfiVarStore {
     file: File,
     path: String,
-    data: Vec<u8>,
+    data: RomImage,
     cmd: u8,
     write_failed: bool,
+    romd: Option<Romd>,
+}
+
+/// The array's read-only KVM slot.
+struct Romd {
+    vm: Arc<kvm_ioctls::VmFd>,
+    slot: u32,
+    gpa: u64,
+    mapped: bool,
 }
 
 impl CfiVarStore {
+    /// Maps or unmaps the array slot to match the command state.
+    fn sync_romd(&mut self) {
+        let want = self.cmd == CFI_READ_ARRAY;
+        let Some(r) = &mut self.romd else { return };
+        if r.mapped == want {
+            return;
+        }
+        let region = kvm_bindings::kvm_userspace_memory_region {
+            slot: r.slot,
+            flags: kvm_bindings::KVM_MEM_READONLY,
+            guest_phys_addr: r.gpa,
+            memory_size: if want { self.data.len as u64 } else { 0 },
+            userspace_addr: self.data.ptr as u64,
+        };
+        // SAFETY: KVM only reads the array through a read-only slot, and
+        // the mapping lives as long as this store, which outlives the VM
+        // (see `BootRom::install`). Size 0 deletes the slot.
+        match unsafe { r.vm.set_user_memory_region(region) } {
+            Ok(()) => r.mapped = want,
+            Err(e) => {
+                // Without the slot every access exits: slower, still right.
+                log::warn!("bootrom variable store: KVM slot update failed ({e}); using MMIO only");
+                if !want {
+                    r.mapped = false;
+                }
+                self.romd = None;
+            }
+        }
+    }
+
     fn program(&mut self, offset: u64, bytes: &[u8]) {
-        let Some(dst) = usize::try_from(offset)
-            .ok()
-            .and_then(|o| self.data.get_mut(o..o.checked_add(bytes.len())?))
-        else {
+        let Some(dst) = usize::try_from(offset).ok().and_then(|o| {
+            self.data
+                .bytes_mut()
+                .get_mut(o..o.checked_add(bytes.len())?)
+        }) else {
             return;
         };
         dst.copy_from_slice(bytes);
@@ -183,11 +264,12 @@ impl BusDevice for CfiVarStore {
             CFI_CLEAR_STATUS | CFI_READ_STATUS => {
                 data.fill(0);
                 self.cmd = CFI_READ_ARRAY;
+                self.sync_romd();
             }
             _ => {
                 let src = usize::try_from(offset)
                     .ok()
-                    .and_then(|o| self.data.get(o..o.checked_add(data.len())?));
+                    .and_then(|o| self.data.bytes().get(o..o.checked_add(data.len())?));
                 match src {
                     Some(s) => data.copy_from_slice(s),
                     None => data.fill(0xff),
@@ -203,6 +285,7 @@ impl BusDevice for CfiVarStore {
         } else if let Some(&c) = data.first() {
             self.cmd = c;
         }
+        self.sync_romd();
     }
 }
 
@@ -267,12 +350,15 @@ impl BootRom {
                 file.read_exact_at(&mut data, 0)
                     .map_err(|e| BootRomError::ReadVars(path.clone(), strerror(&e)))?;
                 let gpa = BOOTROM_END - rom_size - len;
+                let data = RomImage::writable_copy(&data)
+                    .map_err(|e| BootRomError::Host(format!("variable store: {e}")))?;
                 let dev = CfiVarStore {
                     file,
                     path,
                     data,
                     cmd: CFI_READ_ARRAY,
                     write_failed: false,
+                    romd: None,
                 };
                 Some((gpa, len, Arc::new(Mutex::new(dev))))
             }
@@ -304,6 +390,19 @@ impl BootRom {
         let slot = mem.num_regions() as u32;
         vm.map_readonly(slot, gpa, self.rom.bytes())
             .map_err(|e| BootRomError::Host(e.to_string()))?;
+        if let Some((gpa, len, dev)) = &self.vars {
+            // The array goes in the next slot when its size allows one.
+            if len % PAGE_SIZE == 0 {
+                let mut d = dev.lock().unwrap_or_else(|e| e.into_inner());
+                d.romd = Some(Romd {
+                    vm: vm.fd().clone(),
+                    slot: slot + 1,
+                    gpa: *gpa,
+                    mapped: false,
+                });
+                d.sync_romd();
+            }
+        }
         self.copy_isa_bios(mem)
     }
 
