@@ -108,7 +108,8 @@ struct PortSocket {
 
 impl Drop for PortSocket {
     fn drop(&mut self) {
-        // bhyve leaves its sockets behind ("no destructors"); we have one.
+        // A device dropped in-process (a failed start, tests) removes its
+        // sockets; at exit they stay behind, as bhyve(8) documents.
         let _ = std::fs::remove_file(&self.path);
     }
 }
