@@ -332,6 +332,8 @@ fn bhyve_prt(intx: &[(u8, u8)]) -> (Vec<Prt>, Vec<Prt>) {
 fn intx_pin(emulation: &str) -> Option<u8> {
     match emulation {
         "hostbridge" | "amd_hostbridge" | "lpc" => None,
+        // Every virtio function asks for INTA (its Interrupt Pin reads 1).
+        "virtio-rnd" => Some(0),
         other => panic!("teach bhyve_acpi.rs the INTx pin of '{other}'"),
     }
 }
@@ -387,18 +389,25 @@ fn slot_args(slots: &[(u8, &str)]) -> Vec<String> {
 
 const HOSTBRIDGE_ID: u32 = 0x1275_1275;
 const LPC_ID: u32 = 0x7000_8086;
+const VIRTIO_RND_ID: u32 = 0x1005_1af4;
 
 #[test]
 fn tables_follow_cpus_and_pci_functions() {
     let s = Scratch::new("acpi-tables");
-    let slots = [(0u8, "hostbridge"), (31, "lpc")];
+    // virtio-rnd takes an INTx, so the DSDT carries a _PRT for slot 4.
+    let slots = [(0u8, "hostbridge"), (4, "virtio-rnd"), (31, "lpc")];
     for n in [1u32, 3] {
         let c = n.to_string();
         let extra = slot_args(&slots);
         let mut args = vec!["-A", "-c", &c];
         args.extend(extra.iter().map(String::as_str));
         let r = run(&s, &args, &format!("cpus={n}"));
-        check_report(&r, n, 0x400, &[(0, HOSTBRIDGE_ID), (31, LPC_ID)]);
+        check_report(
+            &r,
+            n,
+            0x400,
+            &[(0, HOSTBRIDGE_ID), (4, VIRTIO_RND_ID), (31, LPC_ID)],
+        );
         check_dsdt(&s, &r.dsdt, &slots);
     }
 }
@@ -446,8 +455,8 @@ fn guest_fails_on_wrong_cpus_or_missing_tables() {
 
 /// The `_PRT` reader and bhyve's routing rule against a DSDT with INTx
 /// users, built by the firmware crate and disassembled by iasl: the
-/// guest runs above cannot have such a DSDT until a device with an INTx
-/// pin exists.
+/// guest runs above have one INTx user (virtio-rnd); this covers many,
+/// and the wrap-around of the eight links.
 #[test]
 fn prt_reader_matches_bhyve_routing() {
     use bhyve_firmware::acpi::{self, AcpiSpec, PciRootSpec, PrtEntry};
