@@ -356,6 +356,9 @@ impl Worker {
                 return;
             }
             let Some(mut q) = self.aq.lock(qi) else {
+                // A queue the driver never enabled: do not poll the client
+                // for data that cannot go anywhere.
+                self.run[id].starved = true;
                 return;
             };
             let mut used = false;
