@@ -291,6 +291,12 @@ impl VirtioPci {
     }
 
     fn activate(&mut self) {
+        // DRIVER_OK again without a reset (a driver that cleared the bit):
+        // the previous activation ends first, so no two workers share a ring.
+        if let Some(aq) = self.active.take() {
+            aq.stop();
+            self.device.reset();
+        }
         let queues = match self.transport.build_queues() {
             Ok(q) => q,
             Err(e) => return self.fail(&e),

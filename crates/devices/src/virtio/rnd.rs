@@ -124,6 +124,7 @@ impl VirtioDevice for VirtioRnd {
     }
 
     fn activate(&mut self, act: Activation) -> Result<(), String> {
+        self.reset();
         self.workers.retain(|w| !w.is_finished());
         let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
         let s = stop.clone();

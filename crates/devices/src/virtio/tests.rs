@@ -409,3 +409,29 @@ fn garbage_everywhere() {
     assert_eq!(h.cfg_r(0, 4), 0x1005_1af4);
     h.w(LEGACY_BAR, legacy::STATUS, 1, 0);
 }
+
+/// DRIVER_OK cleared and set again without a reset: the first worker
+/// ends (found by the transport fuzzer: dropping the device then hung
+/// joining a worker nobody had told to stop).
+#[test]
+fn driver_ok_twice_without_reset() {
+    let h = Harness::new(IrqMode::MsiX);
+    h.w(LEGACY_BAR, legacy::STATUS, 1, 3);
+    h.w(LEGACY_BAR, legacy::QUEUE_PFN, 4, RING >> 12);
+    for status in [7, 3, 7, 3, 7] {
+        h.w(LEGACY_BAR, legacy::STATUS, 1, status);
+    }
+    h.post(64, 0, DATA, 8, 1);
+    h.w(LEGACY_BAR, legacy::QUEUE_NOTIFY, 2, 0);
+    assert!(h.wait_used(legacy_used(64), 1));
+    let Harness { f, .. } = h;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(f);
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "dropping the function hung"
+    );
+}
