@@ -248,3 +248,71 @@ fn seabios_boots_from_a_virtio_blk_disk() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }
+
+/// `bootindex`: two virtio-blk disks, the second with `bootindex=1`.
+/// SeaBIOS would boot the first one it finds (slot 4); our fw_cfg
+/// `bootorder` makes it boot slot 5 instead.
+#[test]
+fn seabios_follows_bootindex() {
+    let s = Scratch::new("seabios-bootindex");
+    let disk = |name: &str, msg: &[u8]| {
+        let mut d = vec![0u8; 1 << 20];
+        d[..BOOT_CODE.len()].copy_from_slice(&BOOT_CODE);
+        d[0x3e..0x3e + msg.len()].copy_from_slice(msg);
+        d[510] = 0x55;
+        d[511] = 0xaa;
+        d[512..512 + SECTOR2_MSG.len()].copy_from_slice(SECTOR2_MSG);
+        s.file(name, &d)
+    };
+    let a = disk("a.img", b"disk A boot sector ran\n\0");
+    let b = disk("b.img", b"disk B boot sector ran\n\0");
+    let log = s.dir.join("debugcon.log");
+    let rom = format!("bootrom,{BIOS},fwcfg=qemu");
+    let debugcon = format!("debugcon,{}", log.display());
+    let blk_a = format!("4,virtio-blk,{}", a.display());
+    let blk_b = format!("5,virtio-blk,{},bootindex=1", b.display());
+    let out = s.run(&[
+        "-A",
+        "-m",
+        "128M",
+        "-s",
+        "0,hostbridge",
+        "-o",
+        "pci.0.0.0.pcireg.vendor=0x8086",
+        "-o",
+        "pci.0.0.0.pcireg.device=0x1237",
+        "-s",
+        &blk_a,
+        "-s",
+        &blk_b,
+        "-s",
+        "31,lpc",
+        "-o",
+        "pm.base=0x600",
+        "-l",
+        &rom,
+        "-l",
+        &debugcon,
+        "-l",
+        "pc-testdev",
+        "seabios-bootindex",
+    ]);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some((0x21 << 1) | 1),
+        "{}\n{text}",
+        stderr(&out)
+    );
+    for want in [
+        "Searching bootorder for: /pci@i0cf8/*@5",
+        "disk B boot sector ran\nsector 2 read through INT 13h\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!text.contains("disk A boot sector ran"), "{text}");
+    // A bootindex on a device that cannot boot is refused, not ignored.
+    let out = s.run(&["-s", "3,virtio-rnd,bootindex=1", "-l", "pc-testdev", "x"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bootindex"), "{}", stderr(&out));
+}

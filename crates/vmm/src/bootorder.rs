@@ -51,9 +51,14 @@ pub struct BootOrder {
 }
 
 /// The OpenFirmware path of PCI function `slot.func` on bus 0 (behind
-/// the conf1 host bridge, `i0cf8`).
+/// the conf1 host bridge, `i0cf8`). Function 0 has no `,0`, as QEMU
+/// writes it: SeaBIOS's matcher requires the unit address to end there.
 pub fn pci_path(slot: u8, func: u8) -> String {
-    format!("/pci@i0cf8/pci@{slot:x},{func:x}")
+    if func == 0 {
+        format!("/pci@i0cf8/pci@{slot:x}")
+    } else {
+        format!("/pci@i0cf8/pci@{slot:x},{func:x}")
+    }
 }
 
 impl BootOrder {
@@ -132,7 +137,7 @@ mod tests {
         b.add_pci(1, "ahci@pci.0.3.1", 3, 1).unwrap();
         assert_eq!(
             String::from_utf8(b.file().unwrap()).unwrap(),
-            "/pci@i0cf8/pci@c,0\n/pci@i0cf8/pci@3,1\n/pci@i0cf8/pci@4,0\n"
+            "/pci@i0cf8/pci@c\n/pci@i0cf8/pci@3,1\n/pci@i0cf8/pci@4\n"
         );
     }
 
@@ -149,6 +154,6 @@ mod tests {
         assert_eq!(e.to_string(), "Invalid bootindex -1 for nvme@pci.0.5.0");
         let m: MachineError = e.into();
         assert_eq!(m.exit_code(), 4);
-        assert_eq!(b.file().unwrap(), b"/pci@i0cf8/pci@4,0\n");
+        assert_eq!(b.file().unwrap(), b"/pci@i0cf8/pci@4\n");
     }
 }

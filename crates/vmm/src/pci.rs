@@ -46,6 +46,21 @@ pub enum PciEmulation {
 pub struct PciFunctionSpec {
     pub addr: PciAddress,
     pub emulation: PciEmulation,
+    /// bhyve's `emulation@pci.B.S.F`, for messages and the boot order.
+    pub name: String,
+    /// `bootindex=N` of a bootable device (fw_cfg `bootorder`).
+    pub bootindex: Option<i64>,
+}
+
+/// Emulations bhyve lets boot (`blockif_add_boot_device`): storage.
+fn bootable(emulation: &PciEmulation) -> bool {
+    matches!(
+        emulation,
+        PciEmulation::Virtio(crate::virtio::VirtioSpec {
+            kind: crate::virtio::VirtioKind::Blk(_),
+            ..
+        })
+    )
 }
 
 /// The `pcireg.*` names bhyve reads and the header bytes they set.
@@ -169,12 +184,30 @@ pub fn pci_function(
             None => return Ok(None),
         },
     };
+    let name = format!("{device}@pci.{}.{}.{}", addr.bus, addr.slot, addr.func);
+    let bootindex = match cfg.get(&format!("{node}.bootindex")) {
+        None => None,
+        Some(v) => {
+            if !bootable(&emulation) {
+                return Err(MachineError::new(format!(
+                    "{name}: bootindex is only supported by bootable (storage) devices"
+                )));
+            }
+            let i = v
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| MachineError::new(format!("Invalid bootindex {v} for {name}")))?;
+            Some(i)
+        }
+    };
     Ok(Some(PciFunctionSpec {
         addr: PciAddress {
             slot: addr.slot,
             func: addr.func,
         },
         emulation,
+        name,
+        bootindex,
     }))
 }
 

@@ -268,11 +268,17 @@ impl Platform {
             &pm,
             mem,
         )?;
+        let mut bootorder = BootOrder::new();
+        for f in &spec.pci {
+            if let Some(index) = f.bootindex {
+                bootorder.add_pci(index, &f.name, f.addr.slot, f.addr.func)?;
+            }
+        }
         Ok(Self {
             pio,
             mmio,
             pci,
-            bootorder: BootOrder::new(),
+            bootorder,
             serial,
             power_button: PowerButton(Arc::downgrade(&pm)),
             atkbdc: kbd,
