@@ -137,14 +137,18 @@
 //!   IDT handler took: `virtio_rnd: msix interrupt on vector 0x30` (table
 //!   entry 0 to this CPU), `virtio_rnd: msi interrupt on vector 0x34`
 //!   (bhyve's `-W`), or `virtio_rnd: intx on pin P isr 0x1 then 0x0` (I/O
-//!   APIC pins 16–23 level/active-low, ISR read in the handler, EOI).
+//!   APIC pins 16–23 level/active-low, ISR read in the handler, EOI),
+//!   followed by `virtio_rnd: intx handler found isr 0: 0xN times, last on
+//!   pin P` when, in the ~0.3 s it then keeps interrupts open, the handler
+//!   ran again and found ISR 0 (more than 8: failure, the level stayed
+//!   up).
 //!   `msix-pending` masks the entry first: `virtio_rnd: masked: buffers
 //!   used, no interrupt, pending bit set`, then unmasks and the interrupt
 //!   must arrive; `msix-masked` never unmasks and times out (~4 s local
 //!   APIC timer): `virtio_rnd: timeout: interrupts 0x0 used 0x4`, status
 //!   35. Ends `virtio_rnd: 0xN functions passed`, status 33. Any failure
 //!   (no function or capability, a refused setting, a bad used entry,
-//!   unchanged or equal buffers, an INTx still up after the ISR read):
+//!   unchanged or equal buffers, an INTx level that stayed up):
 //!   one `virtio_rnd: …` line, status 35.
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with

@@ -226,7 +226,11 @@ impl PciRoot {
     /// device already holds (pc-testdev's IRQ ports at 0x2000) are
     /// skipped, so the BAR is decoded where the guest reads it.
     fn place(&mut self, kind: BarKind, size: u64) -> Option<u64> {
-        let bus = if kind == BarKind::Io { &self.pio } else { &self.mmio };
+        let bus = if kind == BarKind::Io {
+            &self.pio
+        } else {
+            &self.mmio
+        };
         let (next, end) = match kind {
             BarKind::Io => (&mut self.next_io, self.windows.io.1),
             BarKind::Mem64 if size > MEM64_LOW_THRESHOLD => {
