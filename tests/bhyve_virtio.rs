@@ -7,7 +7,7 @@
 
 mod common;
 
-use bhyve_testguests::{EXIT_BAD_CMDLINE, EXIT_FAIL, PASS_STATUS, exit_status};
+use bhyve_testguests::{exit_status, EXIT_BAD_CMDLINE, EXIT_FAIL, PASS_STATUS};
 use common::*;
 
 /// One run of the guest.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bhyve_lab::{JOB_PRELUDE, Lab, LabOptions, shell_quote};
+use bhyve_lab::{shell_quote, Lab, LabOptions, JOB_PRELUDE};
 
 /// (transport, irq, extra bhyve flags) of each run.
 const RUNS: &[(&str, &str, &str)] = &[
