@@ -77,8 +77,20 @@ impl GuestImages {
     /// under `lab_dir`; `modules` (with their dependencies) are inserted by
     /// `/init` before the script runs.
     pub fn prepare(lab_dir: &Path, modules: &[&str]) -> Result<Self> {
+        Self::build(lab_dir, "linux-image-cloud-amd64", modules, true)
+    }
+
+    /// [`prepare`](Self::prepare) with another Debian kernel
+    /// meta-package, e.g. `linux-image-amd64` for drivers the cloud
+    /// kernel lacks (it has no 9P). For bzImage boots: `vmlinux` exists
+    /// only if the kernel is LZ4-compressed (the generic one is not).
+    pub fn prepare_kernel(lab_dir: &Path, meta: &str, modules: &[&str]) -> Result<Self> {
+        Self::build(lab_dir, meta, modules, false)
+    }
+
+    fn build(lab_dir: &Path, meta: &str, modules: &[&str], need_vmlinux: bool) -> Result<Self> {
         let cache = lab_dir.join("cache");
-        let kernel = debs::kernel(&cache, "linux-image-cloud-amd64")?;
+        let kernel = debs::kernel(&cache, meta)?;
         let busybox = debs::busybox(&cache)?;
         let tag = if modules.is_empty() {
             "base".to_string()
@@ -92,7 +104,11 @@ impl GuestImages {
         if !vmlinux_path.exists() {
             let bz = std::fs::read(&kernel.bzimage)
                 .map_err(io_err(format!("reading {}", kernel.bzimage.display())))?;
-            write_atomic(&vmlinux_path, &vmlinux::extract(&bz)?)?;
+            match vmlinux::extract(&bz) {
+                Ok(v) => write_atomic(&vmlinux_path, &v)?,
+                Err(e) if need_vmlinux => return Err(e),
+                Err(_) => {}
+            }
         }
 
         let initramfs = dir.join(format!("initramfs-{tag}.cpio"));
