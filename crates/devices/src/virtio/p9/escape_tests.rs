@@ -224,9 +224,11 @@ fn symlink_swapped_in_during_walks() {
     fs::write(t.p("outside/f"), b"SECRET").unwrap();
     symlink(t.p("outside"), t.p("share/stash")).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
     let flipper = {
-        let (stop, share) = (stop.clone(), t.share());
+        let (stop, started, share) = (stop.clone(), started.clone(), t.share());
         std::thread::spawn(move || {
+            started.store(true, Ordering::Relaxed);
             let dir = std::ffi::CString::new(share.into_os_string().into_encoded_bytes()).unwrap();
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -247,6 +249,9 @@ fn symlink_swapped_in_during_walks() {
             n
         })
     };
+    while !started.load(Ordering::Relaxed) {
+        std::thread::yield_now();
+    }
     let mut c = Client::new(&t.share(), false);
     let (mut inside, mut refused) = (0, 0);
     let start = Instant::now();
@@ -256,11 +261,12 @@ fn symlink_swapped_in_during_walks() {
             match c.walk(0, 2, &["race"]) {
                 Ok(_) => {
                     let r = c.walk(2, 3, &["f"]).map(|_| ());
-                    let r = r.and_then(|_| c.lopen(3, 0).map(|_| c.read(3, 0, 100)));
-                    let _ = c.call(msg::TCLUNK, |w| {
-                        w.u32(3);
-                    });
-                    r
+                    c.clunk(2);
+                    r.and_then(|_| {
+                        let r = c.lopen(3, 0).map(|_| c.read(3, 0, 100));
+                        c.clunk(3);
+                        r
+                    })
                 }
                 Err(e) => Err(e),
             }
@@ -270,13 +276,18 @@ fn symlink_swapped_in_during_walks() {
                     assert_eq!(data, b"inside", "read through the swapped-in link");
                     inside += 1;
                 }
-                Err(_) => refused += 1,
+                // The link itself (walking through it, opening it), or
+                // a lookup that met the exchange mid-way (tmpfs answers
+                // a dcache miss during d_exchange with ENOENT).
+                Err(libc::ENOTDIR | libc::ELOOP) => refused += 1,
+                Err(libc::ENOENT) => {}
+                Err(e) => panic!("unexpected errno {e}"),
             }
         }
     }
     stop.store(true, Ordering::Relaxed);
     let flips = flipper.join().unwrap();
-    assert!(flips > 100, "the race ran ({flips} swaps)");
+    assert!(flips > 10, "the race ran ({flips} swaps)");
     assert!(
         inside > 0 && refused > 0,
         "both sides seen: {inside} / {refused}"
