@@ -26,6 +26,8 @@ const GUESTS: &[(&str, Kind)] = &[
     ("rtc", Kind::Pvh),
     ("acpi_tables", Kind::Pvh),
     ("virtio_rnd", Kind::Pvh),
+    ("virtio_blk_bench", Kind::Pvh),
+    ("virtio_net_bench", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
 ];
 

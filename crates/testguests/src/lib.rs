@@ -150,6 +150,23 @@
 //!   (no function or capability, a refused setting, a bad used entry,
 //!   unchanged or equal buffers, an INTx level that stayed up):
 //!   one `virtio_rnd: …` line, status 35.
+//! * `virtio_blk_bench` (command line `reqs=N seqreqs=M`, defaults 2000
+//!   and 64) and `virtio_net_bench` (`frames=N`, default 100000): the
+//!   benchmark guests of `bhyve-bench blk`/`net` (`guests/bench64.S`:
+//!   long mode, then everything at CPL3 with IOPL 3 and an all-ports I/O
+//!   bitmap; the first 1af4:1001 / 1af4:1000 function through the legacy
+//!   transport, used ring polled, no interrupts). `virtio_blk_bench`
+//!   prints `virtio_blk_bench: running`, one `BENCH NAME COUNT req BYTES
+//!   bytes CYCLES tsc` line (decimal; CYCLES are TSC ticks) for each of
+//!   `randread-4k-qd1`, `randread-4k-qd32`, `randwrite-4k-qd1`,
+//!   `randwrite-4k-qd32` (N requests of 4 KiB at random aligned offsets)
+//!   and `seqread-1m-qd4`, `seqwrite-1m-qd4` (M requests of 1 MiB), then
+//!   `virtio_blk_bench: done`, status 33. `virtio_net_bench` sends N
+//!   60-byte frames (to 02:00:00:00:00:02, EtherType 0x88b5) and prints
+//!   `BENCH tx-60b N frames BYTES bytes CYCLES tsc` between `…: running`
+//!   and `…: done`, status 33. No function, a failed request (status
+//!   byte not 0) or an unusable queue: one `…_bench: …` line, status 35;
+//!   a fault at CPL3 triple-faults (bhyve exits 3).
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
 //!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
@@ -179,6 +196,8 @@ pub const GUESTS: &[&str] = &[
     "rtc",
     "acpi_tables",
     "virtio_rnd",
+    "virtio_blk_bench",
+    "virtio_net_bench",
     "bzimage_inspect",
 ];
 
