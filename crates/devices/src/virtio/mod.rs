@@ -24,6 +24,7 @@ pub mod net;
 pub mod p9;
 pub mod pci;
 pub mod rnd;
+pub mod scsi;
 #[cfg(test)]
 mod test_driver;
 #[cfg(test)]

@@ -1,0 +1,521 @@
+//! virtio-scsi through the modern transport, as a driver would use it:
+//! CDBs on the request queue over an in-memory LUN whose completions can
+//! be held back, task management on the control queue, and malformed
+//! chains.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use vm_memory::{Bytes, GuestAddress};
+
+use super::target::op;
+use super::*;
+use crate::blockif::{BlockDone, BlockInfo, BlockIo, BlockRequest};
+use crate::virtio::test_driver::Driver;
+
+const DISK: usize = 1 << 20;
+const REQ_LEN: u32 = 51;
+const RESP_LEN: u32 = 108;
+
+struct Disk {
+    data: Mutex<Vec<u8>>,
+    info: BlockInfo,
+    hold: Mutex<bool>,
+    cv: Condvar,
+    ops: Mutex<Vec<(BlockOp, u64, u64)>>,
+}
+
+struct RamDisk(Arc<Disk>);
+
+impl RamDisk {
+    fn new(ro: bool) -> Arc<RamDisk> {
+        Arc::new(RamDisk(Arc::new(Disk {
+            data: Mutex::new((0..DISK).map(|i| (i / 512) as u8).collect()),
+            info: BlockInfo {
+                size: DISK as u64,
+                sector_size: 512,
+                physical_sector_size: 4096,
+                physical_sector_offset: 0,
+                read_only: ro,
+                can_delete: !ro,
+            },
+            hold: Mutex::new(false),
+            cv: Condvar::new(),
+            ops: Mutex::new(Vec::new()),
+        })))
+    }
+
+    fn set_hold(&self, on: bool) {
+        *self.0.hold.lock().unwrap() = on;
+        self.0.cv.notify_all();
+    }
+}
+
+fn exec(d: &Disk, r: &BlockRequest) -> std::io::Result<u64> {
+    let mut data = d.data.lock().unwrap();
+    let off = r.offset as usize;
+    match (&r.op, &r.buffers) {
+        (BlockOp::Read | BlockOp::Write, BlockBuffers::Guest { mem, segs }) => {
+            let mut at = off;
+            for &(a, l) in segs {
+                let l = l as usize;
+                let res = if r.op == BlockOp::Read {
+                    mem.write_slice(&data[at..at + l], a)
+                } else {
+                    mem.read_slice(&mut data[at..at + l], a)
+                };
+                res.map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
+                at += l;
+            }
+            Ok((at - off) as u64)
+        }
+        (BlockOp::Discard | BlockOp::WriteZeroes { .. }, _) => {
+            data[off..off + r.len as usize].fill(0);
+            Ok(r.len)
+        }
+        (BlockOp::Flush, _) => Ok(0),
+        _ => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+    }
+}
+
+impl BlockIo for RamDisk {
+    fn info(&self) -> BlockInfo {
+        self.0.info
+    }
+    fn submit(&self, r: BlockRequest, done: BlockDone) {
+        self.0.ops.lock().unwrap().push((r.op, r.offset, r.len));
+        let me = self.0.clone();
+        std::thread::spawn(move || {
+            let mut h = me.hold.lock().unwrap();
+            while *h {
+                h = me.cv.wait(h).unwrap();
+            }
+            drop(h);
+            let res = exec(&me, &r);
+            done(r, res);
+        });
+    }
+}
+
+fn setup(ro: bool) -> (Driver, Arc<RamDisk>) {
+    let disk = RamDisk::new(ro);
+    let dev = VirtioScsi::new(vec![ScsiLun {
+        lun: 0,
+        backend: disk.clone(),
+        serial: "LUN0SERIAL".into(),
+    }]);
+    let mut d = Driver::new(Box::new(dev));
+    d.start(0, 3);
+    (d, disk)
+}
+
+/// LUN address of target `t`, LUN `l`, as Linux writes it.
+fn addr(t: u8, l: u16) -> [u8; 8] {
+    [1, t, 0x40 | (l >> 8) as u8, l as u8, 0, 0, 0, 0]
+}
+
+#[derive(Debug)]
+struct Resp {
+    sense_len: u32,
+    residual: u32,
+    status: u8,
+    response: u8,
+    sense: Vec<u8>,
+    used: u32,
+    data: Vec<u8>,
+}
+
+/// Runs one command on the request queue: `out` as data-out, `in_len`
+/// bytes of data-in.
+fn cmd(d: &mut Driver, lun: [u8; 8], cdb: &[u8], out: &[u8], in_len: u32) -> Resp {
+    let mut hdr = vec![0u8; REQ_LEN as usize];
+    hdr[..8].copy_from_slice(&lun);
+    hdr[8] = 0x5a; // id
+    hdr[19..19 + cdb.len()].copy_from_slice(cdb);
+    let req = d.alloc(REQ_LEN);
+    d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
+    let mut bufs = vec![(req, REQ_LEN, false)];
+    if !out.is_empty() {
+        let o = d.alloc(out.len() as u32);
+        d.mem.write_slice(out, GuestAddress(o)).unwrap();
+        bufs.push((o, out.len() as u32, false));
+    }
+    let resp = d.alloc(RESP_LEN);
+    d.mem
+        .write_slice(&[0xee; RESP_LEN as usize], GuestAddress(resp))
+        .unwrap();
+    bufs.push((resp, RESP_LEN, true));
+    let din = d.alloc(in_len.max(1));
+    if in_len > 0 {
+        bufs.push((din, in_len, true));
+    }
+    let head = d.post(REQUESTQ, &bufs);
+    d.kick(REQUESTQ);
+    let (h, used) = d.used(REQUESTQ);
+    assert_eq!(h, head);
+    let r = d.read(resp, RESP_LEN as usize);
+    let le32 = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap());
+    let sense_len = le32(&r[0..4]);
+    Resp {
+        sense_len,
+        residual: le32(&r[4..8]),
+        status: r[10],
+        response: r[11],
+        sense: r[12..12 + (sense_len as usize).min(96)].to_vec(),
+        used,
+        data: d.read(din, in_len as usize),
+    }
+}
+
+#[test]
+fn configuration_space() {
+    let (d, _) = setup(false);
+    let cfg = |off| d.cfg_read(off, 4);
+    assert_eq!(cfg(0), 1, "num_queues");
+    assert_eq!(cfg(4), 126, "seg_max");
+    assert_eq!(cfg(8), 0xffff, "max_sectors");
+    assert_eq!(cfg(16), 16, "event_info_size");
+    assert_eq!((cfg(20), cfg(24)), (96, 32), "sense_size, cdb_size");
+    assert_eq!(d.cfg_read(28, 2), 0, "max_channel");
+    assert_eq!(d.cfg_read(30, 2), 0, "max_target");
+    assert_eq!(cfg(32), 16383, "max_lun");
+    // The driver may shrink sense_size; absurd values are capped.
+    d.cfg_write(20, 4, 40);
+    assert_eq!(cfg(20), 40);
+    d.cfg_write(24, 4, 0x1_0000);
+    assert_eq!(cfg(24), 255);
+    d.cfg_write(0, 4, 7);
+    assert_eq!(cfg(0), 1, "num_queues is read-only");
+    assert_eq!(d.device_features() & 0xf, 0);
+}
+
+#[test]
+fn inquiry_write_read_and_capacity() {
+    let (mut d, disk) = setup(false);
+    let r = cmd(&mut d, addr(0, 0), &[op::INQUIRY, 0, 0, 0, 96, 0], &[], 96);
+    assert_eq!((r.response, r.status, r.sense_len), (resp::OK, 0, 0));
+    assert_eq!(&r.data[8..32], b"BHYVE   VIRTUAL DISK    ");
+    assert_eq!(r.used, RESP_LEN + 36);
+    assert_eq!(r.residual, 60);
+    let r = cmd(
+        &mut d,
+        addr(0, 0),
+        &[op::INQUIRY, 1, 0x80, 0, 96, 0],
+        &[],
+        96,
+    );
+    assert_eq!(&r.data[4..14], b"LUN0SERIAL");
+    let r = cmd(
+        &mut d,
+        addr(0, 0),
+        &[op::READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        &[],
+        8,
+    );
+    assert_eq!(r.data, [0, 0, 7, 0xff, 0, 0, 2, 0]);
+    // WRITE(10) two blocks at LBA 5, then READ(10) them back.
+    let pattern: Vec<u8> = (0..1024).map(|i| (i * 7 % 251) as u8).collect();
+    let w = [op::WRITE_10, 0, 0, 0, 0, 5, 0, 0, 2, 0];
+    let r = cmd(&mut d, addr(0, 0), &w, &pattern, 0);
+    assert_eq!((r.response, r.status, r.used), (resp::OK, 0, RESP_LEN));
+    assert_eq!(&disk.0.data.lock().unwrap()[5 * 512..7 * 512], &pattern[..]);
+    let rd = [op::READ_10, 0, 0, 0, 0, 5, 0, 0, 2, 0];
+    let r = cmd(&mut d, addr(0, 0), &rd, &[], 1024 + 512);
+    assert_eq!((r.response, r.status), (resp::OK, 0));
+    assert_eq!(&r.data[..1024], &pattern[..]);
+    assert_eq!((r.used, r.residual), (RESP_LEN + 1024, 512));
+    // SYNCHRONIZE CACHE is a backend flush.
+    let r = cmd(
+        &mut d,
+        addr(0, 0),
+        &[op::SYNCHRONIZE_CACHE_10, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        &[],
+        0,
+    );
+    assert_eq!(r.status, 0);
+    assert!(disk
+        .0
+        .ops
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|o| o.0 == BlockOp::Flush));
+}
+
+#[test]
+fn errors_become_check_conditions_or_responses() {
+    let (mut d, _) = setup(false);
+    // Past the end: CHECK CONDITION, ILLEGAL REQUEST / LBA OUT OF RANGE.
+    let rd = [op::READ_10, 0, 0, 0, 0x08, 0, 0, 0, 1, 0];
+    let r = cmd(&mut d, addr(0, 0), &rd, &[], 512);
+    assert_eq!((r.response, r.status, r.sense_len), (resp::OK, 2, 18));
+    assert_eq!((r.sense[0], r.sense[2], r.sense[12]), (0x70, 5, 0x21));
+    assert_eq!((r.used, r.residual), (RESP_LEN, 512));
+    // Unknown opcode.
+    let r = cmd(&mut d, addr(0, 0), &[0xc5, 0, 0, 0, 0, 0], &[], 0);
+    assert_eq!((r.status, r.sense[12]), (2, 0x20));
+    // A buffer smaller than the CDB's transfer: OVERRUN.
+    let rd = [op::READ_10, 0, 0, 0, 0, 0, 0, 0, 4, 0];
+    let r = cmd(&mut d, addr(0, 0), &rd, &[], 512);
+    assert_eq!(r.response, resp::OVERRUN);
+    // Another target, or a malformed LUN address: BAD_TARGET.
+    let tur = [op::TEST_UNIT_READY, 0, 0, 0, 0, 0];
+    assert_eq!(
+        cmd(&mut d, addr(1, 0), &tur, &[], 0).response,
+        resp::BAD_TARGET
+    );
+    assert_eq!(
+        cmd(&mut d, [2, 0, 0, 0, 0, 0, 0, 0], &tur, &[], 0).response,
+        resp::BAD_TARGET
+    );
+    // An absent LUN of target 0: INQUIRY says so, TUR fails with
+    // LOGICAL UNIT NOT SUPPORTED, REPORT LUNS lists LUN 0.
+    let r = cmd(&mut d, addr(0, 7), &[op::INQUIRY, 0, 0, 0, 36, 0], &[], 36);
+    assert_eq!((r.response, r.data[0]), (resp::OK, 0x7f));
+    let r = cmd(&mut d, addr(0, 7), &tur, &[], 0);
+    assert_eq!((r.status, r.sense[12]), (2, 0x25));
+    let mut rl = [0u8; 12];
+    rl[0] = op::REPORT_LUNS;
+    rl[9] = 64;
+    let r = cmd(&mut d, addr(0, 7), &rl, &[], 64);
+    assert_eq!(
+        &r.data[..16],
+        &[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    );
+    assert_eq!(r.used, RESP_LEN + 16);
+}
+
+#[test]
+fn read_only_unit_refuses_writes() {
+    let (mut d, disk) = setup(true);
+    let w = [op::WRITE_10, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    let r = cmd(&mut d, addr(0, 0), &w, &[0xaa; 512], 0);
+    assert_eq!((r.status, r.sense[2], r.sense[12]), (2, 7, 0x27));
+    assert_eq!(disk.0.data.lock().unwrap()[0], 0);
+    let ms = cmd(
+        &mut d,
+        addr(0, 0),
+        &[op::MODE_SENSE_6, 0, 0x08, 0, 64, 0],
+        &[],
+        64,
+    );
+    assert_eq!(ms.data[2] & 0x80, 0x80);
+}
+
+#[test]
+fn unmap_and_write_same_discard() {
+    let (mut d, disk) = setup(false);
+    let mut p = vec![0u8, 38, 0, 32, 0, 0, 0, 0];
+    for (lba, n) in [(8u64, 8u32), (100, 4)] {
+        p.extend_from_slice(&lba.to_be_bytes());
+        p.extend_from_slice(&n.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+    }
+    let cdb = [op::UNMAP, 0, 0, 0, 0, 0, 0, 0, p.len() as u8, 0];
+    let r = cmd(&mut d, addr(0, 0), &cdb, &p, 0);
+    assert_eq!((r.response, r.status), (resp::OK, 0), "{r:?}");
+    {
+        let data = disk.0.data.lock().unwrap();
+        assert!(data[8 * 512..16 * 512].iter().all(|&b| b == 0));
+        assert!(data[100 * 512..104 * 512].iter().all(|&b| b == 0));
+        assert_eq!(data[16 * 512], 16);
+        let ops = disk.0.ops.lock().unwrap();
+        assert!(ops.contains(&(BlockOp::Discard, 4096, 4096)));
+        assert!(ops.contains(&(BlockOp::Discard, 51200, 2048)));
+    }
+    // WRITE SAME(16) of a zero block with UNMAP: write-zeroes.
+    let mut ws = [0u8; 16];
+    ws[0] = op::WRITE_SAME_16;
+    ws[1] = 0x08;
+    ws[9] = 200;
+    ws[13] = 16;
+    let r = cmd(&mut d, addr(0, 0), &ws, &[0; 512], 0);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(disk.0.ops.lock().unwrap().contains(&(
+        BlockOp::WriteZeroes { unmap: true },
+        200 * 512,
+        16 * 512
+    )));
+    // A non-zero pattern is not supported.
+    let r = cmd(&mut d, addr(0, 0), &ws, &[1; 512], 0);
+    assert_eq!((r.status, r.sense[12]), (2, 0x24));
+    // A bad parameter list.
+    let r = cmd(&mut d, addr(0, 0), &cdb, &p[..20], 0);
+    assert_eq!((r.status, r.sense[12]), (2, 0x1a));
+}
+
+#[test]
+fn malformed_chains_are_answered_not_trusted() {
+    let (mut d, _) = setup(false);
+    // A request header shorter than lun+id+attrs+cdb: FAILURE.
+    let req = d.alloc(16);
+    let resp = d.alloc(RESP_LEN);
+    let head = d.post(REQUESTQ, &[(req, 16, false), (resp, RESP_LEN, true)]);
+    d.kick(REQUESTQ);
+    assert_eq!(d.used(REQUESTQ), (head, RESP_LEN));
+    assert_eq!(d.read(resp + 11, 1)[0], resp::FAILURE);
+    // No writable part at all: returned with nothing written.
+    let req = d.alloc(REQ_LEN);
+    let head = d.post(REQUESTQ, &[(req, REQ_LEN, false)]);
+    d.kick(REQUESTQ);
+    assert_eq!(d.used(REQUESTQ), (head, 0));
+    // A readable descriptor after a writable one.
+    let head = d.post(REQUESTQ, &[(resp, RESP_LEN, true), (req, REQ_LEN, false)]);
+    d.kick(REQUESTQ);
+    assert_eq!(d.used(REQUESTQ), (head, 0));
+    // Buffers outside guest memory: the header cannot be read.
+    let head = d.post(
+        REQUESTQ,
+        &[(1 << 40, REQ_LEN, false), (resp, RESP_LEN, true)],
+    );
+    d.kick(REQUESTQ);
+    assert_eq!(d.used(REQUESTQ).0, head);
+    assert_eq!(d.read(resp + 11, 1)[0], resp::FAILURE);
+    // A READ whose data-in lies outside RAM: MEDIUM ERROR, no panic.
+    let mut hdr = vec![0u8; REQ_LEN as usize];
+    hdr[..8].copy_from_slice(&addr(0, 0));
+    hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    let req = d.alloc(REQ_LEN);
+    d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
+    let head = d.post(
+        REQUESTQ,
+        &[
+            (req, REQ_LEN, false),
+            (resp, RESP_LEN, true),
+            (1 << 40, 512, true),
+        ],
+    );
+    d.kick(REQUESTQ);
+    assert_eq!(d.used(REQUESTQ), (head, RESP_LEN));
+    assert_eq!(d.read(resp + 10, 1)[0], 2);
+    // The device still works.
+    let r = cmd(
+        &mut d,
+        addr(0, 0),
+        &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0],
+        &[],
+        0,
+    );
+    assert_eq!((r.response, r.status), (resp::OK, 0));
+}
+
+/// A control request: `req` out, `resp_len` bytes in.
+fn control_req(d: &mut Driver, req: &[u8], resp_len: u32) -> (u32, Vec<u8>) {
+    let a = d.alloc(req.len() as u32);
+    d.mem.write_slice(req, GuestAddress(a)).unwrap();
+    let r = d.alloc(resp_len);
+    let head = d.post(
+        CONTROLQ,
+        &[(a, req.len() as u32, false), (r, resp_len, true)],
+    );
+    d.kick(CONTROLQ);
+    let (h, used) = d.used(CONTROLQ);
+    assert_eq!(h, head);
+    (used, d.read(r, resp_len as usize))
+}
+
+fn tmf(sub: u32, lun: [u8; 8]) -> Vec<u8> {
+    let mut v = ctrl::T_TMF.to_le_bytes().to_vec();
+    v.extend_from_slice(&sub.to_le_bytes());
+    v.extend_from_slice(&lun);
+    v.extend_from_slice(&0x5au64.to_le_bytes());
+    v
+}
+
+#[test]
+fn task_management_waits_for_earlier_requests() {
+    let (mut d, disk) = setup(false);
+    // A READ held in the backend.
+    disk.set_hold(true);
+    let mut hdr = vec![0u8; REQ_LEN as usize];
+    hdr[..8].copy_from_slice(&addr(0, 0));
+    hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, 3, 0, 0, 1, 0]);
+    let req = d.alloc(REQ_LEN);
+    d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
+    let (resp, din) = (d.alloc(RESP_LEN), d.alloc(512));
+    let head = d.post(
+        REQUESTQ,
+        &[
+            (req, REQ_LEN, false),
+            (resp, RESP_LEN, true),
+            (din, 512, true),
+        ],
+    );
+    d.kick(REQUESTQ);
+    assert!(d
+        .used_within(REQUESTQ, Duration::from_millis(100))
+        .is_none());
+    // ABORT TASK is answered only once the READ completed.
+    let a = d.alloc(28);
+    d.mem
+        .write_slice(&tmf(0, addr(0, 0)), GuestAddress(a))
+        .unwrap();
+    let r = d.alloc(1);
+    d.mem.write_obj(0xffu8, GuestAddress(r)).unwrap();
+    d.post(CONTROLQ, &[(a, 28, false), (r, 1, true)]);
+    d.kick(CONTROLQ);
+    assert!(d
+        .used_within(CONTROLQ, Duration::from_millis(200))
+        .is_none());
+    disk.set_hold(false);
+    assert_eq!(d.used(REQUESTQ), (head, RESP_LEN + 512));
+    assert_eq!(d.used(CONTROLQ).1, 1);
+    assert_eq!(d.read(r, 1)[0], resp::FUNCTION_COMPLETE);
+    assert_eq!(d.read(din, 512), vec![3u8; 512]);
+    // LOGICAL UNIT RESET; another target; an unknown function; AN query.
+    assert_eq!(
+        control_req(&mut d, &tmf(5, addr(0, 0)), 1),
+        (1, vec![resp::FUNCTION_COMPLETE])
+    );
+    assert_eq!(
+        control_req(&mut d, &tmf(5, addr(3, 0)), 1),
+        (1, vec![resp::BAD_TARGET])
+    );
+    assert_eq!(
+        control_req(&mut d, &tmf(99, addr(0, 0)), 1),
+        (1, vec![resp::FUNCTION_REJECTED])
+    );
+    let mut an = ctrl::T_AN_QUERY.to_le_bytes().to_vec();
+    an.extend_from_slice(&addr(0, 0));
+    an.extend_from_slice(&0x7eu32.to_le_bytes());
+    assert_eq!(control_req(&mut d, &an, 5), (5, vec![0, 0, 0, 0, resp::OK]));
+    // Garbage: returned, nothing written.
+    assert_eq!(control_req(&mut d, &[9, 0, 0, 0], 4).0, 0);
+}
+
+#[test]
+fn reset_with_requests_in_flight() {
+    let (mut d, disk) = setup(false);
+    disk.set_hold(true);
+    let mut hdr = vec![0u8; REQ_LEN as usize];
+    hdr[..8].copy_from_slice(&addr(0, 0));
+    hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, 3, 0, 0, 1, 0]);
+    let req = d.alloc(REQ_LEN);
+    d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
+    let (resp, din) = (d.alloc(RESP_LEN), d.alloc(512));
+    d.post(
+        REQUESTQ,
+        &[
+            (req, REQ_LEN, false),
+            (resp, RESP_LEN, true),
+            (din, 512, true),
+        ],
+    );
+    d.kick(REQUESTQ);
+    std::thread::sleep(Duration::from_millis(50));
+    d.reset();
+    disk.set_hold(false);
+    std::thread::sleep(Duration::from_millis(50));
+    // The response was dropped: nothing in the used ring.
+    assert!(d.used_within(REQUESTQ, Duration::from_millis(50)).is_none());
+    // Started again, the device serves requests.
+    d.start(0, 3);
+    let r = cmd(
+        &mut d,
+        addr(0, 0),
+        &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0],
+        &[],
+        0,
+    );
+    assert_eq!((r.response, r.status), (resp::OK, 0));
+}
