@@ -599,11 +599,15 @@ mod tests {
             ("invalid memsize 'lots'".into(), 64)
         );
         assert_eq!(
-            err(&[("pci.0.3.0.device", "virtio-blk")]),
+            err(&[("pci.0.3.0.device", "e1000")]),
             (
-                "pci 0:3:0: emulation 'virtio-blk' is not implemented yet".into(),
+                "pci 0:3:0: emulation 'e1000' is not implemented yet".into(),
                 4
             )
+        );
+        assert_eq!(
+            err(&[("pci.0.3.0.device", "virtio-blk")]),
+            ("Missing \"path\" for block device.".into(), 4)
         );
         let s =
             MachineSpec::from_config(&cfg(&[("lpc.bootrom", "/rom"), ("lpc.bootvars", "/vars")]))

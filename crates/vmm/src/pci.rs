@@ -533,10 +533,10 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("invalid value 'intel'"), "{e}");
-        let e = pci_functions(&cfg(&[("pci.0.3.0.device", "virtio-blk")])).unwrap_err();
+        let e = pci_functions(&cfg(&[("pci.0.3.0.device", "e1000")])).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "pci 0:3:0: emulation 'virtio-blk' is not implemented yet"
+            "pci 0:3:0: emulation 'e1000' is not implemented yet"
         );
     }
 
