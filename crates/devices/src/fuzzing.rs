@@ -149,7 +149,16 @@ pub fn virtio_transport(data: &[u8]) {
             _ => d.reset(),
         }
     }
-    // Drop the function: stops and joins the worker.
+    // Reset (stops the workers), then drop the function here, not in a
+    // worker that briefly holds it to signal: the drop joins the
+    // workers, so nothing outlives the input.
+    f.lock().unwrap_or_else(|e| e.into_inner()).reset();
+    for _ in 0..5000 {
+        if Arc::strong_count(&f) == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
     let f: Arc<Mutex<VirtioPci>> = f;
     drop(f);
 }
