@@ -57,7 +57,7 @@ fn bootable(emulation: &PciEmulation) -> bool {
     matches!(
         emulation,
         PciEmulation::Virtio(crate::virtio::VirtioSpec {
-            kind: crate::virtio::VirtioKind::Blk(_),
+            kind: crate::virtio::VirtioKind::Blk(_) | crate::virtio::VirtioKind::Scsi(_),
             ..
         })
     )

@@ -12,6 +12,7 @@ use bhyve_devices::virtio::console::{PortSpec, VirtioConsole, MAX_PORTS};
 use bhyve_devices::virtio::input::{Evdev, VirtioInput};
 use bhyve_devices::virtio::net::{default_mac, parse_mac, parse_mtu};
 use bhyve_devices::virtio::p9::{VirtioP9, MAX_TAG};
+use bhyve_devices::virtio::scsi::{ScsiLun, VirtioScsi};
 use bhyve_devices::virtio::{VirtioDevice, VirtioNet, VirtioRnd};
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
 use vmm_sys_util::eventfd::EventFd;
@@ -28,6 +29,10 @@ pub enum VirtioKind {
     Input(String),
     /// virtio-blk: the backing store's options and GET_ID's serial.
     Blk(BlkSpec),
+    /// virtio-scsi: LUN 0 of target 0 on this backing store (`dev`, the
+    /// first positional option; Linux has no CAM Target Layer) and its
+    /// VPD serial.
+    Scsi(BlkSpec),
     /// virtio-9p: mount tag (`sharename`), host directory (`path`), `ro`.
     P9 {
         tag: String,
@@ -74,6 +79,7 @@ pub fn virtio_spec(
             MachineError::new("virtio-input: missing required path config value".into())
         })?),
         "virtio-blk" => VirtioKind::Blk(blk_spec(cfg, node)?),
+        "virtio-scsi" => VirtioKind::Scsi(scsi_spec(cfg, node)?),
         "virtio-9p" => p9_kind(cfg, node)?,
         "virtio-net" => net_kind(cfg, node)?,
         _ => return Ok(None),
@@ -138,6 +144,35 @@ fn blk_spec(cfg: &Config, node: &str) -> Result<BlkSpec, MachineError> {
     let path = cfg
         .get_in(node, "path")
         .ok_or_else(|| MachineError::new("Missing \"path\" for block device.".into()))?;
+    block_spec(cfg, node, path)
+}
+
+/// virtio-scsi's `dev`: bhyve names a ctl(4) device there (default
+/// `/dev/cam/ctl`); here it is the disk image or block device of LUN 0,
+/// with virtio-blk's block-device-options (`ro`, `nocache`, `direct`,
+/// `nodelete`, `sectorsize`, `ser`). bhyve 15's `target.N` is refused.
+fn scsi_spec(cfg: &Config, node: &str) -> Result<BlkSpec, MachineError> {
+    let dev = cfg
+        .get_in(node, "dev")
+        .or_else(|| cfg.get_in(node, "path"))
+        .unwrap_or_else(|| "/dev/cam/ctl".into());
+    if dev.starts_with("/dev/cam/ctl") {
+        return Err(MachineError::new(format!(
+            "virtio-scsi: {dev}: Linux has no CAM Target Layer; give a disk image or block \
+             device instead (-s SLOT,virtio-scsi,/path/to/disk.img[,ro,ser=SERIAL])"
+        )));
+    }
+    if cfg.root().node(&format!("{node}.target")).is_some() {
+        return Err(MachineError::new(
+            "virtio-scsi: target.N is not supported: one disk (LUN 0 of target 0) per controller"
+                .into(),
+        ));
+    }
+    block_spec(cfg, node, dev)
+}
+
+/// The block-device-options of `node` for the backing store `path`.
+fn block_spec(cfg: &Config, node: &str, path: String) -> Result<BlkSpec, MachineError> {
     let flag = |k: &str| {
         cfg.get_bool_default(&format!("{node}.{k}"), false)
             .map_err(|e| MachineError::new(format!("{k}: {e}")))
@@ -214,6 +249,15 @@ pub fn virtio_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, Machine
             let be =
                 Blockif::open(&b.opts, &b.ident).map_err(|e| MachineError::new(e.to_string()))?;
             Box::new(VirtioBlk::new(Arc::new(be), &b.serial))
+        }
+        VirtioKind::Scsi(b) => {
+            let be =
+                Blockif::open(&b.opts, &b.ident).map_err(|e| MachineError::new(e.to_string()))?;
+            Box::new(VirtioScsi::new(vec![ScsiLun {
+                lun: 0,
+                backend: Arc::new(be),
+                serial: b.serial.clone(),
+            }]))
         }
         VirtioKind::P9 { tag, path, ro } => Box::new(
             VirtioP9::new(tag, path.as_ref(), *ro)
@@ -478,6 +522,48 @@ mod tests {
             panic!()
         };
         assert_eq!(mac, default_mac(2, 1, "vm1"));
+    }
+
+    #[test]
+    fn virtio_scsi_keys() {
+        let mut c = Config::with_defaults();
+        let spec = |c: &Config| virtio_spec(c, "pci.0.4.0", "virtio-scsi").map(|s| s.unwrap().kind);
+        // bhyve's default and any ctl(4) path: one line naming the
+        // Linux alternative.
+        let e = spec(&c).unwrap_err().to_string();
+        assert!(
+            e.starts_with("virtio-scsi: /dev/cam/ctl: Linux has no CAM Target Layer"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        c.set("pci.0.4.0.dev", "/dev/cam/ctl1.2").unwrap();
+        assert!(spec(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("/dev/cam/ctl1.2"));
+        c.set("pci.0.4.0.dev", "/images/disk.img").unwrap();
+        c.set("pci.0.4.0.ro", "true").unwrap();
+        c.set("pci.0.4.0.ser", "SCSI0").unwrap();
+        let VirtioKind::Scsi(b) = spec(&c).unwrap() else {
+            panic!()
+        };
+        assert_eq!(b.opts.path, "/images/disk.img");
+        assert!(b.opts.read_only);
+        assert_eq!(b.serial, "SCSI0");
+        c.set("pci.0.4.0.sectorsize", "4k").unwrap();
+        assert!(spec(&c).is_err());
+        // A disk that does not open.
+        c.set("pci.0.4.0.sectorsize", "512").unwrap();
+        let s = virtio_spec(&c, "pci.0.4.0", "virtio-scsi")
+            .unwrap()
+            .unwrap();
+        let e = virtio_device(&s).err().unwrap().to_string();
+        assert!(
+            e.starts_with("Could not open backing file: /images/disk.img"),
+            "{e}"
+        );
+        c.set("pci.0.4.0.target.1", "/images/other.img").unwrap();
+        assert!(spec(&c).unwrap_err().to_string().contains("target.N"));
     }
 
     #[test]
