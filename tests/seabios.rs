@@ -316,3 +316,70 @@ fn seabios_follows_bootindex() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("bootindex"), "{}", stderr(&out));
 }
+
+/// SeaBIOS's virtio-scsi driver (request queue only, no control queue)
+/// finds LUN 0 of our target through REPORT LUNS/INQUIRY/READ CAPACITY
+/// and boots its disk image: the boot sector reads sector 2 with INT 13h
+/// (a SCSI READ(10)). `-s 4,virtio-scsi,/dev/cam/ctl` is one error line
+/// naming the Linux alternative, status 4.
+#[test]
+fn seabios_boots_from_a_virtio_scsi_disk() {
+    let s = Scratch::new("seabios-scsi");
+    let msg = b"virtio-scsi boot sector ran\n\0";
+    let mut disk = vec![0u8; 1 << 20];
+    disk[..BOOT_CODE.len()].copy_from_slice(&BOOT_CODE);
+    disk[0x3e..0x3e + msg.len()].copy_from_slice(msg);
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    disk[512..512 + SECTOR2_MSG.len()].copy_from_slice(SECTOR2_MSG);
+    let img = s.file("disk.img", &disk);
+    let log = s.dir.join("debugcon.log");
+    let rom = format!("bootrom,{BIOS},fwcfg=qemu");
+    let debugcon = format!("debugcon,{}", log.display());
+    let scsi = format!("4,virtio-scsi,{}", img.display());
+    let out = s.run(&[
+        "-A",
+        "-m",
+        "128M",
+        "-s",
+        "0,hostbridge",
+        "-o",
+        "pci.0.0.0.pcireg.vendor=0x8086",
+        "-o",
+        "pci.0.0.0.pcireg.device=0x1237",
+        "-s",
+        &scsi,
+        "-s",
+        "31,lpc",
+        "-o",
+        "pm.base=0x600",
+        "-l",
+        &rom,
+        "-l",
+        &debugcon,
+        "-l",
+        "pc-testdev",
+        "seabios-scsi",
+    ]);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some((0x21 << 1) | 1),
+        "{}\n{text}",
+        stderr(&out)
+    );
+    for want in [
+        "PCI: init bdf=00:04.0 id=1af4:1004",
+        "found virtio-scsi at 00:04.0",
+        "virtio-scsi vendor='BHYVE' product='VIRTUAL DISK' rev='0001' type=0 removable=0",
+        "Booting from Hard Disk...",
+        "virtio-scsi boot sector ran\nsector 2 read through INT 13h\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let out = s.run(&["-s", "4,virtio-scsi,/dev/cam/ctl", "-l", "pc-testdev", "x"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("Linux has no CAM Target Layer"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
