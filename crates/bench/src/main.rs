@@ -7,6 +7,7 @@
 mod boot;
 mod pio;
 mod proc;
+mod virtio;
 
 use std::path::PathBuf;
 
@@ -14,13 +15,20 @@ use anyhow::{bail, Context, Result};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bhyve-bench [--runs N] [--iterations N] [boot] [pio]\n\
+        "usage: bhyve-bench [--runs N] [--iterations N] [--reqs N] [--seqreqs N]\n\
+         \x20                  [--frames N] [--dir DIR] [boot] [pio] [blk] [net]\n\
          \n\
          boot  time from process start to the first serial byte of the `hello`\n\
                PVH test guest, and peak RSS: our bhyve vs qemu-system-x86_64\n\
                -M microvm -enable-kvm\n\
          pio   cost of one port-I/O exit round trip in our bhyve vs a minimal\n\
                raw KVM_RUN loop (the floor)\n\
+         blk   virtio-blk 4 KiB random read/write IOPS at QD 1 and 32 (--reqs\n\
+               requests each, default 2000) and 1 MiB sequential MiB/s\n\
+               (--seqreqs, default 64), our bhyve vs QEMU -M pc virtio-blk-pci,\n\
+               same guest and O_DIRECT file (in --dir, default the temp dir)\n\
+         net   virtio-net transmit frames/s (--frames, default 100000) to a tap\n\
+               the bench creates, our bhyve vs QEMU virtio-net-pci (root)\n\
          \n\
          BHYVE (default: the bhyve next to this binary) and QEMU (default:\n\
          qemu-system-x86_64) select the programs."
@@ -46,6 +54,10 @@ fn bhyve_path() -> Result<PathBuf> {
 fn main() -> Result<()> {
     let mut runs = 10usize;
     let mut iterations = 200_000u32;
+    let mut reqs = 2000u64;
+    let mut seqreqs = 64u64;
+    let mut frames = 100_000u64;
+    let mut dir = None;
     let mut what = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -62,7 +74,11 @@ fn main() -> Result<()> {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or_else(|| usage())
             }
-            "boot" | "pio" => what.push(a),
+            "--reqs" => reqs = number(args.next()),
+            "--seqreqs" => seqreqs = number(args.next()),
+            "--frames" => frames = number(args.next()),
+            "--dir" => dir = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
+            "boot" | "pio" | "blk" | "net" => what.push(a),
             _ => usage(),
         }
     }
@@ -76,11 +92,29 @@ fn main() -> Result<()> {
         match w.as_str() {
             "boot" => boot::run(&bhyve, &qemu, &work, runs)?,
             "pio" => pio::run(&bhyve, &work, iterations, runs)?,
+            "blk" => {
+                let p = virtio::BlkParams {
+                    runs,
+                    reqs,
+                    seqreqs,
+                    dir: dir.clone().unwrap_or_else(|| work.clone()),
+                };
+                virtio::run_blk(&bhyve, &qemu, &work, &p)?
+            }
+            "net" => virtio::run_net(&bhyve, &qemu, &work, runs, frames)?,
             _ => unreachable!(),
         }
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// A positive count option's value.
+fn number(v: Option<String>) -> u64 {
+    match v.and_then(|v| v.parse().ok()) {
+        Some(n) if n > 0 => n,
+        _ => usage(),
+    }
 }
 
 fn tempdir() -> Result<PathBuf> {

@@ -394,6 +394,7 @@ vq_kick:
         movq Q_USED(%rdi), %rdx
         testw $VRING_USED_F_NO_NOTIFY, (%rdx)
         jnz 1f
+        incq kicks(%rip)
         movl Q_INDEX(%rdi), %eax
         movw vio_base(%rip), %dx
         addw $L_QUEUE_NOTIFY, %dx
@@ -402,8 +403,9 @@ vq_kick:
 
 /* vq_run: %rdi = struct phase. Keeps P_QD requests in flight on the
    phase's queue until P_COUNT completed, polling the used ring, then
-   prints "BENCH name COUNT unit BYTES bytes CYCLES tsc" (CYCLES: TSC
-   ticks from the first submission to the last completion). P_SUBMIT
+   prints "BENCH name COUNT unit BYTES bytes CYCLES tsc KICKS kicks"
+   (CYCLES: TSC ticks from the first submission to the last completion;
+   KICKS: doorbells rung, each one exit). P_SUBMIT
    and P_COMPLETE are called with %rbx = the phase. A used id maps back
    to its slot through slot_of_head; an id not in flight fails. */
 vq_run:
@@ -416,6 +418,7 @@ vq_run:
         movq %rdi, %rbx
         movq P_QUEUE(%rbx), %rbp
         call slots_reset
+        movq $0, kicks(%rip)
         xorl %r12d, %r12d       /* submitted */
         xorl %r13d, %r13d       /* completed */
         call tsc64
@@ -493,6 +496,10 @@ vq_run:
         call putdec64
         leaq s_tsc(%rip), %rsi
         call puts64
+        movq kicks(%rip), %rax
+        call putdec64
+        leaq s_kicks(%rip), %rsi
+        call puts64
         popq %r15
         popq %r14
         popq %r13
@@ -529,7 +536,8 @@ slots_reset:
         .section .rodata
 s_bench:        .asciz "BENCH "
 s_bytes:        .asciz " bytes "
-s_tsc:          .asciz " tsc\n"
+s_tsc:          .asciz " tsc "
+s_kicks:        .asciz " kicks\n"
 s_bar0:         .asciz "bench: BAR 0 is not an I/O BAR (no legacy transport)\n"
 s_qsize:        .asciz "bench: queue size is not a power of two up to 1024\n"
 s_bad_used:     .asciz "bench: used ring names a head that is not in flight\n"
@@ -550,6 +558,8 @@ gdt_end:
 gdtr:   .word gdt_end - gdt - 1
         .long gdt
 cmdline: .long 0
+        .balign 8
+kicks:  .quad 0                 /* doorbells rung in this phase */
 vio_base: .word 0
 
         .bss

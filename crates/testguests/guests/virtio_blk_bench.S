@@ -14,7 +14,7 @@
  *                       requests (one data descriptor each) at
  *                       consecutive offsets, wrapping at the disk's end.
  *
- * Each prints "BENCH NAME COUNT req BYTES bytes CYCLES tsc", then the
+ * Each prints "BENCH NAME COUNT req BYTES bytes CYCLES tsc KICKS kicks", then the
  * guest prints "virtio_blk_bench: done" and exits with EXIT_PASS. A
  * request that does not complete with VIRTIO_BLK_S_OK, a disk smaller
  * than 1 MiB or a queue too small for 32 requests fails (EXIT_FAIL).

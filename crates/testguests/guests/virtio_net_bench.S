@@ -12,7 +12,7 @@
  * frames) in flight. A frame is two descriptors, header and frame, as
  * Linux's legacy driver lays them out; all frames share both buffers.
  *
- * Prints "BENCH tx-60b COUNT frames BYTES bytes CYCLES tsc", then
+ * Prints "BENCH tx-60b COUNT frames BYTES bytes CYCLES tsc KICKS kicks", then
  * "virtio_net_bench: done", EXIT_PASS. The host side (the tap's
  * rx_packets) confirms the frames left.
  */

@@ -157,13 +157,14 @@
 //!   bitmap; the first 1af4:1001 / 1af4:1000 function through the legacy
 //!   transport, used ring polled, no interrupts). `virtio_blk_bench`
 //!   prints `virtio_blk_bench: running`, one `BENCH NAME COUNT req BYTES
-//!   bytes CYCLES tsc` line (decimal; CYCLES are TSC ticks) for each of
+//!   bytes CYCLES tsc KICKS kicks` line (decimal; CYCLES are TSC ticks,
+//!   KICKS the doorbells rung) for each of
 //!   `randread-4k-qd1`, `randread-4k-qd32`, `randwrite-4k-qd1`,
 //!   `randwrite-4k-qd32` (N requests of 4 KiB at random aligned offsets)
 //!   and `seqread-1m-qd4`, `seqwrite-1m-qd4` (M requests of 1 MiB), then
 //!   `virtio_blk_bench: done`, status 33. `virtio_net_bench` sends N
 //!   60-byte frames (to 02:00:00:00:00:02, EtherType 0x88b5) and prints
-//!   `BENCH tx-60b N frames BYTES bytes CYCLES tsc` between `…: running`
+//!   `BENCH tx-60b N frames BYTES bytes CYCLES tsc KICKS kicks` between `…: running`
 //!   and `…: done`, status 33. No function, a failed request (status
 //!   byte not 0) or an unusable queue: one `…_bench: …` line, status 35;
 //!   a fault at CPL3 triple-faults (bhyve exits 3).

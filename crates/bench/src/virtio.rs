@@ -1,0 +1,479 @@
+//! virtio-blk and virtio-net throughput: the `virtio_blk_bench` and
+//! `virtio_net_bench` test guests under our bhyve and under QEMU's
+//! `-M pc` with `virtio-blk-pci`/`virtio-net-pci`, same guest, same
+//! backing file or tap.
+//!
+//! The guests time themselves with the TSC and print `BENCH` lines; the
+//! host converts ticks with its own TSC frequency (KVM gives the guest
+//! the host's constant TSC), so VMM start-up (seconds of SeaBIOS for
+//! QEMU's `-M pc`) is not part of any figure.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::median;
+
+const MEM_MIB: u32 = 64;
+/// Size of the benchmark disk: large enough that random 4 KiB reads
+/// mostly miss any cache below O_DIRECT.
+const DISK_MIB: u64 = 256;
+/// A guest that has not finished by then is hung.
+const DEADLINE: Duration = Duration::from_secs(600);
+
+/// One `BENCH NAME COUNT UNIT BYTES bytes CYCLES tsc KICKS kicks` line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchLine {
+    pub name: String,
+    pub count: u64,
+    pub unit: String,
+    pub bytes: u64,
+    pub cycles: u64,
+    /// Doorbells the guest rang (each one exit to the VMM).
+    pub kicks: u64,
+}
+
+/// The `BENCH` lines of a guest's console output; any malformed one is
+/// an error (a guest and this parser out of step must not go unnoticed).
+pub fn parse(output: &str) -> Result<Vec<BenchLine>> {
+    let mut v = Vec::new();
+    for line in output.lines() {
+        let Some(rest) = line.strip_prefix("BENCH ") else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+        let num = |s: &str| s.parse::<u64>().ok();
+        match f.as_slice() {
+            [name, count, unit, bytes, "bytes", cycles, "tsc", kicks, "kicks"] => {
+                let (Some(count), Some(bytes), Some(cycles), Some(kicks)) =
+                    (num(count), num(bytes), num(cycles), num(kicks))
+                else {
+                    bail!("malformed BENCH line: {line:?}");
+                };
+                if cycles == 0 {
+                    bail!("BENCH line with zero TSC ticks: {line:?}");
+                }
+                v.push(BenchLine {
+                    name: name.to_string(),
+                    count,
+                    unit: unit.to_string(),
+                    bytes,
+                    cycles,
+                    kicks,
+                });
+            }
+            _ => bail!("malformed BENCH line: {line:?}"),
+        }
+    }
+    Ok(v)
+}
+
+/// The host TSC frequency, measured against the monotonic clock.
+fn tsc_hz() -> f64 {
+    // SAFETY: rdtsc has no memory effects; every x86-64 CPU has it.
+    let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
+    let (t0, c0) = (Instant::now(), tsc());
+    std::thread::sleep(Duration::from_millis(300));
+    let (c1, t1) = (tsc(), Instant::now());
+    (c1 - c0) as f64 / (t1 - t0).as_secs_f64()
+}
+
+/// Runs a VMM with the guest to completion; its console output.
+fn run_guest(cmd: &mut Command, who: &str) -> Result<String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let mut out = child.stdout.take().context("stdout is piped")?;
+    let mut err = child.stderr.take().context("stderr is piped")?;
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
+    let errors = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    let expected = bhyve_testguests::PASS_STATUS;
+    match status.map(|s| s.code()) {
+        Some(Some(c)) if c == expected => Ok(output),
+        Some(code) => bail!(
+            "{who}: guest exited with {code:?} (expected {expected})\noutput: {output}\nstderr: {errors}"
+        ),
+        None => bail!("{who}: no exit after {DEADLINE:?}\noutput: {output}"),
+    }
+}
+
+fn bhyve_cmd(bhyve: &Path, rundir: &Path, guest: &Path, cmdline: &str, slot: &str) -> Command {
+    let mut c = Command::new(bhyve);
+    c.env("BHYVE_RUNDIR", rundir)
+        .arg("-m")
+        .arg(format!("{MEM_MIB}M"))
+        .args(["-l", "com1,stdio", "-l", "pc-testdev", "-s", "0,hostbridge"])
+        .args(["-s", slot, "-o"])
+        .arg(format!("boot.kernel={}", guest.display()))
+        .arg("-o")
+        .arg(format!("boot.cmdline={cmdline}"))
+        .arg("bench");
+    c
+}
+
+fn qemu_cmd(qemu: &str, guest: &Path, cmdline: &str, dev: &[String]) -> Command {
+    let mut c = Command::new(qemu);
+    c.args(["-accel", "kvm", "-M", "pc", "-cpu", "host", "-m"])
+        .arg(MEM_MIB.to_string())
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-no-reboot", "-serial", "stdio"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
+        .args(dev)
+        .arg("-kernel")
+        .arg(guest)
+        .arg("-append")
+        .arg(cmdline);
+    c
+}
+
+/// One table row: per run, rates (per second) and doorbells per
+/// request, ours and QEMU's; the rate's unit.
+#[derive(Default)]
+struct Row {
+    ours: Vec<f64>,
+    theirs: Vec<f64>,
+    ours_kicks: Vec<f64>,
+    theirs_kicks: Vec<f64>,
+    unit: String,
+}
+
+#[derive(Default)]
+struct Table {
+    rows: BTreeMap<String, Row>,
+    order: Vec<String>,
+}
+
+impl Table {
+    fn add(&mut self, lines: &[BenchLine], hz: f64, ours: bool) {
+        for l in lines {
+            let secs = l.cycles as f64 / hz;
+            // 1 MiB phases are throughput, the rest operations per second.
+            let (rate, unit) = if l.bytes / l.count.max(1) >= 1 << 20 {
+                (
+                    l.bytes as f64 / secs / (1 << 20) as f64,
+                    "MiB/s".to_string(),
+                )
+            } else if l.unit == "req" {
+                (l.count as f64 / secs, "IOPS".to_string())
+            } else {
+                (l.count as f64 / secs, format!("{}/s", l.unit))
+            };
+            if !self.rows.contains_key(&l.name) {
+                self.order.push(l.name.clone());
+            }
+            let r = self.rows.entry(l.name.clone()).or_default();
+            r.unit = unit;
+            let kicks = l.kicks as f64 / l.count.max(1) as f64;
+            if ours {
+                r.ours.push(rate);
+                r.ours_kicks.push(kicks);
+            } else {
+                r.theirs.push(rate);
+                r.theirs_kicks.push(kicks);
+            }
+        }
+    }
+
+    fn print(&mut self) {
+        println!("| line | bhyve | qemu | bhyve/qemu | kicks/req bhyve, qemu |");
+        println!("|---|---|---|---|---|");
+        for name in &self.order {
+            let Some(r) = self.rows.get_mut(name) else {
+                continue;
+            };
+            if r.ours.is_empty() || r.theirs.is_empty() {
+                continue;
+            }
+            let (a, b) = (median(&mut r.ours), median(&mut r.theirs));
+            let (ka, kb) = (median(&mut r.ours_kicks), median(&mut r.theirs_kicks));
+            let unit = &r.unit;
+            println!(
+                "| {name} | {a:.0} {unit} | {b:.0} {unit} | {:.2} | {ka:.2}, {kb:.2} |",
+                a / b
+            );
+        }
+    }
+}
+
+/// Checks that a run reported exactly the expected phases.
+fn check_lines(who: &str, lines: &[BenchLine], expected: &[&str]) -> Result<()> {
+    let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+    if names != expected {
+        bail!("{who}: BENCH lines {names:?}, expected {expected:?}");
+    }
+    Ok(())
+}
+
+pub const BLK_PHASES: &[&str] = &[
+    "randread-4k-qd1",
+    "randread-4k-qd32",
+    "randwrite-4k-qd1",
+    "randwrite-4k-qd32",
+    "seqread-1m-qd4",
+    "seqwrite-1m-qd4",
+];
+
+/// Writes the benchmark disk with non-zero data, so reads hit allocated
+/// blocks (holes and unwritten extents read back without I/O).
+fn make_disk(path: &Path) -> Result<()> {
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..DISK_MIB {
+        for b in chunk.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&chunk)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    f.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
+    Ok(())
+}
+
+pub struct BlkParams {
+    pub runs: usize,
+    pub reqs: u64,
+    pub seqreqs: u64,
+    /// Directory of the disk file (must support O_DIRECT).
+    pub dir: PathBuf,
+}
+
+pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<()> {
+    let guest = bhyve_testguests::write_guest("virtio_blk_bench", work)?;
+    let disk = p
+        .dir
+        .join(format!("bhyve-bench-disk-{}.img", std::process::id()));
+    make_disk(&disk)?;
+    let result = (|| {
+        let rundir = work.join("run");
+        let cmdline = format!("reqs={} seqreqs={}", p.reqs, p.seqreqs);
+        let hz = tsc_hz();
+        let mut t = Table::default();
+        for _ in 0..p.runs.max(1) {
+            let slot = format!("4,virtio-blk,{},nocache", disk.display());
+            let out = run_guest(
+                &mut bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot),
+                "bhyve",
+            )?;
+            let lines = parse(&out)?;
+            check_lines("bhyve", &lines, BLK_PHASES)?;
+            t.add(&lines, hz, true);
+            let dev = [
+                "-drive".to_string(),
+                format!("file={},if=none,id=d,format=raw,cache=none", disk.display()),
+                "-device".to_string(),
+                "virtio-blk-pci,drive=d".to_string(),
+            ];
+            let out = run_guest(&mut qemu_cmd(qemu, &guest, &cmdline, &dev), "qemu")?;
+            let lines = parse(&out)?;
+            check_lines("qemu", &lines, BLK_PHASES)?;
+            t.add(&lines, hz, false);
+        }
+        println!(
+            "blk: `virtio_blk_bench` ({cmdline}), {DISK_MIB} MiB raw file, O_DIRECT \
+             (bhyve nocache, qemu cache=none), TSC {:.0} MHz, median of {} runs",
+            hz / 1e6,
+            p.runs.max(1)
+        );
+        t.print();
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&disk);
+    result
+}
+
+/// A tap the bench creates (and removes on drop), up, so frames the
+/// guests send are taken by the host stack and counted.
+struct Tap {
+    name: String,
+}
+
+impl Tap {
+    fn create() -> Result<Tap> {
+        let name = format!("bbench{}", std::process::id() % 100_000);
+        ip(&["tuntap", "add", "dev", &name, "mode", "tap"])?;
+        let tap = Tap { name };
+        ip(&["link", "set", &tap.name, "up"])?;
+        Ok(tap)
+    }
+
+    /// Frames the host received from the guest side.
+    fn rx_packets(&self) -> Result<u64> {
+        let p = format!("/sys/class/net/{}/statistics/rx_packets", self.name);
+        let s = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
+        s.trim().parse().with_context(|| format!("parsing {p}"))
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        let _ = ip(&["tuntap", "del", "dev", &self.name, "mode", "tap"]);
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let st = Command::new("ip")
+        .args(args)
+        .status()
+        .with_context(|| "running ip(8) (install iproute2)")?;
+    if !st.success() {
+        bail!("ip {} failed: {st}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Runs one net guest and checks the tap saw every frame it reported.
+fn net_once(tap: &Tap, cmd: &mut Command, who: &str, frames: u64) -> Result<Vec<BenchLine>> {
+    let before = tap.rx_packets()?;
+    let out = run_guest(cmd, who)?;
+    let got = tap.rx_packets()? - before;
+    let lines = parse(&out)?;
+    check_lines(who, &lines, &["tx-60b"])?;
+    if got < frames {
+        bail!("{who}: the guest sent {frames} frames, the tap received {got}");
+    }
+    Ok(lines)
+}
+
+pub fn run_net(bhyve: &Path, qemu: &str, work: &Path, runs: usize, frames: u64) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/dev/net/tun").exists() {
+        println!("net: skipped: needs root and /dev/net/tun (a tap device)");
+        return Ok(());
+    }
+    let guest = bhyve_testguests::write_guest("virtio_net_bench", work)?;
+    let rundir = work.join("run");
+    let tap = Tap::create()?;
+    let cmdline = format!("frames={frames}");
+    let hz = tsc_hz();
+    let mut t = Table::default();
+    for _ in 0..runs.max(1) {
+        let slot = format!("5,virtio-net,{}", tap.name);
+        let mut c = bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot);
+        t.add(&net_once(&tap, &mut c, "bhyve", frames)?, hz, true);
+        let dev = [
+            "-netdev".to_string(),
+            format!("tap,id=n,ifname={},script=no,downscript=no", tap.name),
+            "-device".to_string(),
+            "virtio-net-pci,netdev=n".to_string(),
+        ];
+        let mut c = qemu_cmd(qemu, &guest, &cmdline, &dev);
+        t.add(&net_once(&tap, &mut c, "qemu", frames)?, hz, false);
+    }
+    println!(
+        "net: `virtio_net_bench` ({cmdline}), transmit to a tap (up, frames \
+         counted by the host), TSC {:.0} MHz, median of {} runs",
+        hz / 1e6,
+        runs.max(1)
+    );
+    t.print();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bench_lines_and_ignores_the_rest() {
+        let out = "virtio_blk_bench: running\n\
+                   BENCH randread-4k-qd1 200 req 819200 bytes 120698762 tsc 200 kicks\n\
+                   BENCH tx-60b 5 frames 300 bytes 7 tsc 1 kicks\n\
+                   virtio_blk_bench: done\n";
+        let v = parse(out).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            v[0],
+            BenchLine {
+                name: "randread-4k-qd1".into(),
+                count: 200,
+                unit: "req".into(),
+                bytes: 819200,
+                cycles: 120698762,
+                kicks: 200,
+            }
+        );
+        assert_eq!(v[1].unit, "frames");
+    }
+
+    #[test]
+    fn rejects_malformed_lines() {
+        for bad in [
+            "BENCH x 1 req 2 bytes 3 tsc",
+            "BENCH x one req 2 bytes 3 tsc 1 kicks",
+            "BENCH x 1 req 2 bytes 0 tsc 1 kicks",
+            "BENCH x 1 req 2 bytes 3 cycles 1 kicks",
+            "BENCH x 1 req 2 bytes 3 tsc 1 kicks extra",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn table_rates_use_the_tsc_frequency() {
+        let mut t = Table::default();
+        let line = |cycles| BenchLine {
+            name: "r".into(),
+            count: 1000,
+            unit: "req".into(),
+            bytes: 4096 * 1000,
+            cycles,
+            kicks: 500,
+        };
+        t.add(&[line(1_000_000)], 1e9, true); // 1 ms → 1e6 IOPS
+        t.add(&[line(2_000_000)], 1e9, false);
+        let r = t.rows.get("r").unwrap();
+        assert_eq!(r.unit, "IOPS");
+        assert!((r.ours[0] - 1e6).abs() < 1.0 && (r.theirs[0] - 5e5).abs() < 1.0);
+        assert_eq!(r.ours_kicks, [0.5]);
+    }
+
+    #[test]
+    fn one_mib_requests_are_throughput() {
+        let mut t = Table::default();
+        let l = BenchLine {
+            name: "s".into(),
+            count: 4,
+            unit: "req".into(),
+            bytes: 4 << 20,
+            cycles: 1_000_000_000,
+            kicks: 4,
+        };
+        t.add(&[l], 1e9, true);
+        let r = t.rows.get("s").unwrap();
+        assert_eq!(r.unit, "MiB/s");
+        assert!((r.ours[0] - 4.0).abs() < 1e-9);
+    }
+}
