@@ -18,6 +18,8 @@
  * guest prints "virtio_blk_bench: done" and exits with EXIT_PASS. A
  * request that does not complete with VIRTIO_BLK_S_OK, a disk smaller
  * than 1 MiB or a queue too small for 32 requests fails (EXIT_FAIL).
+ * Every write stamps the first 8 bytes of its buffer with its sector
+ * number (little endian), so the host can check the data landed.
  * A request is three descriptors: header, data, status (slot s uses
  * 3s..3s+2), so QD 32 needs a queue of 96.
  */
@@ -152,16 +154,19 @@ blk_submit:
         movw $VRING_DESC_F_NEXT, 12(%rcx)
         leal 1(%rdi), %eax
         movw %ax, 14(%rcx)
+        movq 8(%rdx), %r8               /* sector */
         movq P_LEN(%rbx), %rax          /* data */
         movl %eax, 24(%rcx)
         mulq %r12
         addq $DATA_BASE, %rax
         movq %rax, 16(%rcx)
-        movw $VRING_DESC_F_NEXT, %ax
         cmpl $T_IN, P_TYPE(%rbx)
-        jne 3f
-        orw $VRING_DESC_F_WRITE, %ax
-3:      movw %ax, 28(%rcx)
+        je 3f
+        movq %r8, (%rax)                /* a write stamps its sector */
+        movw $VRING_DESC_F_NEXT, %ax
+        jmp 4f
+3:      movw $(VRING_DESC_F_NEXT | VRING_DESC_F_WRITE), %ax
+4:      movw %ax, 28(%rcx)
         leal 2(%rdi), %eax
         movw %ax, 30(%rcx)
         movq %r13, 32(%rcx)             /* status */

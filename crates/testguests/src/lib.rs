@@ -161,7 +161,8 @@
 //!   KICKS the doorbells rung) for each of
 //!   `randread-4k-qd1`, `randread-4k-qd32`, `randwrite-4k-qd1`,
 //!   `randwrite-4k-qd32` (N requests of 4 KiB at random aligned offsets)
-//!   and `seqread-1m-qd4`, `seqwrite-1m-qd4` (M requests of 1 MiB), then
+//!   and `seqread-1m-qd4`, `seqwrite-1m-qd4` (M requests of 1 MiB; every write's first 8 bytes
+//!   are its sector number, little endian), then
 //!   `virtio_blk_bench: done`, status 33. `virtio_net_bench` sends N
 //!   60-byte frames (to 02:00:00:00:00:02, EtherType 0x88b5) and prints
 //!   `BENCH tx-60b N frames BYTES bytes CYCLES tsc KICKS kicks` between `…: running`
