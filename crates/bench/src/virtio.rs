@@ -82,6 +82,18 @@ fn tsc_hz() -> f64 {
     (c1 - c0) as f64 / (t1 - t0).as_secs_f64()
 }
 
+/// The run directory of our bhyve (its guest RAM file lives there): on
+/// tmpfs when the host has /dev/shm, as QEMU's RAM is anonymous memory;
+/// a disk-backed RAM file would add page writeback to the figures.
+pub fn rundir(work: &Path) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.join(format!("bhyve-bench-{}", std::process::id()))
+    } else {
+        work.join("run")
+    }
+}
+
 /// Runs a VMM with the guest to completion; its console output.
 fn run_guest(cmd: &mut Command, who: &str) -> Result<String> {
     cmd.stdin(Stdio::null())
@@ -202,7 +214,9 @@ impl Table {
     }
 
     fn print(&mut self) {
-        println!("| line | bhyve | qemu | bhyve/qemu | kicks/req bhyve, qemu |");
+        println!(
+            "| line | bhyve (min–max) | qemu (min–max) | bhyve/qemu | kicks/req bhyve, qemu |"
+        );
         println!("|---|---|---|---|---|");
         for name in &self.order {
             let Some(r) = self.rows.get_mut(name) else {
@@ -214,8 +228,12 @@ impl Table {
             let (a, b) = (median(&mut r.ours), median(&mut r.theirs));
             let (ka, kb) = (median(&mut r.ours_kicks), median(&mut r.theirs_kicks));
             let unit = &r.unit;
+            // median() sorted the samples: the range shows the noise.
+            let range = |v: &[f64]| format!("{:.0}–{:.0}", v[0], v[v.len() - 1]);
             println!(
-                "| {name} | {a:.0} {unit} | {b:.0} {unit} | {:.2} | {ka:.2}, {kb:.2} |",
+                "| {name} | {a:.0} {unit} ({}) | {b:.0} {unit} ({}) | {:.2} | {ka:.2}, {kb:.2} |",
+                range(&r.ours),
+                range(&r.theirs),
                 a / b
             );
         }
@@ -277,7 +295,7 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
         .join(format!("bhyve-bench-disk-{}.img", std::process::id()));
     make_disk(&disk)?;
     let result = (|| {
-        let rundir = work.join("run");
+        let rundir = rundir(work);
         let cmdline = format!("reqs={} seqreqs={}", p.reqs, p.seqreqs);
         let hz = tsc_hz();
         let mut t = Table::default();
@@ -311,6 +329,7 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
         Ok(())
     })();
     let _ = std::fs::remove_file(&disk);
+    let _ = std::fs::remove_dir_all(rundir(work));
     result
 }
 
@@ -374,23 +393,37 @@ pub fn run_net(bhyve: &Path, qemu: &str, work: &Path, runs: usize, frames: u64) 
         return Ok(());
     }
     let guest = bhyve_testguests::write_guest("virtio_net_bench", work)?;
-    let rundir = work.join("run");
+    let rundir = rundir(work);
     let tap = Tap::create()?;
+    let result = net_runs(bhyve, qemu, &guest, &rundir, &tap, runs, frames);
+    let _ = std::fs::remove_dir_all(&rundir);
+    result
+}
+
+fn net_runs(
+    bhyve: &Path,
+    qemu: &str,
+    guest: &Path,
+    rundir: &Path,
+    tap: &Tap,
+    runs: usize,
+    frames: u64,
+) -> Result<()> {
     let cmdline = format!("frames={frames}");
     let hz = tsc_hz();
     let mut t = Table::default();
     for _ in 0..runs.max(1) {
         let slot = format!("5,virtio-net,{}", tap.name);
-        let mut c = bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot);
-        t.add(&net_once(&tap, &mut c, "bhyve", frames)?, hz, true);
+        let mut c = bhyve_cmd(bhyve, rundir, guest, &cmdline, &slot);
+        t.add(&net_once(tap, &mut c, "bhyve", frames)?, hz, true);
         let dev = [
             "-netdev".to_string(),
             format!("tap,id=n,ifname={},script=no,downscript=no", tap.name),
             "-device".to_string(),
             "virtio-net-pci,netdev=n".to_string(),
         ];
-        let mut c = qemu_cmd(qemu, &guest, &cmdline, &dev);
-        t.add(&net_once(&tap, &mut c, "qemu", frames)?, hz, false);
+        let mut c = qemu_cmd(qemu, guest, &cmdline, &dev);
+        t.add(&net_once(tap, &mut c, "qemu", frames)?, hz, false);
     }
     println!(
         "net: `virtio_net_bench` ({cmdline}), transmit to a tap (up, frames \
