@@ -17,7 +17,6 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
@@ -25,6 +24,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
 use crate::blockif::{BlockBuffers, BlockInfo, BlockIo, BlockOp, BlockRequest};
+use crate::virtio::worker::Workers;
 
 /// Ring size (bhyve uses 64; 128 lets a guest keep more in flight).
 const QUEUE_SIZE: u16 = 128;
@@ -82,8 +82,7 @@ pub struct VirtioBlk {
     ident: [u8; ID_BYTES],
     /// In 512-byte sectors; changes on resize.
     capacity: Arc<AtomicU64>,
-    stop: Option<Arc<EventFd>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Workers,
 }
 
 impl VirtioBlk {
@@ -100,8 +99,7 @@ impl VirtioBlk {
             info,
             ident,
             capacity: Arc::new(AtomicU64::new(info.size / 512)),
-            stop: None,
-            workers: Vec::new(),
+            workers: Workers::new(),
         }
     }
 
@@ -539,8 +537,7 @@ impl VirtioDevice for VirtioBlk {
     }
 
     fn activate(&mut self, act: Activation) -> Result<(), String> {
-        self.workers.retain(|w| !w.is_finished());
-        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+        let stop = self.workers.begin()?;
         let more = EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?;
         let ctx = Arc::new(Ctx {
             aq: act.queues,
@@ -554,33 +551,12 @@ impl VirtioDevice for VirtioBlk {
             more,
         });
         let s = stop.clone();
-        let h = std::thread::Builder::new()
-            .name("virtio-blk".into())
-            .spawn(move || worker(ctx, s))
-            .map_err(|e| e.to_string())?;
-        self.stop = Some(stop);
-        self.workers.push(h);
+        self.workers.spawn("virtio-blk", move || worker(ctx, s))?;
         Ok(())
     }
 
     fn reset(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.write(1);
-        }
-    }
-}
-
-impl Drop for VirtioBlk {
-    fn drop(&mut self) {
-        self.reset();
-        // A worker may hold the last reference (see rnd.rs): never join
-        // the current thread.
-        let me = std::thread::current().id();
-        for w in self.workers.drain(..) {
-            if w.thread().id() != me {
-                let _ = w.join();
-            }
-        }
+        self.workers.stop();
     }
 }
 

@@ -25,14 +25,14 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use virtio_queue::{QueueOwnedT, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::chain_io::{poll_fds, pop_or_arm, read_segments, segments, write_segments};
 use super::{drain_queue, types, Activation, ActiveQueues, VirtioDevice};
+use crate::virtio::worker::Workers;
 
 /// bhyve's VTCON_MAXPORTS.
 pub const MAX_PORTS: usize = 16;
@@ -119,8 +119,7 @@ pub struct VirtioConsole {
     /// activation; the next one waits for it to finish.
     ports: Arc<Mutex<Vec<Option<PortSocket>>>>,
     config: [u8; 12],
-    stop: Option<Arc<EventFd>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Workers,
 }
 
 impl VirtioConsole {
@@ -164,8 +163,7 @@ impl VirtioConsole {
         Ok(VirtioConsole {
             ports: Arc::new(Mutex::new(ports)),
             config,
-            stop: None,
-            workers: Vec::new(),
+            workers: Workers::new(),
         })
     }
 }
@@ -678,36 +676,15 @@ impl VirtioDevice for VirtioConsole {
     }
 
     fn activate(&mut self, act: Activation) -> Result<(), String> {
-        self.workers.retain(|w| !w.is_finished());
-        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+        let stop = self.workers.begin()?;
         let (s, p) = (stop.clone(), self.ports.clone());
-        let h = std::thread::Builder::new()
-            .name("virtio-console".into())
-            .spawn(move || worker(act, p, s))
-            .map_err(|e| e.to_string())?;
-        self.stop = Some(stop);
-        self.workers.push(h);
+        self.workers
+            .spawn("virtio-console", move || worker(act, p, s))?;
         Ok(())
     }
 
     fn reset(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.write(1);
-        }
-    }
-}
-
-impl Drop for VirtioConsole {
-    fn drop(&mut self) {
-        self.reset();
-        // Never join the current thread (a worker may drop the last
-        // reference to the function).
-        let me = std::thread::current().id();
-        for w in self.workers.drain(..) {
-            if w.thread().id() != me {
-                let _ = w.join();
-            }
-        }
+        self.workers.stop();
     }
 }
 

@@ -15,14 +15,14 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use virtio_queue::{QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::chain_io::{poll_fds, read_segments, segments, write_segments};
 use super::{drain_queue, types, Activation, ActiveQueues, VirtioDevice};
+use crate::virtio::worker::Workers;
 
 /// bhyve's ring size.
 const QUEUE_SIZE: u16 = 64;
@@ -277,8 +277,7 @@ const MAX_FRAME: usize = 64;
 pub struct VirtioInput {
     src: Arc<dyn EvdevSource>,
     config: [u8; CONFIG_SIZE],
-    stop: Option<Arc<EventFd>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Workers,
 }
 
 impl VirtioInput {
@@ -286,8 +285,7 @@ impl VirtioInput {
         VirtioInput {
             src,
             config: [0; CONFIG_SIZE],
-            stop: None,
-            workers: Vec::new(),
+            workers: Workers::new(),
         }
     }
 
@@ -526,36 +524,17 @@ impl VirtioDevice for VirtioInput {
     }
 
     fn activate(&mut self, act: Activation) -> Result<(), String> {
-        self.workers.retain(|w| !w.is_finished());
-        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+        let stop = self.workers.begin()?;
         let (s, src) = (stop.clone(), self.src.clone());
-        let h = std::thread::Builder::new()
-            .name("virtio-input".into())
-            .spawn(move || worker(act, src, s))
-            .map_err(|e| e.to_string())?;
-        self.stop = Some(stop);
-        self.workers.push(h);
+        self.workers
+            .spawn("virtio-input", move || worker(act, src, s))?;
         Ok(())
     }
 
     fn reset(&mut self) {
         self.config[..2].fill(0);
         self.refresh();
-        if let Some(s) = self.stop.take() {
-            let _ = s.write(1);
-        }
-    }
-}
-
-impl Drop for VirtioInput {
-    fn drop(&mut self) {
-        self.reset();
-        let me = std::thread::current().id();
-        for w in self.workers.drain(..) {
-            if w.thread().id() != me {
-                let _ = w.join();
-            }
-        }
+        self.workers.stop();
     }
 }
 

@@ -30,6 +30,7 @@ mod test_driver;
 #[cfg(test)]
 mod tests;
 pub mod transport;
+pub mod worker;
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};

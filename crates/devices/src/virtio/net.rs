@@ -20,12 +20,12 @@ mod tx;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::{types, Activation, ActiveQueues, VirtioDevice, F_VERSION_1};
+use crate::virtio::worker::Workers;
 
 /// Feature bits (virtio 1.x §5.1.3).
 pub mod features {
@@ -157,8 +157,7 @@ pub struct VirtioNet {
     /// `mtu=`: offered as VIRTIO_NET_F_MTU and enforced on transmit.
     mtu: Option<u16>,
     backend: Option<Arc<dyn NetBackend>>,
-    stop: Option<Arc<EventFd>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Workers,
 }
 
 /// What both workers of one activation share.
@@ -182,8 +181,7 @@ impl VirtioNet {
             mac,
             mtu,
             backend,
-            stop: None,
-            workers: Vec::new(),
+            workers: Workers::new(),
         }
     }
 
@@ -198,12 +196,7 @@ impl VirtioNet {
     }
 
     fn spawn(&mut self, name: &str, ctx: Arc<NetCtx>, body: fn(Arc<NetCtx>)) -> Result<(), String> {
-        let h = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || body(ctx))
-            .map_err(|e| e.to_string())?;
-        self.workers.push(h);
-        Ok(())
+        self.workers.spawn(name, move || body(ctx))
     }
 }
 
@@ -260,9 +253,7 @@ impl VirtioDevice for VirtioNet {
     }
 
     fn activate(&mut self, act: Activation) -> Result<(), String> {
-        self.workers.retain(|w| !w.is_finished());
-        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
-        self.stop = Some(stop.clone());
+        let stop = self.workers.begin()?;
         let Some(backend) = self.backend.clone() else {
             // No backend: nothing arrives, and what the guest sends is
             // completed and dropped.
@@ -295,22 +286,7 @@ impl VirtioDevice for VirtioNet {
     }
 
     fn reset(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.write(1);
-        }
-    }
-}
-
-impl Drop for VirtioNet {
-    fn drop(&mut self) {
-        self.reset();
-        // A worker may drop the last reference itself: never join it.
-        let me = std::thread::current().id();
-        for w in self.workers.drain(..) {
-            if w.thread().id() != me {
-                let _ = w.join();
-            }
-        }
+        self.workers.stop();
     }
 }
 

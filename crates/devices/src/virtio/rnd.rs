@@ -2,12 +2,12 @@
 //! buffers are filled from the host's getrandom(2).
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use vm_memory::{Bytes, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::{drain_queue, types, wait_readable, Activation, ActiveQueues, VirtioDevice};
+use crate::virtio::worker::Workers;
 
 /// bhyve's ring size.
 const QUEUE_SIZE: u16 = 64;
@@ -19,8 +19,7 @@ const MAX_REQUEST: usize = 64 << 10;
 const CLASS_CRYPTO: (u8, u8, u8) = (0x10, 0x80, 0x00);
 
 pub struct VirtioRnd {
-    stop: Option<Arc<EventFd>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Workers,
 }
 
 impl Default for VirtioRnd {
@@ -32,8 +31,7 @@ impl Default for VirtioRnd {
 impl VirtioRnd {
     pub fn new() -> Self {
         VirtioRnd {
-            stop: None,
-            workers: Vec::new(),
+            workers: Workers::new(),
         }
     }
 
@@ -124,36 +122,13 @@ impl VirtioDevice for VirtioRnd {
     }
 
     fn activate(&mut self, act: Activation) -> Result<(), String> {
-        self.reset();
-        self.workers.retain(|w| !w.is_finished());
-        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+        let stop = self.workers.begin()?;
         let s = stop.clone();
-        let h = std::thread::Builder::new()
-            .name("virtio-rnd".into())
-            .spawn(move || worker(act, s))
-            .map_err(|e| e.to_string())?;
-        self.stop = Some(stop);
-        self.workers.push(h);
+        self.workers.spawn("virtio-rnd", move || worker(act, s))?;
         Ok(())
     }
 
     fn reset(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.write(1);
-        }
-    }
-}
-
-impl Drop for VirtioRnd {
-    fn drop(&mut self) {
-        self.reset();
-        // The last reference may be dropped by a worker itself (it holds
-        // the function briefly to signal): never join that one.
-        let me = std::thread::current().id();
-        for w in self.workers.drain(..) {
-            if w.thread().id() != me {
-                let _ = w.join();
-            }
-        }
+        self.workers.stop();
     }
 }

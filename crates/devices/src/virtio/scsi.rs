@@ -22,7 +22,6 @@ pub mod target;
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 
 use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
@@ -32,6 +31,7 @@ use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
 use crate::blockif::{BlockBuffers, BlockIo, BlockOp, BlockRequest};
 use target::{status, Action, LunInfo, Sense};
 
+use crate::virtio::worker::Workers;
 pub use pages::{PRODUCT, VENDOR};
 
 /// Ring size of every queue (bhyve: 64).
@@ -99,8 +99,7 @@ pub struct VirtioScsi {
     luns: Arc<Vec<Lun>>,
     cdb_size: Arc<AtomicU32>,
     sense_size: Arc<AtomicU32>,
-    stop: Option<Arc<EventFd>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Workers,
 }
 
 impl VirtioScsi {
@@ -126,8 +125,7 @@ impl VirtioScsi {
             luns: Arc::new(v),
             cdb_size: Arc::new(AtomicU32::new(CDB_SIZE)),
             sense_size: Arc::new(AtomicU32::new(SENSE_SIZE)),
-            stop: None,
-            workers: Vec::new(),
+            workers: Workers::new(),
         }
     }
 
@@ -700,11 +698,7 @@ impl VirtioDevice for VirtioScsi {
     }
 
     fn activate(&mut self, act: Activation) -> Result<(), String> {
-        self.workers.retain(|w| !w.is_finished());
-        if let Some(s) = self.stop.take() {
-            let _ = s.write(1);
-        }
-        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+        let stop = self.workers.begin()?;
         let ctx = Arc::new(Ctx {
             aq: act.queues,
             mem: act.mem,
@@ -717,35 +711,14 @@ impl VirtioDevice for VirtioScsi {
             idle: (Mutex::new(()), Condvar::new()),
         });
         let s = stop.clone();
-        let h = std::thread::Builder::new()
-            .name("virtio-scsi".into())
-            .spawn(move || worker(ctx, s))
-            .map_err(|e| e.to_string())?;
-        self.stop = Some(stop);
-        self.workers.push(h);
+        self.workers.spawn("virtio-scsi", move || worker(ctx, s))?;
         Ok(())
     }
 
     fn reset(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.write(1);
-        }
+        self.workers.stop();
         self.cdb_size.store(CDB_SIZE, Ordering::Relaxed);
         self.sense_size.store(SENSE_SIZE, Ordering::Relaxed);
-    }
-}
-
-impl Drop for VirtioScsi {
-    fn drop(&mut self) {
-        self.reset();
-        // A worker may hold the last reference (see rnd.rs): never join
-        // the current thread.
-        let me = std::thread::current().id();
-        for w in self.workers.drain(..) {
-            if w.thread().id() != me {
-                let _ = w.join();
-            }
-        }
     }
 }
 

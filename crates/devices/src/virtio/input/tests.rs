@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::*;
 use crate::pci::PciDevice;
 use crate::virtio::test_driver::Driver;
+use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
 #[derive(Default)]
 struct Fake {

@@ -493,7 +493,7 @@ fn receive_survives_buffers_outside_memory_and_reset_stops_the_workers() {
     r.aq.stop();
     r.dev.reset();
     let t = Instant::now();
-    while !r.dev.workers.iter().all(|w| w.is_finished()) {
+    while !r.dev.workers.all_finished() {
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "workers still running"

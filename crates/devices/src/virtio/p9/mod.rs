@@ -19,13 +19,13 @@ pub mod wire;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
+use crate::virtio::worker::Workers;
 use server::Server;
 use share::Share;
 
@@ -51,8 +51,7 @@ pub enum P9Error {
 pub struct VirtioP9 {
     config: Vec<u8>,
     share: Arc<Share>,
-    stop: Option<Arc<EventFd>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Workers,
 }
 
 impl VirtioP9 {
@@ -77,8 +76,7 @@ impl VirtioP9 {
         Ok(VirtioP9 {
             config,
             share: Arc::new(share),
-            stop: None,
-            workers: Vec::new(),
+            workers: Workers::new(),
         })
     }
 }
@@ -257,36 +255,16 @@ impl VirtioDevice for VirtioP9 {
     }
 
     fn activate(&mut self, act: Activation) -> Result<(), String> {
-        self.workers.retain(|w| !w.is_finished());
-        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+        let stop = self.workers.begin()?;
         let (s, share) = (stop.clone(), self.share.clone());
-        let h = std::thread::Builder::new()
-            .name("virtio-9p".into())
-            .spawn(move || worker(act, s, share))
-            .map_err(|e| e.to_string())?;
-        self.stop = Some(stop);
-        self.workers.push(h);
+        self.workers
+            .spawn("virtio-9p", move || worker(act, s, share))?;
         Ok(())
     }
 
     fn reset(&mut self) {
         // The worker's session (its fids) goes with it.
-        if let Some(s) = self.stop.take() {
-            let _ = s.write(1);
-        }
-    }
-}
-
-impl Drop for VirtioP9 {
-    fn drop(&mut self) {
-        self.reset();
-        // A worker may drop the last reference itself: never join it.
-        let me = std::thread::current().id();
-        for w in self.workers.drain(..) {
-            if w.thread().id() != me {
-                let _ = w.join();
-            }
-        }
+        self.workers.stop();
     }
 }
 
