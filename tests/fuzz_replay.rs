@@ -10,6 +10,12 @@ type Target = fn(&[u8]);
 const TARGETS: &[(&str, Target)] = &[
     ("virtio_queue", bhyve_devices::fuzzing::virtio_queue),
     ("virtio_transport", bhyve_devices::fuzzing::virtio_transport),
+    ("virtio_blk", bhyve_devices::fuzzing::virtio_blk),
+    ("virtio_scsi", bhyve_devices::fuzzing::virtio_scsi),
+    ("scsi_cdb", bhyve_devices::fuzzing::scsi_cdb),
+    ("virtio_p9", bhyve_devices::fuzzing::virtio_p9),
+    ("virtio_net", bhyve_devices::fuzzing::virtio_net),
+    ("virtio_console", bhyve_devices::fuzzing::virtio_console),
 ];
 
 #[test]
