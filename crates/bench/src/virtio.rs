@@ -240,6 +240,12 @@ impl Table {
     }
 }
 
+/// Order of run `run`: ours first on even runs, QEMU first on odd ones.
+fn first_then_second(run: usize) -> [bool; 2] {
+    let ours_first = run.is_multiple_of(2);
+    [ours_first, !ours_first]
+}
+
 /// Checks that a run reported exactly the expected phases.
 fn check_lines(who: &str, lines: &[BenchLine], expected: &[&str]) -> Result<()> {
     let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
@@ -299,25 +305,26 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
         let cmdline = format!("reqs={} seqreqs={}", p.reqs, p.seqreqs);
         let hz = tsc_hz();
         let mut t = Table::default();
-        for _ in 0..p.runs.max(1) {
-            let slot = format!("4,virtio-blk,{},nocache", disk.display());
-            let out = run_guest(
-                &mut bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot),
-                "bhyve",
-            )?;
-            let lines = parse(&out)?;
-            check_lines("bhyve", &lines, BLK_PHASES)?;
-            t.add(&lines, hz, true);
-            let dev = [
-                "-drive".to_string(),
-                format!("file={},if=none,id=d,format=raw,cache=none", disk.display()),
-                "-device".to_string(),
-                "virtio-blk-pci,drive=d".to_string(),
-            ];
-            let out = run_guest(&mut qemu_cmd(qemu, &guest, &cmdline, &dev), "qemu")?;
-            let lines = parse(&out)?;
-            check_lines("qemu", &lines, BLK_PHASES)?;
-            t.add(&lines, hz, false);
+        let slot = format!("4,virtio-blk,{},nocache", disk.display());
+        let dev = [
+            "-drive".to_string(),
+            format!("file={},if=none,id=d,format=raw,cache=none", disk.display()),
+            "-device".to_string(),
+            "virtio-blk-pci,drive=d".to_string(),
+        ];
+        for run in 0..p.runs.max(1) {
+            // Alternate who goes first: what one run leaves behind (disk
+            // writeback, a cold cache) must not always fall on the same VMM.
+            for ours in first_then_second(run) {
+                let (mut c, who) = if ours {
+                    (bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot), "bhyve")
+                } else {
+                    (qemu_cmd(qemu, &guest, &cmdline, &dev), "qemu")
+                };
+                let lines = parse(&run_guest(&mut c, who)?)?;
+                check_lines(who, &lines, BLK_PHASES)?;
+                t.add(&lines, hz, ours);
+            }
         }
         println!(
             "blk: `virtio_blk_bench` ({cmdline}), {DISK_MIB} MiB raw file, O_DIRECT \
@@ -412,18 +419,22 @@ fn net_runs(
     let cmdline = format!("frames={frames}");
     let hz = tsc_hz();
     let mut t = Table::default();
-    for _ in 0..runs.max(1) {
-        let slot = format!("5,virtio-net,{}", tap.name);
-        let mut c = bhyve_cmd(bhyve, rundir, guest, &cmdline, &slot);
-        t.add(&net_once(tap, &mut c, "bhyve", frames)?, hz, true);
-        let dev = [
-            "-netdev".to_string(),
-            format!("tap,id=n,ifname={},script=no,downscript=no", tap.name),
-            "-device".to_string(),
-            "virtio-net-pci,netdev=n".to_string(),
-        ];
-        let mut c = qemu_cmd(qemu, guest, &cmdline, &dev);
-        t.add(&net_once(tap, &mut c, "qemu", frames)?, hz, false);
+    let slot = format!("5,virtio-net,{}", tap.name);
+    let dev = [
+        "-netdev".to_string(),
+        format!("tap,id=n,ifname={},script=no,downscript=no", tap.name),
+        "-device".to_string(),
+        "virtio-net-pci,netdev=n".to_string(),
+    ];
+    for run in 0..runs.max(1) {
+        for ours in first_then_second(run) {
+            let (mut c, who) = if ours {
+                (bhyve_cmd(bhyve, rundir, guest, &cmdline, &slot), "bhyve")
+            } else {
+                (qemu_cmd(qemu, guest, &cmdline, &dev), "qemu")
+            };
+            t.add(&net_once(tap, &mut c, who, frames)?, hz, ours);
+        }
     }
     println!(
         "net: `virtio_net_bench` ({cmdline}), transmit to a tap (up, frames \
