@@ -141,3 +141,32 @@ pub fn virtio_blk(data: &[u8]) {
         v.unwrap_or_default()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submit(d: &RamDisk, op: BlockOp, offset: u64, len: u64) -> bool {
+        let req = BlockRequest {
+            op,
+            offset,
+            len,
+            buffers: BlockBuffers::None,
+            fua: false,
+        };
+        d.submit(req, Box::new(|_, _| {}));
+        d.violation.lock().unwrap().take().is_some()
+    }
+
+    #[test]
+    fn ram_disk_flags_requests_no_device_should_make() {
+        let rw = RamDisk::new(2);
+        assert!(!submit(&rw, BlockOp::Discard, 0, 4096));
+        assert!(!submit(&rw, BlockOp::Flush, 0, 0));
+        assert!(submit(&rw, BlockOp::Discard, 60 << 10, 8 << 10), "past the end");
+        assert!(submit(&rw, BlockOp::Read, 0, 512), "read without buffers");
+        let ro = RamDisk::new(1);
+        assert!(submit(&ro, BlockOp::WriteZeroes { unmap: false }, 0, 512));
+        assert!(submit(&ro, BlockOp::Discard, 0, 512));
+    }
+}

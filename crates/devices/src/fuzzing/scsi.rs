@@ -69,7 +69,9 @@ pub fn scsi_cdb(data: &[u8]) {
     let action = target::decode(&cdb, present.then_some(&lun), &[0, 3, 16383]);
     let (bs, size) = (lun.block_size(), lun.info.size);
     let in_disk = |offset: u64, len: u64| {
-        offset % bs == 0 && len % bs == 0 && offset.checked_add(len).is_some_and(|e| e <= size)
+        offset.is_multiple_of(bs)
+            && len.is_multiple_of(bs)
+            && offset.checked_add(len).is_some_and(|e| e <= size)
     };
     match action {
         Action::Io {
