@@ -5,6 +5,7 @@
 //! (`scripts/bench`) and its output pasted into the docs with the command.
 
 mod boot;
+mod net;
 mod pio;
 mod proc;
 mod virtio;
@@ -16,7 +17,7 @@ use anyhow::{bail, Context, Result};
 fn usage() -> ! {
     eprintln!(
         "usage: bhyve-bench [--runs N] [--iterations N] [--reqs N] [--seqreqs N]\n\
-         \x20                  [--frames N] [--dir DIR] [boot] [pio] [blk] [net]\n\
+         \x20                  [--frames N] [--rxframes N] [--dir DIR] [boot] [pio] [blk] [net]\n\
          \n\
          boot  time from process start to the first serial byte of the `hello`\n\
                PVH test guest, and peak RSS: our bhyve vs qemu-system-x86_64\n\
@@ -27,8 +28,9 @@ fn usage() -> ! {
                requests each, default 2000) and 1 MiB sequential MiB/s\n\
                (--seqreqs, default 64), our bhyve vs QEMU -M pc virtio-blk-pci,\n\
                same guest and O_DIRECT file (in --dir, default the temp dir)\n\
-         net   virtio-net transmit frames/s (--frames, default 100000) to a tap\n\
-               the bench creates, our bhyve vs QEMU virtio-net-pci (root)\n\
+         net   virtio-net frames/s, transmit (--frames, default 100000) to and\n\
+               receive (--rxframes, default 100000) from a tap the bench\n\
+               creates, our bhyve vs QEMU virtio-net-pci (root)\n\
          \n\
          BHYVE (default: the bhyve next to this binary) and QEMU (default:\n\
          qemu-system-x86_64) select the programs."
@@ -57,6 +59,7 @@ fn main() -> Result<()> {
     let mut reqs = 2000u64;
     let mut seqreqs = 64u64;
     let mut frames = 100_000u64;
+    let mut rxframes = 100_000u64;
     let mut dir = None;
     let mut what = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -77,6 +80,7 @@ fn main() -> Result<()> {
             "--reqs" => reqs = number(args.next()),
             "--seqreqs" => seqreqs = number(args.next()),
             "--frames" => frames = number(args.next()),
+            "--rxframes" => rxframes = number(args.next()),
             "--dir" => dir = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
             "boot" | "pio" | "blk" | "net" => what.push(a),
             _ => usage(),
@@ -101,7 +105,7 @@ fn main() -> Result<()> {
                 };
                 virtio::run_blk(&bhyve, &qemu, &work, &p)?
             }
-            "net" => virtio::run_net(&bhyve, &qemu, &work, runs, frames)?,
+            "net" => net::run_net(&bhyve, &qemu, &work, runs, frames, rxframes)?,
             _ => unreachable!(),
         }
     }

@@ -9,9 +9,11 @@
 //! QEMU's `-M pc`) is not part of any figure.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -73,7 +75,7 @@ pub fn parse(output: &str) -> Result<Vec<BenchLine>> {
 }
 
 /// The host TSC frequency, measured against the monotonic clock.
-fn tsc_hz() -> f64 {
+pub(crate) fn tsc_hz() -> f64 {
     // SAFETY: rdtsc has no memory effects; every x86-64 CPU has it.
     let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
     let (t0, c0) = (Instant::now(), tsc());
@@ -85,7 +87,7 @@ fn tsc_hz() -> f64 {
 /// The run directory of our bhyve (its guest RAM file lives there): on
 /// tmpfs when the host has /dev/shm, as QEMU's RAM is anonymous memory;
 /// a disk-backed RAM file would add page writeback to the figures.
-pub fn rundir(work: &Path) -> PathBuf {
+pub(crate) fn rundir(work: &Path) -> PathBuf {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
         shm.join(format!("bhyve-bench-{}", std::process::id()))
@@ -94,23 +96,39 @@ pub fn rundir(work: &Path) -> PathBuf {
     }
 }
 
-/// Runs a VMM with the guest to completion; its console output.
-fn run_guest(cmd: &mut Command, who: &str) -> Result<String> {
+/// Runs a VMM with the guest to completion; its console output. With a
+/// marker, the flag is set once a console line starts with it.
+pub(crate) fn run_guest(
+    cmd: &mut Command,
+    who: &str,
+    marker: Option<(&'static str, Arc<AtomicBool>)>,
+) -> Result<String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
-    let mut out = child.stdout.take().context("stdout is piped")?;
+    let out = child.stdout.take().context("stdout is piped")?;
     let mut err = child.stderr.take().context("stderr is piped")?;
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
     let err_reader = std::thread::spawn(move || {
         let mut s = Vec::new();
         let _ = err.read_to_end(&mut s);
         s
+    });
+    // Lines are read as they come, so a marker can start host-side work
+    // while the guest runs.
+    let reader = std::thread::spawn(move || {
+        let mut output = Vec::new();
+        let mut lines = BufReader::new(out);
+        let mut line = Vec::new();
+        while lines.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            if let Some((m, flag)) = &marker {
+                if line.starts_with(m.as_bytes()) {
+                    flag.store(true, Ordering::Release);
+                }
+            }
+            output.append(&mut line);
+        }
+        output
     });
     let start = Instant::now();
     let status = loop {
@@ -136,7 +154,13 @@ fn run_guest(cmd: &mut Command, who: &str) -> Result<String> {
     }
 }
 
-fn bhyve_cmd(bhyve: &Path, rundir: &Path, guest: &Path, cmdline: &str, slot: &str) -> Command {
+pub(crate) fn bhyve_cmd(
+    bhyve: &Path,
+    rundir: &Path,
+    guest: &Path,
+    cmdline: &str,
+    slot: &str,
+) -> Command {
     let mut c = Command::new(bhyve);
     c.env("BHYVE_RUNDIR", rundir)
         .arg("-m")
@@ -150,7 +174,7 @@ fn bhyve_cmd(bhyve: &Path, rundir: &Path, guest: &Path, cmdline: &str, slot: &st
     c
 }
 
-fn qemu_cmd(qemu: &str, guest: &Path, cmdline: &str, dev: &[String]) -> Command {
+pub(crate) fn qemu_cmd(qemu: &str, guest: &Path, cmdline: &str, dev: &[String]) -> Command {
     let mut c = Command::new(qemu);
     c.args(["-accel", "kvm", "-M", "pc", "-cpu", "host", "-m"])
         .arg(MEM_MIB.to_string())
@@ -177,13 +201,13 @@ struct Row {
 }
 
 #[derive(Default)]
-struct Table {
+pub(crate) struct Table {
     rows: BTreeMap<String, Row>,
     order: Vec<String>,
 }
 
 impl Table {
-    fn add(&mut self, lines: &[BenchLine], hz: f64, ours: bool) {
+    pub(crate) fn add(&mut self, lines: &[BenchLine], hz: f64, ours: bool) {
         for l in lines {
             let secs = l.cycles as f64 / hz;
             // 1 MiB phases are throughput, the rest operations per second.
@@ -213,7 +237,7 @@ impl Table {
         }
     }
 
-    fn print(&mut self) {
+    pub(crate) fn print(&mut self) {
         println!(
             "| line | bhyve (min–max) | qemu (min–max) | bhyve/qemu | kicks/req bhyve, qemu |"
         );
@@ -241,13 +265,13 @@ impl Table {
 }
 
 /// Order of run `run`: ours first on even runs, QEMU first on odd ones.
-fn first_then_second(run: usize) -> [bool; 2] {
+pub(crate) fn first_then_second(run: usize) -> [bool; 2] {
     let ours_first = run.is_multiple_of(2);
     [ours_first, !ours_first]
 }
 
 /// Checks that a run reported exactly the expected phases.
-fn check_lines(who: &str, lines: &[BenchLine], expected: &[&str]) -> Result<()> {
+pub(crate) fn check_lines(who: &str, lines: &[BenchLine], expected: &[&str]) -> Result<()> {
     let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
     if names != expected {
         bail!("{who}: BENCH lines {names:?}, expected {expected:?}");
@@ -321,7 +345,7 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
                 } else {
                     (qemu_cmd(qemu, &guest, &cmdline, &dev), "qemu")
                 };
-                let lines = parse(&run_guest(&mut c, who)?)?;
+                let lines = parse(&run_guest(&mut c, who, None)?)?;
                 check_lines(who, &lines, BLK_PHASES)?;
                 t.add(&lines, hz, ours);
             }
@@ -338,112 +362,6 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
     let _ = std::fs::remove_file(&disk);
     let _ = std::fs::remove_dir_all(rundir(work));
     result
-}
-
-/// A tap the bench creates (and removes on drop), up, so frames the
-/// guests send are taken by the host stack and counted.
-struct Tap {
-    name: String,
-}
-
-impl Tap {
-    fn create() -> Result<Tap> {
-        let name = format!("bbench{}", std::process::id() % 100_000);
-        ip(&["tuntap", "add", "dev", &name, "mode", "tap"])?;
-        let tap = Tap { name };
-        ip(&["link", "set", &tap.name, "up"])?;
-        Ok(tap)
-    }
-
-    /// Frames the host received from the guest side.
-    fn rx_packets(&self) -> Result<u64> {
-        let p = format!("/sys/class/net/{}/statistics/rx_packets", self.name);
-        let s = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
-        s.trim().parse().with_context(|| format!("parsing {p}"))
-    }
-}
-
-impl Drop for Tap {
-    fn drop(&mut self) {
-        let _ = ip(&["tuntap", "del", "dev", &self.name, "mode", "tap"]);
-    }
-}
-
-fn ip(args: &[&str]) -> Result<()> {
-    let st = Command::new("ip")
-        .args(args)
-        .status()
-        .with_context(|| "running ip(8) (install iproute2)")?;
-    if !st.success() {
-        bail!("ip {} failed: {st}", args.join(" "));
-    }
-    Ok(())
-}
-
-/// Runs one net guest and checks the tap saw every frame it reported.
-fn net_once(tap: &Tap, cmd: &mut Command, who: &str, frames: u64) -> Result<Vec<BenchLine>> {
-    let before = tap.rx_packets()?;
-    let out = run_guest(cmd, who)?;
-    let got = tap.rx_packets()? - before;
-    let lines = parse(&out)?;
-    check_lines(who, &lines, &["tx-60b"])?;
-    if got < frames {
-        bail!("{who}: the guest sent {frames} frames, the tap received {got}");
-    }
-    Ok(lines)
-}
-
-pub fn run_net(bhyve: &Path, qemu: &str, work: &Path, runs: usize, frames: u64) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || !Path::new("/dev/net/tun").exists() {
-        println!("net: skipped: needs root and /dev/net/tun (a tap device)");
-        return Ok(());
-    }
-    let guest = bhyve_testguests::write_guest("virtio_net_bench", work)?;
-    let rundir = rundir(work);
-    let tap = Tap::create()?;
-    let result = net_runs(bhyve, qemu, &guest, &rundir, &tap, runs, frames);
-    let _ = std::fs::remove_dir_all(&rundir);
-    result
-}
-
-fn net_runs(
-    bhyve: &Path,
-    qemu: &str,
-    guest: &Path,
-    rundir: &Path,
-    tap: &Tap,
-    runs: usize,
-    frames: u64,
-) -> Result<()> {
-    let cmdline = format!("frames={frames}");
-    let hz = tsc_hz();
-    let mut t = Table::default();
-    let slot = format!("5,virtio-net,{}", tap.name);
-    let dev = [
-        "-netdev".to_string(),
-        format!("tap,id=n,ifname={},script=no,downscript=no", tap.name),
-        "-device".to_string(),
-        "virtio-net-pci,netdev=n".to_string(),
-    ];
-    for run in 0..runs.max(1) {
-        for ours in first_then_second(run) {
-            let (mut c, who) = if ours {
-                (bhyve_cmd(bhyve, rundir, guest, &cmdline, &slot), "bhyve")
-            } else {
-                (qemu_cmd(qemu, guest, &cmdline, &dev), "qemu")
-            };
-            t.add(&net_once(tap, &mut c, who, frames)?, hz, ours);
-        }
-    }
-    println!(
-        "net: `virtio_net_bench` ({cmdline}), transmit to a tap (up, frames \
-         counted by the host), TSC {:.0} MHz, median of {} runs",
-        hz / 1e6,
-        runs.max(1)
-    );
-    t.print();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -68,6 +68,8 @@
 #define P_COMPLETE      40      /* fn(%rdi = slot, %esi = used len): checks */
 #define P_QUEUE         48      /* struct vq * */
 #define P_UNIT          56      /* unit word of the count ("req", "frames") */
+#define P_IDLE          64      /* 0, or receive mode: see vq_run */
+#define P_GENERIC_BYTES 72      /* device-specific fields may follow */
 
 #define GDT_CODE64      0x08
 #define GDT_DATA        0x10
@@ -404,8 +406,11 @@ vq_kick:
 /* vq_run: %rdi = struct phase. Keeps P_QD requests in flight on the
    phase's queue until P_COUNT completed, polling the used ring, then
    prints "BENCH name COUNT unit BYTES bytes CYCLES tsc KICKS kicks"
-   (CYCLES: TSC ticks from the first submission to the last completion;
-   KICKS: doorbells rung, each one exit). P_SUBMIT
+   (COUNT: requests completed; CYCLES: TSC ticks from the first
+   submission to the last completion; KICKS: doorbells rung, each one
+   exit). Receive mode (P_IDLE = N ticks): buffers wait for the host, so
+   the clock starts at the first completion, and the phase ends early
+   once N ticks pass without one (COUNT is then what arrived). P_SUBMIT
    and P_COMPLETE are called with %rbx = the phase. A used id maps back
    to its slot through slot_of_head; an id not in flight fails. */
 vq_run:
@@ -423,6 +428,7 @@ vq_run:
         xorl %r13d, %r13d       /* completed */
         call tsc64
         movq %rax, %r15
+        movq %rax, last_done(%rip)
 1:      cmpq P_QD(%rbx), %r12   /* initial fill */
         jae 2f
         cmpq P_COUNT(%rbx), %r12
@@ -459,8 +465,17 @@ vq_run:
         call *P_COMPLETE(%rbx)
         popq %rdi
         popq %rdi
+        pushq %rdi
+        call tsc64
+        popq %rdi
+        movq %rax, last_done(%rip)
         incq %r13
-        cmpq P_COUNT(%rbx), %r12
+        cmpq $0, P_IDLE(%rbx)
+        je 8f
+        cmpq $1, %r13
+        jne 8f
+        movq %rax, %r15         /* receive mode: clock from the first */
+8:      cmpq P_COUNT(%rbx), %r12
         jae 4b
         call submit_slot
         incq %r12
@@ -469,11 +484,16 @@ vq_run:
 5:      leaq s_bad_used(%rip), %rsi
         jmp fail64
 6:      testl %r14d, %r14d
-        jz 3b
+        jz 9f
         movq %rbp, %rdi
         call vq_kick
-        jmp 3b
-7:      call tsc64
+9:      cmpq $0, P_IDLE(%rbx)
+        je 3b
+        call tsc64
+        subq last_done(%rip), %rax
+        cmpq P_IDLE(%rbx), %rax
+        jbe 3b
+7:      movq last_done(%rip), %rax
         subq %r15, %rax
         movq %rax, %r15
         leaq s_bench(%rip), %rsi
@@ -481,14 +501,14 @@ vq_run:
         movq P_NAME(%rbx), %rsi
         call puts64
         call space64
-        movq P_COUNT(%rbx), %rax
+        movq %r13, %rax
         call putdec64
         call space64
         movq P_UNIT(%rbx), %rsi
         call puts64
         call space64
         movq P_BYTES(%rbx), %rax
-        mulq P_COUNT(%rbx)
+        mulq %r13
         call putdec64
         leaq s_bytes(%rip), %rsi
         call puts64
@@ -560,6 +580,7 @@ gdtr:   .word gdt_end - gdt - 1
 cmdline: .long 0
         .balign 8
 kicks:  .quad 0                 /* doorbells rung in this phase */
+last_done: .quad 0              /* TSC of the last completion */
 vio_base: .word 0
 
         .bss

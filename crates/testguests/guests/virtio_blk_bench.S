@@ -34,10 +34,10 @@
 #define MAX_QD          32
 
 /* Extra fields of a blk phase after struct phase. */
-#define P_TYPE          64
-#define P_LEN           72
-#define P_SEQ           80
-#define PHASE_BYTES     88
+#define P_TYPE          P_GENERIC_BYTES
+#define P_LEN           (P_GENERIC_BYTES + 8)
+#define P_SEQ           (P_GENERIC_BYTES + 16)
+#define PHASE_BYTES     (P_GENERIC_BYTES + 24)
 
         .text
 bench_main:
@@ -213,7 +213,7 @@ s_done:         .asciz "virtio_blk_bench: done\n"
         .balign 8
 rng:            .quad 0x9e3779b97f4a7c15
 #define PHASE(name, qd, type, len, seq) \
-        .quad name, 0, qd, len, blk_submit, blk_complete, vq, s_req, type, len, seq
+        .quad name, 0, qd, len, blk_submit, blk_complete, vq, s_req, 0, type, len, seq
 phases:
         PHASE(s_rr1, 1, T_IN, 4096, 0)
         PHASE(s_rr32, MAX_QD, T_IN, 4096, 0)

@@ -12,9 +12,14 @@
  * frames) in flight. A frame is two descriptors, header and frame, as
  * Linux's legacy driver lays them out; all frames share both buffers.
  *
- * Prints "BENCH tx-60b COUNT frames BYTES bytes CYCLES tsc KICKS kicks", then
- * "virtio_net_bench: done", EXIT_PASS. The host side (the tap's
- * rx_packets) confirms the frames left.
+ * Prints "BENCH tx-60b COUNT frames BYTES bytes CYCLES tsc KICKS kicks".
+ * With "rxframes=N" it then posts receive buffers (10-byte header + 1514
+ * bytes, shared by all, half the queue up to 128 in flight), prints
+ * "virtio_net_bench: receiving" (the host starts sending 60-byte frames
+ * into the tap) and reports "BENCH rx-60b COUNT frames …" for N frames,
+ * timed from the first to the last (receive mode of vq_run: fewer if ~3 s
+ * pass without one). Ends "virtio_net_bench: done", EXIT_PASS. The host
+ * side (the tap's rx_packets) confirms the transmitted frames left.
  */
 #include "common.h"
 #include "bench64.S"
@@ -23,6 +28,8 @@
 #define HDR_LEN         10
 #define FRAME_LEN       60
 #define MAX_INFLIGHT    128
+#define RX_BUF_LEN      1514
+#define RX_IDLE         0x200000000     /* ~3 s of TSC without a frame ends it */
 
         .text
 bench_main:
@@ -63,7 +70,27 @@ bench_main:
 
         leaq phase_tx(%rip), %rdi
         call vq_run
-        leaq s_done(%rip), %rsi
+
+        leaq k_rxframes(%rip), %rdi     /* receive: only when asked */
+        xorl %esi, %esi
+        call opt_dec
+        testq %rax, %rax
+        jz 5f
+        movq %rax, phase_rx+P_COUNT(%rip)
+        movl vq_rx+Q_SIZE(%rip), %eax
+        shrl $1, %eax
+        jnz 6f
+        leaq s_qsize_small(%rip), %rsi
+        jmp fail64
+6:      cmpl $MAX_INFLIGHT, %eax
+        jbe 7f
+        movl $MAX_INFLIGHT, %eax
+7:      movq %rax, phase_rx+P_QD(%rip)
+        leaq s_receiving(%rip), %rsi
+        call puts64
+        leaq phase_rx(%rip), %rdi
+        call vq_run
+5:      leaq s_done(%rip), %rsi
         call puts64
         movl $EXIT_PASS, %eax
         jmp exit64
@@ -86,12 +113,37 @@ tx_submit:
         movl $0, 28(%rcx)               /* flags, next */
         ret
 
-/* tx_complete: nothing to check; the host counts what left. */
+/* tx_complete, rx_complete: nothing to check (the host counts what left;
+   received bytes are not looked at). */
 tx_complete:
+rx_complete:
+        ret
+
+/* rx_submit: %rdi = slot: header and frame buffers (device-writable) at
+   2 * slot, shared by every slot. */
+rx_submit:
+        leaq (%rdi,%rdi), %rax
+        movq %rax, %rcx
+        shlq $4, %rcx
+        addq vq_rx+Q_DESC(%rip), %rcx
+        leaq rx_hdr(%rip), %rdx
+        movq %rdx, (%rcx)
+        movl $HDR_LEN, 8(%rcx)
+        movw $(VRING_DESC_F_NEXT | VRING_DESC_F_WRITE), 12(%rcx)
+        leal 1(%rax), %edx
+        movw %dx, 14(%rcx)
+        leaq rx_buf(%rip), %rdx
+        movq %rdx, 16(%rcx)
+        movl $RX_BUF_LEN, 24(%rcx)
+        movw $VRING_DESC_F_WRITE, 28(%rcx)
+        movw $0, 30(%rcx)
         ret
 
         .section .rodata
 k_frames:       .asciz "frames="
+k_rxframes:     .asciz "rxframes="
+s_rx:           .asciz "rx-60b"
+s_receiving:    .asciz "virtio_net_bench: receiving\n"
 s_frames:       .asciz "frames"
 s_tx:           .asciz "tx-60b"
 s_none:         .asciz "virtio_net_bench: no 1af4:1000 function on bus 0\n"
@@ -102,12 +154,17 @@ s_done:         .asciz "virtio_net_bench: done\n"
         .data
         .balign 8
 phase_tx:
-        .quad s_tx, 0, 0, FRAME_LEN, tx_submit, tx_complete, vq_tx, s_frames
+        .quad s_tx, 0, 0, FRAME_LEN, tx_submit, tx_complete, vq_tx, s_frames, 0
+phase_rx:
+        .quad s_rx, 0, 0, FRAME_LEN, rx_submit, rx_complete, vq_rx, s_frames, RX_IDLE
 hdr:    .space 16               /* virtio_net_hdr: no offload */
 frame:  .byte 2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5
         .space FRAME_LEN - 14
 
         .bss
+        .balign 8
+rx_hdr:         .space 16
+rx_buf:         .space RX_BUF_LEN
         .balign 8
 vq_rx:          .space Q_BYTES
 vq_tx:          .space Q_BYTES

@@ -151,7 +151,8 @@
 //!   unchanged or equal buffers, an INTx level that stayed up):
 //!   one `virtio_rnd: …` line, status 35.
 //! * `virtio_blk_bench` (command line `reqs=N seqreqs=M`, defaults 2000
-//!   and 64) and `virtio_net_bench` (`frames=N`, default 100000): the
+//!   and 64) and `virtio_net_bench` (`frames=N`, default 100000,
+//!   `rxframes=M`, default 0): the
 //!   benchmark guests of `bhyve-bench blk`/`net` (`guests/bench64.S`:
 //!   long mode, then everything at CPL3 with IOPL 3 and an all-ports I/O
 //!   bitmap; the first 1af4:1001 / 1af4:1000 function through the legacy
@@ -165,8 +166,11 @@
 //!   are its sector number, little endian), then
 //!   `virtio_blk_bench: done`, status 33. `virtio_net_bench` sends N
 //!   60-byte frames (to 02:00:00:00:00:02, EtherType 0x88b5) and prints
-//!   `BENCH tx-60b N frames BYTES bytes CYCLES tsc KICKS kicks` between `…: running`
-//!   and `…: done`, status 33. No function, a failed request (status
+//!   `BENCH tx-60b N frames BYTES bytes CYCLES tsc KICKS kicks` after
+//!   `…: running`; with `rxframes=M` it then posts receive buffers,
+//!   prints `virtio_net_bench: receiving` and `BENCH rx-60b K frames …`
+//!   (K = M, or fewer when ~3 s of TSC pass without a frame; timed from
+//!   the first frame to the last); then `…: done`, status 33. No function, a failed request (status
 //!   byte not 0) or an unusable queue: one `…_bench: …` line, status 35;
 //!   a fault at CPL3 triple-faults (bhyve exits 3).
 //! * `bzimage_inspect` → `bzimage_inspect: type_of_loader 0xff version
