@@ -14,27 +14,29 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
+const USAGE: &str = "\
+usage: bhyve-bench [--runs N] [--iterations N] [--reqs N] [--seqreqs N]
+                   [--frames N] [--rxframes N] [--dir DIR] [boot] [pio] [blk] [net]
+
+boot  time from process start to the first serial byte of the `hello`
+      PVH test guest, and peak RSS: our bhyve vs qemu-system-x86_64
+      -M microvm -enable-kvm
+pio   cost of one port-I/O exit round trip in our bhyve vs a minimal
+      raw KVM_RUN loop (the floor)
+blk   virtio-blk 4 KiB random read/write IOPS at QD 1 and 32 (--reqs
+      requests each, default 2000) and 1 MiB sequential MiB/s
+      (--seqreqs, default 64), our bhyve vs QEMU -M pc virtio-blk-pci,
+      same guest and O_DIRECT file (in --dir, default the temp dir)
+net   virtio-net frames/s, transmit (--frames, default 100000) to and
+      receive (--rxframes, default 100000) from a tap the bench
+      creates, our bhyve vs QEMU virtio-net-pci (root)
+
+Without a benchmark name: boot and pio. BHYVE (default: the bhyve next
+to this binary) and QEMU (default: qemu-system-x86_64) select the
+programs.";
+
 fn usage() -> ! {
-    eprintln!(
-        "usage: bhyve-bench [--runs N] [--iterations N] [--reqs N] [--seqreqs N]\n\
-         \x20                  [--frames N] [--rxframes N] [--dir DIR] [boot] [pio] [blk] [net]\n\
-         \n\
-         boot  time from process start to the first serial byte of the `hello`\n\
-               PVH test guest, and peak RSS: our bhyve vs qemu-system-x86_64\n\
-               -M microvm -enable-kvm\n\
-         pio   cost of one port-I/O exit round trip in our bhyve vs a minimal\n\
-               raw KVM_RUN loop (the floor)\n\
-         blk   virtio-blk 4 KiB random read/write IOPS at QD 1 and 32 (--reqs\n\
-               requests each, default 2000) and 1 MiB sequential MiB/s\n\
-               (--seqreqs, default 64), our bhyve vs QEMU -M pc virtio-blk-pci,\n\
-               same guest and O_DIRECT file (in --dir, default the temp dir)\n\
-         net   virtio-net frames/s, transmit (--frames, default 100000) to and\n\
-               receive (--rxframes, default 100000) from a tap the bench\n\
-               creates, our bhyve vs QEMU virtio-net-pci (root)\n\
-         \n\
-         BHYVE (default: the bhyve next to this binary) and QEMU (default:\n\
-         qemu-system-x86_64) select the programs."
-    );
+    eprintln!("{USAGE}");
     std::process::exit(2)
 }
 
