@@ -404,31 +404,145 @@ fn dispatch(ctx: &Arc<Ctx>, c: Chain) {
             complete(ctx, head, status_at, status, 1 + written);
         }
         Parsed::Io(r) => {
-            let flush = r.op == BlockOp::Flush;
-            let c2 = ctx.clone();
-            ctx.backend.submit(
+            let len = r.buffers.len();
+            submit(
+                ctx,
                 r,
-                Box::new(move |_req, res| {
-                    let (status, n) = match res {
-                        Ok(n) => (req::S_OK, n),
-                        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => (req::S_UNSUPP, 0),
-                        Err(e) => {
-                            log::debug!("virtio-blk: request failed: {e}");
-                            (req::S_IOERR, 0)
-                        }
-                    };
-                    let data = if writes_data && status == req::S_OK {
-                        n.min(MAX_IO) as u32
-                    } else {
-                        0
-                    };
-                    if flush {
-                        check_resize(&c2);
-                    }
-                    complete(&c2, head, status_at, status, data + 1);
-                }),
+                vec![Member {
+                    head,
+                    status_at,
+                    writes_data,
+                    len,
+                }],
             );
         }
+    }
+}
+
+/// A chain whose request went to the backend, alone or merged with its
+/// neighbours.
+struct Member {
+    head: u16,
+    status_at: Option<GuestAddress>,
+    writes_data: bool,
+    /// Its share of the merged request's data.
+    len: u64,
+}
+
+/// Hands `r` to the backend; its completion completes every member.
+fn submit(ctx: &Arc<Ctx>, r: BlockRequest, members: Vec<Member>) {
+    let flush = r.op == BlockOp::Flush;
+    let c2 = ctx.clone();
+    ctx.backend.submit(
+        r,
+        Box::new(move |_req, res| {
+            let status = match res {
+                Ok(_) => req::S_OK,
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => req::S_UNSUPP,
+                Err(e) => {
+                    log::debug!("virtio-blk: request failed: {e}");
+                    req::S_IOERR
+                }
+            };
+            if flush {
+                check_resize(&c2);
+            }
+            for m in members {
+                let data = if m.writes_data && status == req::S_OK {
+                    m.len.min(MAX_IO) as u32
+                } else {
+                    0
+                };
+                complete(&c2, m.head, m.status_at, status, data + 1);
+            }
+        }),
+    );
+}
+
+/// Largest merged request, and its segment count (preadv's IOV_MAX is
+/// 1024).
+const MAX_MERGE_BYTES: u64 = 4 << 20;
+const MAX_MERGE_SEGS: usize = 512;
+
+/// Whether `b` continues `a` on the disk in the same direction, so one
+/// host I/O can serve both (QEMU merges the same way; fewer, larger host
+/// requests is what sequential I/O needs).
+fn continues(a: &BlockRequest, b: &BlockRequest) -> bool {
+    let (BlockBuffers::Guest { segs: sa, .. }, BlockBuffers::Guest { segs: sb, .. }) =
+        (&a.buffers, &b.buffers)
+    else {
+        return false;
+    };
+    let (la, lb) = (a.buffers.len(), b.buffers.len());
+    matches!(a.op, BlockOp::Read | BlockOp::Write)
+        && a.op == b.op
+        && a.fua == b.fua
+        && a.offset.checked_add(la) == Some(b.offset)
+        && la.saturating_add(lb) <= MAX_MERGE_BYTES
+        && sa.len() + sb.len() <= MAX_MERGE_SEGS
+}
+
+/// Dispatches a batch of chains in order, merging runs of contiguous
+/// reads or writes into single backend requests.
+fn dispatch_batch(ctx: &Arc<Ctx>, batch: Vec<Chain>) {
+    let mut run: Option<(BlockRequest, Vec<Member>)> = None;
+    for c in batch {
+        if let Parsed::Io(r) = &c.what {
+            if let Some((cur, members)) = &mut run {
+                if continues(cur, r) {
+                    let Chain {
+                        head,
+                        status_at,
+                        writes_data,
+                        what: Parsed::Io(r),
+                    } = c
+                    else {
+                        unreachable!("matched above")
+                    };
+                    let len = r.buffers.len();
+                    if let (
+                        BlockBuffers::Guest { segs, .. },
+                        BlockBuffers::Guest { segs: more, .. },
+                    ) = (&mut cur.buffers, r.buffers)
+                    {
+                        segs.extend(more);
+                    }
+                    members.push(Member {
+                        head,
+                        status_at,
+                        writes_data,
+                        len,
+                    });
+                    continue;
+                }
+            }
+        }
+        if let Some((r, members)) = run.take() {
+            submit(ctx, r, members);
+        }
+        match c {
+            Chain {
+                head,
+                status_at,
+                writes_data,
+                what: Parsed::Io(r),
+            } if matches!(r.op, BlockOp::Read | BlockOp::Write) => {
+                let len = r.buffers.len();
+                run = Some((
+                    r,
+                    vec![Member {
+                        head,
+                        status_at,
+                        writes_data,
+                        len,
+                    }],
+                ));
+            }
+            c => dispatch(ctx, c),
+        }
+    }
+    if let Some((r, members)) = run {
+        submit(ctx, r, members);
     }
 }
 
@@ -474,9 +588,7 @@ fn pump(ctx: &Arc<Ctx>) -> bool {
             }
         }
     }
-    for c in batch {
-        dispatch(ctx, c);
-    }
+    dispatch_batch(ctx, batch);
     true
 }
 
