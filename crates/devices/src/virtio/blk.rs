@@ -507,6 +507,7 @@ fn dispatch_batch(ctx: &Arc<Ctx>, batch: Vec<Chain>) {
                     {
                         segs.extend(more);
                     }
+                    cur.len = cur.len.saturating_add(r.len);
                     members.push(Member {
                         head,
                         status_at,

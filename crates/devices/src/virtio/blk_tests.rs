@@ -607,6 +607,9 @@ fn contiguous_requests_are_merged() {
         .map(|o| o.1)
         .collect();
     assert_eq!(reads, vec![10 * 512, 100 * 512], "{ops:?}");
+    // The merged request's length covers all eight chains.
+    let first = ops.iter().find(|o| o.0 == BlockOp::Read).unwrap();
+    assert_eq!(first.2, 8 * 512, "{ops:?}");
     // Each chain's used length is its own data plus the status byte.
     let used = H::used_base();
     for slot in 0..8u64 {
