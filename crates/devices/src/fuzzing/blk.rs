@@ -163,7 +163,10 @@ mod tests {
         let rw = RamDisk::new(2);
         assert!(!submit(&rw, BlockOp::Discard, 0, 4096));
         assert!(!submit(&rw, BlockOp::Flush, 0, 0));
-        assert!(submit(&rw, BlockOp::Discard, 60 << 10, 8 << 10), "past the end");
+        assert!(
+            submit(&rw, BlockOp::Discard, 60 << 10, 8 << 10),
+            "past the end"
+        );
         assert!(submit(&rw, BlockOp::Read, 0, 512), "read without buffers");
         let ro = RamDisk::new(1);
         assert!(submit(&ro, BlockOp::WriteZeroes { unmap: false }, 0, 512));
