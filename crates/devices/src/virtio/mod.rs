@@ -214,6 +214,9 @@ pub fn drain_queue(
     mem: &GuestMemoryMmap,
     mut serve: impl FnMut(DescriptorChain<&GuestMemoryMmap>) -> u32,
 ) -> bool {
+    if ring_lies(q, mem) {
+        return false;
+    }
     let mut used = false;
     let mut idle_rounds = 0;
     loop {
@@ -237,6 +240,17 @@ pub fn drain_queue(
         }
     }
     used && q.needs_notification(mem).unwrap_or(true)
+}
+
+/// Whether the driver's avail index runs more than a ring ahead of what
+/// was consumed: nothing can be popped (virtio-queue refuses, logging an
+/// error per attempt) until the driver resets the device, so callers
+/// check first instead of popping on every kick.
+pub fn ring_lies(q: &Queue, mem: &GuestMemoryMmap) -> bool {
+    q.avail_idx(mem, std::sync::atomic::Ordering::Acquire)
+        .map_or(true, |a| {
+            (a - std::num::Wrapping(q.next_avail())).0 > q.size()
+        })
 }
 
 /// Waits until one of `fds` is readable; returns the readable ones'

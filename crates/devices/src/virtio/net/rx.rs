@@ -126,10 +126,17 @@ fn rx_round(ctx: &NetCtx, rx: &mut Rx) -> RxWait {
                 Delivery::NoRoom => {
                     // Turn kicks on, then look once more: buffers added
                     // meanwhile would not kick.
-                    if matches!(q.enable_notification(mem), Ok(true)) {
+                    // A ring whose avail index runs more than a ring
+                    // ahead says "more" forever while nothing can be
+                    // popped (found in review: the worker spun): wait
+                    // for the driver instead.
+                    if !crate::virtio::ring_lies(&q, mem)
+                        && matches!(q.enable_notification(mem), Ok(true))
+                    {
                         let _ = q.disable_notification(mem);
                         continue;
                     }
+                    let _ = q.enable_notification(mem);
                     wait = RxWait::Kick;
                     break;
                 }

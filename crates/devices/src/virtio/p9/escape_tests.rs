@@ -364,6 +364,10 @@ fn special_files_are_not_opened_or_made() {
     });
     c.walk(0, 1, &["fifo"]).unwrap();
     assert_eq!(c.lopen(1, 0), Err(libc::EOPNOTSUPP));
+    // Nor through Tlcreate of the existing name (found in review: without
+    // O_EXCL the create opened the FIFO and the worker blocked forever).
+    c.walk(0, 2, &[]).unwrap();
+    assert_eq!(c.lcreate(2, "fifo", 0, 0o644), Err(libc::EOPNOTSUPP));
 }
 
 #[test]

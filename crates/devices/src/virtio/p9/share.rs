@@ -318,7 +318,27 @@ impl Share {
     pub fn create(&self, dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Res<OwnedFd> {
         self.writable()?;
         let c = entry_name(name)?;
-        openat2(dir, &c, flags | libc::O_CREAT, file_mode(mode))
+        // Without O_EXCL an existing FIFO or device node would be opened
+        // (a FIFO blocks the worker forever): open non-blocking, without
+        // a controlling terminal, and keep only a regular file.
+        let f = openat2(
+            dir,
+            &c,
+            flags | libc::O_CREAT | libc::O_NONBLOCK | libc::O_NOCTTY,
+            file_mode(mode),
+        )?;
+        if !stat(f.as_raw_fd())?.is_reg() {
+            return Err(libc::EOPNOTSUPP);
+        }
+        if flags & libc::O_NONBLOCK == 0 {
+            // SAFETY: plain fcntl on a descriptor we own.
+            let fl = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+            if fl >= 0 {
+                // SAFETY: as above.
+                unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK) };
+            }
+        }
+        Ok(f)
     }
 
     pub fn mkdir(&self, dir: RawFd, name: &[u8], mode: u32) -> Res<OwnedFd> {
