@@ -316,7 +316,9 @@ impl VirtioPci {
         let act = Activation {
             mem: self.mem.clone(),
             queues: aq,
-            features: self.transport.driver_features,
+            // A driver may set DRIVER_OK without FEATURES_OK: never pass on
+            // bits we did not offer.
+            features: self.transport.driver_features & self.transport.device_features(),
         };
         if let Err(e) = self.device.activate(act) {
             self.fail(&e);
