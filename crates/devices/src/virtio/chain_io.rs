@@ -75,11 +75,11 @@ pub(crate) fn pop_or_arm<'a>(
     q: &mut Queue,
     mem: &'a GuestMemoryMmap,
 ) -> Option<DescriptorChain<&'a GuestMemoryMmap>> {
-    if let Some(c) = q.pop_descriptor_chain(mem) {
+    if let Some(c) = super::pop_chain(q, mem) {
         return Some(c);
     }
     match q.enable_notification(mem) {
-        Ok(true) => q.pop_descriptor_chain(mem),
+        Ok(true) => super::pop_chain(q, mem),
         _ => None,
     }
 }

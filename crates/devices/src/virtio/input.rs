@@ -365,7 +365,7 @@ fn deliver(aq: &ActiveQueues, mem: &GuestMemoryMmap, frame: &[InputEvent]) -> bo
         };
         let mut chains = Vec::with_capacity(frame.len());
         while chains.len() < frame.len() {
-            match q.pop_descriptor_chain(mem) {
+            match super::pop_chain(&mut q, mem) {
                 Some(c) => chains.push((c.head_index(), segments(c, true))),
                 None => break,
             }

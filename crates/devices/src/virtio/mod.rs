@@ -222,7 +222,7 @@ pub fn drain_queue(
     loop {
         let _ = q.disable_notification(mem);
         let mut progressed = false;
-        while let Some(chain) = q.pop_descriptor_chain(mem) {
+        while let Some(chain) = pop_chain(q, mem) {
             let head = chain.head_index();
             let len = serve(chain);
             if q.add_used(mem, head, len).is_err() {
@@ -240,6 +240,18 @@ pub fn drain_queue(
         }
     }
     used && q.needs_notification(mem).unwrap_or(true)
+}
+
+/// The next available chain, or None; never pops from a ring whose avail
+/// index lies ([`ring_lies`]).
+pub fn pop_chain<'a>(
+    q: &mut Queue,
+    mem: &'a GuestMemoryMmap,
+) -> Option<DescriptorChain<&'a GuestMemoryMmap>> {
+    if ring_lies(q, mem) {
+        return None;
+    }
+    q.pop_descriptor_chain(mem)
 }
 
 /// Whether the driver's avail index runs more than a ring ahead of what

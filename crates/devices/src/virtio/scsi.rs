@@ -607,7 +607,7 @@ fn pump_requests(ctx: &Arc<Ctx>) -> bool {
             let _ = q.disable_notification(&ctx.mem);
             let mut progressed = false;
             while ctx.inflight.load(Ordering::Acquire) < usize::from(QUEUE_SIZE) {
-                let Some(chain) = q.pop_descriptor_chain(&ctx.mem) else {
+                let Some(chain) = super::pop_chain(&mut q, &ctx.mem) else {
                     break;
                 };
                 ctx.inflight.fetch_add(1, Ordering::AcqRel);

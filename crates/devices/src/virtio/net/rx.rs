@@ -201,7 +201,7 @@ fn deliver(ctx: &NetCtx, q: &mut Queue, rx: &mut Rx, len: usize) -> Delivery {
             log::debug!("virtio-net: dropped a {len}-byte frame: receive buffers too small");
             return Delivery::Dropped;
         }
-        let Some(chain) = q.pop_descriptor_chain(mem) else {
+        let Some(chain) = crate::virtio::pop_chain(q, mem) else {
             q.set_next_avail(saved);
             return Delivery::NoRoom;
         };

@@ -92,7 +92,7 @@ fn tx_round(ctx: &NetCtx, buf: &mut [u8]) -> TxWait {
             let _ = q.disable_notification(mem);
             let mut progressed = false;
             let mut blocked = false;
-            while let Some(chain) = q.pop_descriptor_chain(mem) {
+            while let Some(chain) = crate::virtio::pop_chain(&mut q, mem) {
                 let head = chain.head_index();
                 // The backend is non-blocking, so sending under the
                 // queue lock never waits.

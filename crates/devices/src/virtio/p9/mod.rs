@@ -152,7 +152,7 @@ fn serve(aq: &ActiveQueues, mem: &GuestMemoryMmap, server: &mut Server, buf: &mu
             let _ = q.disable_notification(mem);
             let mut b = Vec::new();
             while b.len() < BATCH {
-                let Some(chain) = q.pop_descriptor_chain(mem) else {
+                let Some(chain) = crate::virtio::pop_chain(&mut q, mem) else {
                     break;
                 };
                 let mut p = Pending {
