@@ -24,6 +24,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
 use crate::blockif::{BlockBuffers, BlockInfo, BlockIo, BlockOp, BlockRequest};
+use crate::virtio::chain_io::{gather, slice_segs, total};
 use crate::virtio::worker::Workers;
 
 /// Ring size (bhyve uses 64; 128 lets a guest keep more in flight).
@@ -174,49 +175,6 @@ struct Chain {
     /// Data the device writes before the status byte (reads, GET_ID).
     writes_data: bool,
     what: Parsed,
-}
-
-/// Sums segment lengths without overflow.
-fn total(segs: &[(GuestAddress, u64)]) -> u64 {
-    segs.iter().fold(0u64, |a, s| a.saturating_add(s.1))
-}
-
-/// The part `[skip, skip+len)` of a segment list.
-fn slice_segs(
-    segs: &[(GuestAddress, u64)],
-    mut skip: u64,
-    mut len: u64,
-) -> Vec<(GuestAddress, u64)> {
-    let mut out = Vec::new();
-    for &(a, l) in segs {
-        if len == 0 {
-            break;
-        }
-        if skip >= l {
-            skip -= l;
-            continue;
-        }
-        let n = (l - skip).min(len);
-        if let Some(addr) = a.checked_add(skip) {
-            out.push((addr, n));
-        }
-        len -= n;
-        skip = 0;
-    }
-    out
-}
-
-/// Reads `buf.len()` bytes gathered from `segs` starting `skip` bytes in.
-fn gather(mem: &GuestMemoryMmap, segs: &[(GuestAddress, u64)], skip: u64, buf: &mut [u8]) -> bool {
-    let mut done = 0;
-    for (a, l) in slice_segs(segs, skip, buf.len() as u64) {
-        let n = l as usize;
-        if mem.read_slice(&mut buf[done..done + n], a).is_err() {
-            return false;
-        }
-        done += n;
-    }
-    done == buf.len()
 }
 
 fn parse(ctx: &Ctx, chain: DescriptorChain<&GuestMemoryMmap>) -> Chain {

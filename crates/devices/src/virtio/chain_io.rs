@@ -5,7 +5,7 @@
 use std::os::fd::RawFd;
 
 use virtio_queue::{DescriptorChain, Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 /// At most this many segments are remembered of one chain: a guest's
 /// indirect table may claim tens of thousands.
@@ -101,4 +101,52 @@ pub(crate) fn poll_fds(fds: &[(RawFd, i16)]) -> Vec<i16> {
         return vec![0; fds.len()];
     }
     p.iter().map(|p| p.revents).collect()
+}
+
+/// Guest segments with 64-bit lengths (storage requests).
+pub(crate) type Segs = Vec<(GuestAddress, u64)>;
+
+/// Sums segment lengths without overflow.
+pub(crate) fn total(segs: &[(GuestAddress, u64)]) -> u64 {
+    segs.iter().fold(0u64, |a, s| a.saturating_add(s.1))
+}
+
+/// The part `[skip, skip+len)` of a segment list.
+pub(crate) fn slice_segs(segs: &[(GuestAddress, u64)], mut skip: u64, mut len: u64) -> Segs {
+    let mut out = Vec::new();
+    for &(a, l) in segs {
+        if len == 0 {
+            break;
+        }
+        if skip >= l {
+            skip -= l;
+            continue;
+        }
+        let n = (l - skip).min(len);
+        if let Some(addr) = a.checked_add(skip) {
+            out.push((addr, n));
+        }
+        len -= n;
+        skip = 0;
+    }
+    out
+}
+
+/// Fills `buf` from `segs`, starting `skip` bytes in; false if guest
+/// memory failed or the segments are shorter.
+pub(crate) fn gather(
+    mem: &GuestMemoryMmap,
+    segs: &[(GuestAddress, u64)],
+    skip: u64,
+    buf: &mut [u8],
+) -> bool {
+    let mut done = 0;
+    for (a, l) in slice_segs(segs, skip, buf.len() as u64) {
+        let n = l as usize;
+        if mem.read_slice(&mut buf[done..done + n], a).is_err() {
+            return false;
+        }
+        done += n;
+    }
+    done == buf.len()
 }

@@ -24,13 +24,14 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use virtio_queue::{DescriptorChain, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
 use crate::blockif::{BlockBuffers, BlockIo, BlockOp, BlockRequest};
 use target::{status, Action, LunInfo, Sense};
 
+pub(crate) use crate::virtio::chain_io::{gather, slice_segs, total, Segs};
 use crate::virtio::worker::Workers;
 pub use pages::{PRODUCT, VENDOR};
 
@@ -164,47 +165,6 @@ struct Ctx {
     more: EventFd,
     /// Signalled when `inflight` drops to 0 (task management waits).
     idle: (Mutex<()>, Condvar),
-}
-
-type Segs = Vec<(GuestAddress, u64)>;
-
-fn total(segs: &[(GuestAddress, u64)]) -> u64 {
-    segs.iter().fold(0u64, |a, s| a.saturating_add(s.1))
-}
-
-/// The part `[skip, skip+len)` of a segment list.
-fn slice_segs(segs: &[(GuestAddress, u64)], mut skip: u64, mut len: u64) -> Segs {
-    let mut out = Vec::new();
-    for &(a, l) in segs {
-        if len == 0 {
-            break;
-        }
-        if skip >= l {
-            skip -= l;
-            continue;
-        }
-        let n = (l - skip).min(len);
-        if let Some(addr) = a.checked_add(skip) {
-            out.push((addr, n));
-        }
-        len -= n;
-        skip = 0;
-    }
-    out
-}
-
-/// Fills `buf` from the start of `segs`; false if guest memory failed or
-/// the segments are shorter.
-fn gather(mem: &GuestMemoryMmap, segs: &[(GuestAddress, u64)], buf: &mut [u8]) -> bool {
-    let mut done = 0;
-    for (a, l) in slice_segs(segs, 0, buf.len() as u64) {
-        let n = l as usize;
-        if mem.read_slice(&mut buf[done..done + n], a).is_err() {
-            return false;
-        }
-        done += n;
-    }
-    done == buf.len()
 }
 
 /// Writes the start of `data` into `segs`; returns the bytes written.
@@ -360,7 +320,7 @@ fn prepare(ctx: &Ctx, chain: DescriptorChain<&GuestMemoryMmap>) -> Request {
     let (rlen, wlen) = (total(&readable), total(&writable));
     let resp_len = resp_len.min(usize::try_from(wlen).unwrap_or(usize::MAX));
     let mut header = vec![0u8; req_len];
-    let ok = rlen >= req_len as u64 && gather(&ctx.mem, &readable, &mut header);
+    let ok = rlen >= req_len as u64 && gather(&ctx.mem, &readable, 0, &mut header);
     Request {
         reply: Reply {
             head,
@@ -460,7 +420,7 @@ fn execute(ctx: &Arc<Ctx>, req: Request) {
                 .min(target::MAX_UNMAP_PARAM)
                 .min(usize::try_from(dout).unwrap_or(usize::MAX));
             let mut param = vec![0u8; n];
-            if !gather(&ctx.mem, &data_out, &mut param) {
+            if !gather(&ctx.mem, &data_out, 0, &mut param) {
                 return complete(ctx, &reply, Outcome::response(resp::FAILURE));
             }
             match target::unmap_ranges(&lun.info, &param) {
@@ -500,7 +460,7 @@ fn execute(ctx: &Arc<Ctx>, req: Request) {
                     return complete(ctx, &reply, Outcome::response(resp::OVERRUN));
                 }
                 let mut block = vec![0u8; bs as usize];
-                if !gather(&ctx.mem, &data_out, &mut block) {
+                if !gather(&ctx.mem, &data_out, 0, &mut block) {
                     return complete(ctx, &reply, Outcome::response(resp::FAILURE));
                 }
                 // Only zeroes: a pattern would need a host buffer as

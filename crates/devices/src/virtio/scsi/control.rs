@@ -68,7 +68,7 @@ pub(super) fn pump_control(ctx: &Ctx) -> bool {
         if let Some((r, w)) = segs {
             // The largest control request (TMF) is 28 bytes.
             let mut req = vec![0u8; (total(&r).min(28)) as usize];
-            if gather(&ctx.mem, &r, &mut req) {
+            if gather(&ctx.mem, &r, 0, &mut req) {
                 if let Some(answer) = control(ctx, &req) {
                     used = scatter(&ctx.mem, &w, &answer) as u32;
                 }
