@@ -188,25 +188,29 @@ const BOOT_CODE: [u8; 0x3e] = [
 const BOOT_MSG: &[u8] = b"virtio-blk boot sector ran\n\0";
 const SECTOR2_MSG: &[u8] = b"sector 2 read through INT 13h\n\0";
 
-#[test]
-fn seabios_boots_from_a_virtio_blk_disk() {
+/// A 1 MiB disk whose boot sector prints `msg` and sector 2 to the debug
+/// port (reading sector 2 through INT 13h), then exits with 0x21.
+fn boot_disk(msg: &[u8]) -> Vec<u8> {
+    let mut d = vec![0u8; 1 << 20];
+    d[..BOOT_CODE.len()].copy_from_slice(&BOOT_CODE);
+    d[0x3e..0x3e + msg.len()].copy_from_slice(msg);
+    d[510] = 0x55;
+    d[511] = 0xaa;
+    d[512..512 + SECTOR2_MSG.len()].copy_from_slice(SECTOR2_MSG);
+    d
+}
+
+/// Boots SeaBIOS on the i440FX identities with `slots` (`-s` arguments)
+/// and pc-testdev; returns the exit status and SeaBIOS's debug log.
+fn boot_seabios(s: &Scratch, vm: &str, slots: &[String]) -> (Option<i32>, String, String) {
     assert!(
         Path::new(BIOS).exists(),
         "{BIOS} is missing: apt-get install seabios"
     );
-    let s = Scratch::new("seabios-blk");
-    let mut disk = vec![0u8; 1 << 20];
-    disk[..BOOT_CODE.len()].copy_from_slice(&BOOT_CODE);
-    disk[0x3e..0x3e + BOOT_MSG.len()].copy_from_slice(BOOT_MSG);
-    disk[510] = 0x55;
-    disk[511] = 0xaa;
-    disk[512..512 + SECTOR2_MSG.len()].copy_from_slice(SECTOR2_MSG);
-    let img = s.file("disk.img", &disk);
-    let log = s.dir.join("debugcon.log");
+    let log = s.dir.join(format!("{vm}-debugcon.log"));
     let rom = format!("bootrom,{BIOS},fwcfg=qemu");
     let debugcon = format!("debugcon,{}", log.display());
-    let blk = format!("4,virtio-blk,{}", img.display());
-    let out = s.run(&[
+    let mut args: Vec<&str> = vec![
         "-A",
         "-m",
         "128M",
@@ -216,8 +220,11 @@ fn seabios_boots_from_a_virtio_blk_disk() {
         "pci.0.0.0.pcireg.vendor=0x8086",
         "-o",
         "pci.0.0.0.pcireg.device=0x1237",
-        "-s",
-        &blk,
+    ];
+    for sl in slots {
+        args.extend(["-s", sl.as_str()]);
+    }
+    args.extend([
         "-s",
         "31,lpc",
         "-o",
@@ -228,15 +235,23 @@ fn seabios_boots_from_a_virtio_blk_disk() {
         &debugcon,
         "-l",
         "pc-testdev",
-        "seabios-blk",
+        vm,
     ]);
+    let out = s.run(&args);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(
-        out.status.code(),
-        Some((0x21 << 1) | 1),
-        "{}\n{text}",
-        stderr(&out)
+    (out.status.code(), text, stderr(&out))
+}
+
+#[test]
+fn seabios_boots_from_a_virtio_blk_disk() {
+    let s = Scratch::new("seabios-blk");
+    let img = s.file("disk.img", &boot_disk(BOOT_MSG));
+    let (status, text, err) = boot_seabios(
+        &s,
+        "seabios-blk",
+        &[format!("4,virtio-blk,{}", img.display())],
     );
+    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
     for want in [
         "PCI: init bdf=00:04.0 id=1af4:1001",
         "found virtio-blk at 00:04.0",
@@ -255,55 +270,17 @@ fn seabios_boots_from_a_virtio_blk_disk() {
 #[test]
 fn seabios_follows_bootindex() {
     let s = Scratch::new("seabios-bootindex");
-    let disk = |name: &str, msg: &[u8]| {
-        let mut d = vec![0u8; 1 << 20];
-        d[..BOOT_CODE.len()].copy_from_slice(&BOOT_CODE);
-        d[0x3e..0x3e + msg.len()].copy_from_slice(msg);
-        d[510] = 0x55;
-        d[511] = 0xaa;
-        d[512..512 + SECTOR2_MSG.len()].copy_from_slice(SECTOR2_MSG);
-        s.file(name, &d)
-    };
-    let a = disk("a.img", b"disk A boot sector ran\n\0");
-    let b = disk("b.img", b"disk B boot sector ran\n\0");
-    let log = s.dir.join("debugcon.log");
-    let rom = format!("bootrom,{BIOS},fwcfg=qemu");
-    let debugcon = format!("debugcon,{}", log.display());
-    let blk_a = format!("4,virtio-blk,{}", a.display());
-    let blk_b = format!("5,virtio-blk,{},bootindex=1", b.display());
-    let out = s.run(&[
-        "-A",
-        "-m",
-        "128M",
-        "-s",
-        "0,hostbridge",
-        "-o",
-        "pci.0.0.0.pcireg.vendor=0x8086",
-        "-o",
-        "pci.0.0.0.pcireg.device=0x1237",
-        "-s",
-        &blk_a,
-        "-s",
-        &blk_b,
-        "-s",
-        "31,lpc",
-        "-o",
-        "pm.base=0x600",
-        "-l",
-        &rom,
-        "-l",
-        &debugcon,
-        "-l",
-        "pc-testdev",
+    let a = s.file("a.img", &boot_disk(b"disk A boot sector ran\n\0"));
+    let b = s.file("b.img", &boot_disk(b"disk B boot sector ran\n\0"));
+    let (status, text, err) = boot_seabios(
+        &s,
         "seabios-bootindex",
-    ]);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(
-        out.status.code(),
-        Some((0x21 << 1) | 1),
-        "{}\n{text}",
-        stderr(&out)
+        &[
+            format!("4,virtio-blk,{}", a.display()),
+            format!("5,virtio-blk,{},bootindex=1", b.display()),
+        ],
     );
+    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
     for want in [
         "Searching bootorder for: /pci@i0cf8/*@5",
         "disk B boot sector ran\nsector 2 read through INT 13h\n",
@@ -325,49 +302,13 @@ fn seabios_follows_bootindex() {
 #[test]
 fn seabios_boots_from_a_virtio_scsi_disk() {
     let s = Scratch::new("seabios-scsi");
-    let msg = b"virtio-scsi boot sector ran\n\0";
-    let mut disk = vec![0u8; 1 << 20];
-    disk[..BOOT_CODE.len()].copy_from_slice(&BOOT_CODE);
-    disk[0x3e..0x3e + msg.len()].copy_from_slice(msg);
-    disk[510] = 0x55;
-    disk[511] = 0xaa;
-    disk[512..512 + SECTOR2_MSG.len()].copy_from_slice(SECTOR2_MSG);
-    let img = s.file("disk.img", &disk);
-    let log = s.dir.join("debugcon.log");
-    let rom = format!("bootrom,{BIOS},fwcfg=qemu");
-    let debugcon = format!("debugcon,{}", log.display());
-    let scsi = format!("4,virtio-scsi,{}", img.display());
-    let out = s.run(&[
-        "-A",
-        "-m",
-        "128M",
-        "-s",
-        "0,hostbridge",
-        "-o",
-        "pci.0.0.0.pcireg.vendor=0x8086",
-        "-o",
-        "pci.0.0.0.pcireg.device=0x1237",
-        "-s",
-        &scsi,
-        "-s",
-        "31,lpc",
-        "-o",
-        "pm.base=0x600",
-        "-l",
-        &rom,
-        "-l",
-        &debugcon,
-        "-l",
-        "pc-testdev",
+    let img = s.file("disk.img", &boot_disk(b"virtio-scsi boot sector ran\n\0"));
+    let (status, text, err) = boot_seabios(
+        &s,
         "seabios-scsi",
-    ]);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(
-        out.status.code(),
-        Some((0x21 << 1) | 1),
-        "{}\n{text}",
-        stderr(&out)
+        &[format!("4,virtio-scsi,{}", img.display())],
     );
+    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
     for want in [
         "PCI: init bdf=00:04.0 id=1af4:1004",
         "found virtio-scsi at 00:04.0",
