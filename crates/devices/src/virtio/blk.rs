@@ -519,34 +519,14 @@ fn check_resize(ctx: &Ctx) {
 /// Pops what the driver made available (up to the in-flight bound) and
 /// dispatches it; false once the device was reset.
 fn pump(ctx: &Arc<Ctx>) -> bool {
-    let mut batch = Vec::new();
-    {
+    let batch = {
         let Some(mut q) = ctx.aq.lock(0) else {
             return false;
         };
-        let mut idle_rounds = 0;
-        loop {
-            let _ = q.disable_notification(&ctx.mem);
-            let mut progressed = false;
-            while ctx.inflight.load(Ordering::Acquire) < usize::from(QUEUE_SIZE) {
-                let Some(chain) = super::pop_chain(&mut q, &ctx.mem) else {
-                    break;
-                };
-                ctx.inflight.fetch_add(1, Ordering::AcqRel);
-                batch.push(parse(ctx, chain));
-                progressed = true;
-            }
-            if ctx.inflight.load(Ordering::Acquire) >= usize::from(QUEUE_SIZE) {
-                // A completion wakes us through `more`.
-                break;
-            }
-            idle_rounds = if progressed { 0 } else { idle_rounds + 1 };
-            match q.enable_notification(&ctx.mem) {
-                Ok(true) if idle_rounds < 2 => continue,
-                _ => break,
-            }
-        }
-    }
+        super::pop_bounded(&mut q, &ctx.mem, &ctx.inflight, QUEUE_SIZE.into(), |c| {
+            parse(ctx, c)
+        })
+    };
     dispatch_batch(ctx, batch);
     true
 }

@@ -242,6 +242,44 @@ pub fn drain_queue(
     used && q.needs_notification(mem).unwrap_or(true)
 }
 
+/// Pops chains for asynchronous devices (storage): each one counts in
+/// `inflight` until its completion takes it off, and popping stops at
+/// `limit` (a completion then wakes the worker) so a guest re-posting
+/// heads cannot queue unbounded work. Same EVENT_IDX re-check as
+/// [`drain_queue`]; `take` turns each chain into the device's request.
+pub fn pop_bounded<T>(
+    q: &mut Queue,
+    mem: &GuestMemoryMmap,
+    inflight: &std::sync::atomic::AtomicUsize,
+    limit: usize,
+    mut take: impl FnMut(DescriptorChain<&GuestMemoryMmap>) -> T,
+) -> Vec<T> {
+    use std::sync::atomic::Ordering::{AcqRel, Acquire};
+    let mut batch = Vec::new();
+    let mut idle_rounds = 0;
+    loop {
+        let _ = q.disable_notification(mem);
+        let mut progressed = false;
+        while inflight.load(Acquire) < limit {
+            let Some(chain) = pop_chain(q, mem) else {
+                break;
+            };
+            inflight.fetch_add(1, AcqRel);
+            batch.push(take(chain));
+            progressed = true;
+        }
+        if inflight.load(Acquire) >= limit {
+            break;
+        }
+        idle_rounds = if progressed { 0 } else { idle_rounds + 1 };
+        match q.enable_notification(mem) {
+            Ok(true) if idle_rounds < 2 => continue,
+            _ => break,
+        }
+    }
+    batch
+}
+
 /// The next available chain, or None; never pops from a ring whose avail
 /// index lies ([`ring_lies`]).
 pub fn pop_chain<'a>(

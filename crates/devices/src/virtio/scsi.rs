@@ -556,34 +556,15 @@ fn submit(ctx: &Arc<Ctx>, lun: &Lun, reply: Reply, reqs: Vec<BlockRequest>, base
 /// Pops requests (up to the in-flight bound) and starts them; false
 /// once the device was reset.
 fn pump_requests(ctx: &Arc<Ctx>) -> bool {
-    let mut batch = Vec::new();
-    {
+    let batch = {
         let Some(mut q) = ctx.aq.lock(REQUESTQ) else {
             // Not enabled (SeaBIOS uses the request queue only).
             return !ctx.aq.is_stopped();
         };
-        let mut idle_rounds = 0;
-        loop {
-            let _ = q.disable_notification(&ctx.mem);
-            let mut progressed = false;
-            while ctx.inflight.load(Ordering::Acquire) < usize::from(QUEUE_SIZE) {
-                let Some(chain) = super::pop_chain(&mut q, &ctx.mem) else {
-                    break;
-                };
-                ctx.inflight.fetch_add(1, Ordering::AcqRel);
-                batch.push(prepare(ctx, chain));
-                progressed = true;
-            }
-            if ctx.inflight.load(Ordering::Acquire) >= usize::from(QUEUE_SIZE) {
-                break; // a completion wakes us through `more`
-            }
-            idle_rounds = if progressed { 0 } else { idle_rounds + 1 };
-            match q.enable_notification(&ctx.mem) {
-                Ok(true) if idle_rounds < 2 => continue,
-                _ => break,
-            }
-        }
-    }
+        super::pop_bounded(&mut q, &ctx.mem, &ctx.inflight, QUEUE_SIZE.into(), |c| {
+            prepare(ctx, c)
+        })
+    };
     for r in batch {
         execute(ctx, r);
     }
