@@ -84,9 +84,9 @@ pub(crate) fn pop_or_arm<'a>(
     }
 }
 
-/// Polls `fds` ((fd, events) pairs) without a timeout; returns each one's
-/// revents (all zero on EINTR).
-pub(crate) fn poll_fds(fds: &[(RawFd, i16)]) -> Vec<i16> {
+/// Polls `fds` ((fd, events) pairs) for up to `timeout_ms` (< 0: no
+/// timeout); returns each one's revents (all zero on timeout or EINTR).
+pub(crate) fn poll_fds(fds: &[(RawFd, i16)], timeout_ms: i32) -> Vec<i16> {
     let mut p: Vec<libc::pollfd> = fds
         .iter()
         .map(|&(fd, events)| libc::pollfd {
@@ -96,7 +96,7 @@ pub(crate) fn poll_fds(fds: &[(RawFd, i16)]) -> Vec<i16> {
         })
         .collect();
     // SAFETY: `p` is a valid array of `p.len()` pollfds for the call.
-    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, -1) };
+    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
     if n <= 0 {
         return vec![0; fds.len()];
     }

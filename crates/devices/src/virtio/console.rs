@@ -31,6 +31,7 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::chain_io::{poll_fds, pop_or_arm, read_segments, segments, write_segments};
+use super::log_limit::LogLimit;
 use super::{drain_queue, types, Activation, ActiveQueues, VirtioDevice};
 use crate::virtio::worker::Workers;
 
@@ -227,6 +228,12 @@ struct Worker {
     pending: VecDeque<Vec<u8>>,
     run: Vec<PortRun>,
     bounce: Vec<u8>,
+    /// A queue still had chains when its batch ended: go round again
+    /// without waiting (no kick comes for them).
+    more: bool,
+    /// Warnings the driver can trigger in a loop.
+    dropped_events: LogLimit,
+    driver_events: LogLimit,
 }
 
 impl Worker {
@@ -235,7 +242,9 @@ impl Worker {
             return;
         }
         if self.pending.len() >= MAX_PENDING_CONTROL {
-            log::warn!("virtio-console: guest posts no control buffers, dropping an event");
+            self.dropped_events.warn(format_args!(
+                "virtio-console: guest posts no control buffers, dropping an event"
+            ));
             return;
         }
         self.pending.push_back(msg);
@@ -257,10 +266,10 @@ impl Worker {
         }
     }
 
-    /// Handles the driver's control messages (queue 3).
+    /// Handles a batch of the driver's control messages (queue 3).
     fn control_in(&mut self, ports: &[Option<PortSocket>]) {
         let mut msgs = Vec::new();
-        let notify = {
+        let d = {
             let Some(mut q) = self.aq.lock(CTRL_TX) else {
                 return;
             };
@@ -272,7 +281,8 @@ impl Worker {
                 0
             })
         };
-        if notify {
+        self.more |= d.more;
+        if d.notify {
             self.aq.signal_used(CTRL_TX as u16);
         }
         for m in msgs {
@@ -292,13 +302,19 @@ impl Worker {
                         }
                     }
                 }
-                event::DEVICE_READY => log::warn!("virtio-console: the driver failed to start"),
+                event::DEVICE_READY => self
+                    .driver_events
+                    .warn(format_args!("virtio-console: the driver failed to start")),
                 event::PORT_READY => {
                     let known = ports.get(id as usize).is_some_and(|p| p.is_some());
                     if !known {
-                        log::warn!("virtio-console: PORT_READY event for unknown port {id}");
+                        self.driver_events.warn(format_args!(
+                            "virtio-console: PORT_READY event for unknown port {id}"
+                        ));
                     } else if value != 1 {
-                        log::warn!("virtio-console: the driver failed to add port {id}");
+                        self.driver_events.warn(format_args!(
+                            "virtio-console: the driver failed to add port {id}"
+                        ));
                     }
                 }
                 event::PORT_OPEN => {
@@ -407,7 +423,11 @@ impl Worker {
     /// client, or drops them when it has none.
     fn port_tx(&mut self, ports: &mut [Option<PortSocket>], id: usize, qi: usize) {
         let mut used = false;
-        for _ in 0..ROUND {
+        for i in 0..ROUND {
+            if i + 1 == ROUND {
+                // The round may end with chains left: look again soon.
+                self.more = true;
+            }
             if self.run[id].tx.is_none() {
                 let Some(mut q) = self.aq.lock(qi) else {
                     break;
@@ -484,11 +504,12 @@ impl Worker {
                 self.port_rx(ports, id);
             } else {
                 // A queue of a port that does not exist: complete and drop.
-                let notify = match self.aq.lock(tx) {
+                let d = match self.aq.lock(tx) {
                     Some(mut q) => drain_queue(&mut q, &self.mem, |_| 0),
-                    None => false,
+                    None => continue,
                 };
-                if notify {
+                self.more |= d.more;
+                if d.notify {
                     self.aq.signal_used(tx as u16);
                 }
             }
@@ -585,6 +606,9 @@ fn worker(act: Activation, ports: Arc<Mutex<Vec<Option<PortSocket>>>>, stop: Arc
         pending: VecDeque::new(),
         run: (0..MAX_PORTS).map(|_| PortRun::default()).collect(),
         bounce: vec![0u8; BOUNCE],
+        more: false,
+        dropped_events: LogLimit::new("virtio-console"),
+        driver_events: LogLimit::new("virtio-console"),
     };
     // Without MULTIPORT the driver only knows port 0, whose client is
     // then simply connected.
@@ -593,6 +617,7 @@ fn worker(act: Activation, ports: Arc<Mutex<Vec<Option<PortSocket>>>>, stop: Arc
         if w.aq.is_stopped() {
             return;
         }
+        w.more = false;
         w.service(&mut ports);
         let mut fds = vec![(stop.as_raw_fd(), libc::POLLIN)];
         for q in 0..nq {
@@ -620,7 +645,7 @@ fn worker(act: Activation, ports: Arc<Mutex<Vec<Option<PortSocket>>>>, stop: Arc
                 fds.push((c.as_raw_fd(), ev));
             }
         }
-        let rev = poll_fds(&fds);
+        let rev = poll_fds(&fds, if w.more { 0 } else { -1 });
         if rev[0] != 0 || w.aq.is_stopped() {
             return;
         }

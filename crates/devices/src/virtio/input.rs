@@ -394,24 +394,23 @@ fn deliver(aq: &ActiveQueues, mem: &GuestMemoryMmap, frame: &[InputEvent]) -> bo
     true
 }
 
-/// Writes the driver's status events (LEDs) to the device.
-fn status(aq: &ActiveQueues, mem: &GuestMemoryMmap, src: &dyn EvdevSource) {
+/// Writes the driver's status events (LEDs) to the device, one batch
+/// of them; says whether more are waiting (no kick will come for them).
+fn status(aq: &ActiveQueues, mem: &GuestMemoryMmap, src: &dyn EvdevSource) -> bool {
     let mut events = Vec::new();
-    let notify = {
+    let d = {
         let Some(mut q) = aq.lock(STATUSQ) else {
-            return;
+            return false;
         };
         drain_queue(&mut q, mem, |chain| {
             let mut b = [0u8; 8];
-            if events.len() < usize::from(QUEUE_SIZE)
-                && read_segments(mem, &segments(chain, false), &mut b) == 8
-            {
+            if read_segments(mem, &segments(chain, false), &mut b) == 8 {
                 events.push(InputEvent::from_virtio(b));
             }
             0
         })
     };
-    if notify {
+    if d.notify {
         aq.signal_used(STATUSQ as u16);
     }
     for e in events.into_iter().filter(|e| e.ty != ev::MSC) {
@@ -419,6 +418,7 @@ fn status(aq: &ActiveQueues, mem: &GuestMemoryMmap, src: &dyn EvdevSource) {
             log::debug!("virtio-input: status event not written: {err}");
         }
     }
+    d.more
 }
 
 fn worker(act: Activation, src: Arc<dyn EvdevSource>, stop: Arc<EventFd>) {
@@ -431,7 +431,9 @@ fn worker(act: Activation, src: Arc<dyn EvdevSource>, stop: Arc<EventFd>) {
     }
     let mut frame = Vec::with_capacity(MAX_FRAME);
     loop {
-        status(&aq, &mem, src.as_ref());
+        // A guest flooding the status queue is served a batch per round,
+        // between its events, without waiting for a kick.
+        let more = status(&aq, &mem, src.as_ref());
         loop {
             match src.read_event() {
                 Ok(Some(e)) => {
@@ -460,7 +462,7 @@ fn worker(act: Activation, src: Arc<dyn EvdevSource>, stop: Arc<EventFd>) {
                 fds.push((k.as_raw_fd(), libc::POLLIN));
             }
         }
-        let rev = poll_fds(&fds);
+        let rev = poll_fds(&fds, if more { 0 } else { -1 });
         if rev[0] != 0 || aq.is_stopped() {
             return;
         }

@@ -19,7 +19,10 @@
 pub mod blk;
 mod chain_io;
 pub mod console;
+#[cfg(test)]
+mod drain_tests;
 pub mod input;
+mod log_limit;
 pub mod net;
 pub mod p9;
 pub mod pci;
@@ -203,9 +206,24 @@ impl ActiveQueues {
     }
 }
 
-/// Serves every available chain of `q` with `serve` (which returns the
-/// bytes it wrote to the chain), re-checking after turning notifications
-/// back on (EVENT_IDX), and says whether the driver wants an interrupt.
+/// Chains a worker serves per queue-lock hold: a reset waits for the
+/// queue locks, so a guest that keeps posting must not keep one held.
+pub const DRAIN_BUDGET: usize = 64;
+
+/// What one [`drain_queue`] call left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// The driver wants an interrupt for what was used.
+    pub notify: bool,
+    /// The budget ran out with chains still available: notifications are
+    /// still off, so no kick will come; drain again without waiting.
+    pub more: bool,
+}
+
+/// Serves up to [`DRAIN_BUDGET`] available chains of `q` with `serve`
+/// (which returns the bytes it wrote to the chain), re-checking after
+/// turning notifications back on (EVENT_IDX), and says whether the
+/// driver wants an interrupt and whether chains are left.
 ///
 /// A ring whose available index lies (virtio-queue refuses it) yields
 /// nothing; the loop then stops instead of spinning on it.
@@ -213,16 +231,24 @@ pub fn drain_queue(
     q: &mut Queue,
     mem: &GuestMemoryMmap,
     mut serve: impl FnMut(DescriptorChain<&GuestMemoryMmap>) -> u32,
-) -> bool {
+) -> Drained {
     if ring_lies(q, mem) {
-        return false;
+        return Drained {
+            notify: false,
+            more: false,
+        };
     }
     let mut used = false;
+    let mut served = 0;
     let mut idle_rounds = 0;
-    loop {
+    let more = loop {
         let _ = q.disable_notification(mem);
         let mut progressed = false;
-        while let Some(chain) = pop_chain(q, mem) {
+        while served < DRAIN_BUDGET {
+            let Some(chain) = pop_chain(q, mem) else {
+                break;
+            };
+            served += 1;
             let head = chain.head_index();
             let len = serve(chain);
             if q.add_used(mem, head, len).is_err() {
@@ -231,15 +257,46 @@ pub fn drain_queue(
             used = true;
             progressed = true;
         }
+        if served >= DRAIN_BUDGET && has_available(q, mem) {
+            break true;
+        }
         // A buffer added while notifications were off is seen on the
         // next round; two rounds without progress mean a broken ring.
         idle_rounds = if progressed { 0 } else { idle_rounds + 1 };
         match q.enable_notification(mem) {
             Ok(true) if idle_rounds < 2 => continue,
-            _ => break,
+            _ => break false,
+        }
+    };
+    Drained {
+        notify: used && q.needs_notification(mem).unwrap_or(true),
+        more,
+    }
+}
+
+/// Drains queue `qi` of `aq` batch by batch ([`drain_queue`]), releasing
+/// the queue and signalling between batches; false once the device was
+/// reset.
+pub fn serve_queue(
+    aq: &ActiveQueues,
+    qi: usize,
+    mem: &GuestMemoryMmap,
+    mut serve: impl FnMut(DescriptorChain<&GuestMemoryMmap>) -> u32,
+) -> bool {
+    loop {
+        let d = {
+            let Some(mut q) = aq.lock(qi) else {
+                return false;
+            };
+            drain_queue(&mut q, mem, &mut serve)
+        };
+        if d.notify {
+            aq.signal_used(qi as u16);
+        }
+        if !d.more {
+            return true;
         }
     }
-    used && q.needs_notification(mem).unwrap_or(true)
 }
 
 /// Pops chains for asynchronous devices (storage): each one counts in
@@ -290,6 +347,13 @@ pub fn pop_chain<'a>(
         return None;
     }
     q.pop_descriptor_chain(mem)
+}
+
+/// Whether a chain can be popped (a lying index counts as none).
+pub(crate) fn has_available(q: &Queue, mem: &GuestMemoryMmap) -> bool {
+    !ring_lies(q, mem)
+        && q.avail_idx(mem, std::sync::atomic::Ordering::Acquire)
+            .is_ok_and(|a| a.0 != q.next_avail())
 }
 
 /// Whether the driver's avail index runs more than a ring ahead of what

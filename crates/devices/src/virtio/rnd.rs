@@ -6,7 +6,7 @@ use std::sync::Arc;
 use vm_memory::{Bytes, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{drain_queue, types, wait_readable, Activation, ActiveQueues, VirtioDevice};
+use super::{serve_queue, types, wait_readable, Activation, ActiveQueues, VirtioDevice};
 use crate::virtio::worker::Workers;
 
 /// bhyve's ring size.
@@ -60,32 +60,23 @@ fn fill_random(buf: &mut [u8]) -> bool {
     true
 }
 
-/// Serves every available request of the queue; returns false once the
-/// device was reset.
+/// Serves every available request of the queue, a batch per queue-lock
+/// hold; returns false once the device was reset.
 fn drain(aq: &ActiveQueues, mem: &GuestMemoryMmap, buf: &mut [u8]) -> bool {
-    let notify = {
-        let Some(mut q) = aq.lock(0) else {
-            return false;
-        };
-        drain_queue(&mut q, mem, |chain| {
-            let mut written = 0usize;
-            for d in chain.writable() {
-                let want = (d.len() as usize).min(MAX_REQUEST - written);
-                if want == 0
-                    || !fill_random(&mut buf[..want])
-                    || mem.write_slice(&buf[..want], d.addr()).is_err()
-                {
-                    break;
-                }
-                written += want;
+    serve_queue(aq, 0, mem, |chain| {
+        let mut written = 0usize;
+        for d in chain.writable() {
+            let want = (d.len() as usize).min(MAX_REQUEST - written);
+            if want == 0
+                || !fill_random(&mut buf[..want])
+                || mem.write_slice(&buf[..want], d.addr()).is_err()
+            {
+                break;
             }
-            written as u32
-        })
-    };
-    if notify {
-        aq.signal_used(0);
-    }
-    true
+            written += want;
+        }
+        written as u32
+    })
 }
 
 fn worker(act: Activation, stop: Arc<EventFd>) {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 
+use crate::virtio::DRAIN_BUDGET;
+
 use super::{
     features, hdr, poll_fds, NetBackend, NetCtx, L2_OVERHEAD, MAX_FRAME, TXQ, VNET_HDR_LEN,
 };
@@ -18,6 +20,9 @@ enum TxWait {
     Kick,
     /// The backend pushed back: wait until it is writable.
     Backend,
+    /// A full batch went out and frames are left: go again at once
+    /// (the queue lock was released in between, so a reset gets in).
+    More,
     /// The device was reset.
     Stop,
 }
@@ -58,6 +63,8 @@ pub(super) fn worker(ctx: Arc<NetCtx>) {
         let watch_backend = wait == TxWait::Backend;
         let revents = match wait {
             TxWait::Stop => return,
+            TxWait::More if ctx.queues.is_stopped() => return,
+            TxWait::More => continue,
             TxWait::Kick => poll_fds(
                 &[(kick.as_raw_fd(), libc::POLLIN), (stop, libc::POLLIN)],
                 -1,
@@ -78,8 +85,9 @@ pub(super) fn worker(ctx: Arc<NetCtx>) {
     }
 }
 
-/// Sends every available frame, then re-enables notifications (checking
-/// once more, as EVENT_IDX requires), and signals the driver if it asked.
+/// Sends the available frames, up to a batch ([`DRAIN_BUDGET`]), then
+/// re-enables notifications (checking once more, as EVENT_IDX requires)
+/// unless frames are left, and signals the driver if it asked.
 fn tx_round(ctx: &NetCtx, buf: &mut [u8]) -> TxWait {
     let mem = &ctx.mem;
     let mut used = false;
@@ -88,11 +96,16 @@ fn tx_round(ctx: &NetCtx, buf: &mut [u8]) -> TxWait {
             return TxWait::Stop;
         };
         let mut idle_rounds = 0;
+        let mut sent = 0;
         let wait = loop {
             let _ = q.disable_notification(mem);
             let mut progressed = false;
             let mut blocked = false;
-            while let Some(chain) = crate::virtio::pop_chain(&mut q, mem) {
+            while sent < DRAIN_BUDGET {
+                let Some(chain) = crate::virtio::pop_chain(&mut q, mem) else {
+                    break;
+                };
+                sent += 1;
                 let head = chain.head_index();
                 // The backend is non-blocking, so sending under the
                 // queue lock never waits.
@@ -114,6 +127,9 @@ fn tx_round(ctx: &NetCtx, buf: &mut [u8]) -> TxWait {
             }
             if blocked {
                 break TxWait::Backend;
+            }
+            if sent >= DRAIN_BUDGET && crate::virtio::has_available(&q, mem) {
+                break TxWait::More;
             }
             idle_rounds = if progressed { 0 } else { idle_rounds + 1 };
             match q.enable_notification(mem) {
