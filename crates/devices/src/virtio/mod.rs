@@ -31,6 +31,8 @@ pub mod scsi;
 #[cfg(test)]
 mod test_driver;
 #[cfg(test)]
+mod test_log;
+#[cfg(test)]
 mod tests;
 pub mod transport;
 pub mod worker;
