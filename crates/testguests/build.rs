@@ -1,5 +1,7 @@
 //! Assembles the test guests in guests/ with the system gcc (GNU as + ld)
 //! into $OUT_DIR and generates the name → bytes table included by lib.rs.
+//! C guests (`Kind::C`) are `guests/c/NAME.c` compiled freestanding and
+//! linked with the C runtime (crt64.S entry at CPL3, tg.c, pci.c, virtio.c).
 
 use std::env;
 use std::fmt::Write as _;
@@ -29,12 +31,39 @@ const GUESTS: &[(&str, Kind)] = &[
     ("virtio_blk_bench", Kind::Pvh),
     ("virtio_net_bench", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
+    ("c_runtime", Kind::C),
 ];
 
-#[derive(Clone, Copy)]
+/// The C runtime linked into every `Kind::C` guest, in guests/c/.
+const C_RUNTIME: &[&str] = &["crt64.S", "tg.c", "pci.c", "virtio.c"];
+
+/// Freestanding code for CPL3 without SSE state (the guests never enable
+/// it); no builtins, so gcc's only library calls are tg.c's mem*/str*.
+const C_FLAGS: &[&str] = &[
+    "-ffreestanding",
+    "-fno-pic",
+    "-fno-pie",
+    "-mno-red-zone",
+    "-mgeneral-regs-only",
+    "-O2",
+    "-fno-stack-protector",
+    "-fcf-protection=none",
+    "-fno-builtin",
+    // Keeps gcc from turning tg.c's memset/memcpy loops into calls to
+    // themselves.
+    "-fno-tree-loop-distribute-patterns",
+    "-fno-asynchronous-unwind-tables",
+    "-std=gnu11",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+];
+
+#[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Pvh,
     BzImage,
+    C,
 }
 
 fn main() {
@@ -49,17 +78,22 @@ fn main() {
     );
     for &(name, kind) in GUESTS {
         let (script, ext) = match kind {
-            Kind::Pvh => ("pvh.ld", "elf"),
+            Kind::Pvh | Kind::C => ("pvh.ld", "elf"),
             Kind::BzImage => ("bzimage.ld", "bzImage"),
         };
         let dst = out.join(format!("{name}.{ext}"));
-        build(
-            &cc,
-            &src,
-            &src.join(format!("{name}.S")),
-            &src.join(script),
-            &dst,
-        );
+        let sources: Vec<PathBuf> = if kind == Kind::C {
+            let c = src.join("c");
+            C_RUNTIME
+                .iter()
+                .map(|f| c.join(f))
+                .chain([c.join(format!("{name}.c"))])
+                .collect()
+        } else {
+            vec![src.join(format!("{name}.S"))]
+        };
+        let flags: &[&str] = if kind == Kind::C { C_FLAGS } else { &[] };
+        build(&cc, &src, flags, &sources, &src.join(script), &dst);
         writeln!(
             table,
             "    ({name:?}, include_bytes!({:?})),",
@@ -71,22 +105,24 @@ fn main() {
     std::fs::write(out.join("guests.rs"), table).unwrap();
 }
 
-fn build(cc: &str, inc: &Path, source: &Path, script: &Path, dst: &Path) {
+fn build(cc: &str, inc: &Path, flags: &[&str], sources: &[PathBuf], script: &Path, dst: &Path) {
     let mut cmd = Command::new(cc);
     cmd.args(["-nostdlib", "-static", "-no-pie", "-Wl,--build-id=none"])
         .args(["-Wl,-z,max-page-size=0x1000", "-Wl,--no-warn-rwx-segments"])
+        .args(flags)
         .arg(format!("-Wl,-T,{}", script.display()))
         .arg(format!("-I{}", inc.display()))
+        .arg(format!("-I{}", inc.join("c").display()))
         .arg("-o")
         .arg(dst)
-        .arg(source);
+        .args(sources);
     let status = cmd.status().unwrap_or_else(|e| {
         panic!("cannot run {cc} to assemble the test guests (install gcc and binutils): {e}")
     });
     if !status.success() {
         panic!(
-            "assembling {} failed: {cmd:?} exited with {status}",
-            source.display()
+            "building {} failed: {cmd:?} exited with {status}",
+            dst.display()
         );
     }
 }

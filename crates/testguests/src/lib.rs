@@ -177,6 +177,27 @@
 //!   0x20f`, `cmdline: <text>`, `ramdisk ADDR SIZE fnv1a HASH` (only with
 //!   an initrd), one `e820 ADDR SIZE TYPE` per boot_params e820 entry,
 //!   `bzimage_inspect: done`, status 33.
+//!
+//! # C guests
+//! `guests/c/NAME.c` linked with the C runtime (`guests/c/`: `crt64.S`
+//! PVH entry → long mode → `main` at CPL3 with IOPL 3, low 4 GiB
+//! identity-mapped with user pages, no IDT, so a fault triple-faults;
+//! `tg.h` printf/exit/command line/heap from 16 MiB; `pci.h` bus 0
+//! through mechanism #1; `virtio.h` a polled split-ring driver over the
+//! legacy or modern virtio-pci transport). `main`'s return value goes to
+//! isa-debug-exit; `tg_fail` prints `NAME: message` and exits 0x11. They
+//! need at least 64 MiB of RAM. Under QEMU: `qemu-system-x86_64 -M q35
+//! -enable-kvm -m 256 -nographic -no-reboot -kernel X.elf -append S
+//! -device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio` (SeaBIOS
+//! assigns the BARs; `-M microvm` for guests without PCI).
+//! * `c_runtime` (command line `echo=WORD num=N`, both optional) → checks
+//!   the runtime: `c_runtime: hello from C at CPL3`, `c_runtime: format
+//!   beef 123456789abc -42 -5000000000 4000000000 18000000000000000000 z
+//!   str 0x1000 -0012| ab|`, `c_runtime: echo WORD` (or `c_runtime: no
+//!   echo`), `c_runtime: num N` (decimal; default 7), `c_runtime: fnv1a
+//!   811c9dc5 e40c292c`, one `c_runtime: pci SLOT VENDOR:DEVICE` per slot
+//!   of bus 0 (decimal slot, hex IDs), `c_runtime: done`, status 33. A
+//!   misplaced or unzeroed allocation: `c_runtime: …`, status 35.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -205,6 +226,7 @@ pub const GUESTS: &[&str] = &[
     "virtio_blk_bench",
     "virtio_net_bench",
     "bzimage_inspect",
+    "c_runtime",
 ];
 
 /// isa-debug-exit values and the exit statuses they produce.
