@@ -19,6 +19,7 @@ mod tx;
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use vm_memory::GuestMemoryMmap;
@@ -158,6 +159,8 @@ pub struct VirtioNet {
     mtu: Option<u16>,
     backend: Option<Arc<dyn NetBackend>>,
     workers: Workers,
+    /// Frames from the backend the guest had no usable buffers for.
+    rx_dropped: Arc<AtomicU64>,
 }
 
 /// What both workers of one activation share.
@@ -170,6 +173,7 @@ struct NetCtx {
     guest_hdr: usize,
     mtu: Option<u16>,
     stop: Arc<EventFd>,
+    rx_dropped: Arc<AtomicU64>,
 }
 
 impl VirtioNet {
@@ -182,7 +186,14 @@ impl VirtioNet {
             mtu,
             backend,
             workers: Workers::new(),
+            rx_dropped: Arc::default(),
         }
+    }
+
+    /// Received frames dropped so far because the guest's buffers could
+    /// not take them (too small, too many descriptors, outside memory).
+    pub fn rx_dropped(&self) -> u64 {
+        self.rx_dropped.load(Ordering::Relaxed)
     }
 
     fn config_bytes(&self) -> [u8; CONFIG_SIZE] {
@@ -265,6 +276,7 @@ impl VirtioDevice for VirtioNet {
                 guest_hdr: guest_hdr_len(act.features),
                 mtu: self.mtu,
                 stop,
+                rx_dropped: self.rx_dropped.clone(),
             });
             return self.spawn("virtio-net-tx", ctx, tx::worker);
         };
@@ -280,6 +292,7 @@ impl VirtioDevice for VirtioNet {
             guest_hdr: guest_hdr_len(act.features),
             mtu: self.mtu,
             stop,
+            rx_dropped: self.rx_dropped.clone(),
         });
         self.spawn("virtio-net-rx", ctx.clone(), rx::worker)?;
         self.spawn("virtio-net-tx", ctx, tx::worker)

@@ -2,12 +2,14 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::{features, poll_fds, NetCtx, MAX_FRAME, RXQ, VNET_HDR_LEN};
+use crate::virtio::chain_io::MAX_SEGMENTS;
 
 /// Frames moved per queue-lock hold, so a reset never waits long.
 const BATCH: usize = 64;
@@ -122,7 +124,10 @@ fn rx_round(ctx: &NetCtx, rx: &mut Rx) -> RxWait {
                     used = true;
                     force |= batched;
                 }
-                Delivery::Dropped => rx.pending = None,
+                Delivery::Dropped => {
+                    rx.pending = None;
+                    ctx.rx_dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 Delivery::NoRoom => {
                     // Turn kicks on, then look once more: buffers added
                     // meanwhile would not kick.
@@ -193,6 +198,9 @@ fn deliver(ctx: &NetCtx, q: &mut Queue, rx: &mut Rx, len: usize) -> Delivery {
     rx.segs.clear();
     rx.chains.clear();
     let mut room = 0usize;
+    // Descriptors looked at for this frame: a guest may offer 256 chains
+    // of 65,535 indirect descriptors, most of them empty.
+    let mut visited = 0usize;
     while room < total {
         // A ring whose every buffer together cannot hold one frame would
         // otherwise stall receive forever.
@@ -206,11 +214,24 @@ fn deliver(ctx: &NetCtx, q: &mut Queue, rx: &mut Rx, len: usize) -> Delivery {
             return Delivery::NoRoom;
         };
         let mut cap = 0usize;
-        for d in chain.clone().writable() {
+        for d in chain.clone() {
+            visited += 1;
+            if visited > MAX_SEGMENTS {
+                q.set_next_avail(saved);
+                log::debug!(
+                    "virtio-net: dropped a {len}-byte frame: over {MAX_SEGMENTS} descriptors"
+                );
+                return Delivery::Dropped;
+            }
+            if !d.is_write_only() {
+                continue;
+            }
             let l = (d.len() as usize).min(total.saturating_sub(room + cap));
             if l > 0 {
                 rx.segs.push((d.addr(), l));
                 cap += l;
+            } else if room + cap >= total {
+                break;
             }
         }
         rx.chains.push((chain.head_index(), cap));
