@@ -24,6 +24,7 @@ use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
+use super::chain_io::segments;
 use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
 use crate::virtio::worker::Workers;
 use server::Server;
@@ -155,19 +156,12 @@ fn serve(aq: &ActiveQueues, mem: &GuestMemoryMmap, server: &mut Server, buf: &mu
                 let Some(chain) = crate::virtio::pop_chain(&mut q, mem) else {
                     break;
                 };
-                let mut p = Pending {
+                // Empty descriptors dropped, at most MAX_SEGMENTS each way.
+                b.push(Pending {
                     head: chain.head_index(),
-                    readable: Vec::new(),
-                    writable: Vec::new(),
-                };
-                for d in chain {
-                    if d.is_write_only() {
-                        p.writable.push((d.addr(), d.len()));
-                    } else {
-                        p.readable.push((d.addr(), d.len()));
-                    }
-                }
-                b.push(p);
+                    readable: segments(chain.clone(), false),
+                    writable: segments(chain, true),
+                });
             }
             if b.is_empty() {
                 // A buffer added while notifications were off shows up

@@ -144,7 +144,7 @@ fn openat2(dir: RawFd, name: &CStr, flags: i32, mode: u32) -> Res<OwnedFd> {
         0
     };
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    loop {
+    retry_eagain(|| {
         // SAFETY: valid C string and open_how for the call's duration.
         let r = unsafe {
             libc::syscall(
@@ -155,13 +155,26 @@ fn openat2(dir: RawFd, name: &CStr, flags: i32, mode: u32) -> Res<OwnedFd> {
                 std::mem::size_of::<libc::open_how>(),
             )
         };
-        // EAGAIN: the kernel saw a concurrent rename and refuses to
-        // guess; a retry re-resolves.
-        if r < 0 && errno() == libc::EAGAIN {
-            continue;
+        owned(r as libc::c_int)
+    })
+}
+
+/// openat2 tries before EAGAIN goes back to the guest.
+const EAGAIN_TRIES: usize = 16;
+
+/// Runs `f` again while it fails with EAGAIN (openat2 with
+/// RESOLVE_BENEATH: the kernel saw a concurrent rename and refuses to
+/// guess; a retry re-resolves), at most [`EAGAIN_TRIES`] times: renames
+/// in a loop (the guest's own, or the host's) must not hold the worker.
+fn retry_eagain<T>(mut f: impl FnMut() -> Res<T>) -> Res<T> {
+    let mut last = Err(libc::EAGAIN);
+    for _ in 0..EAGAIN_TRIES {
+        last = f();
+        if !matches!(last, Err(libc::EAGAIN)) {
+            break;
         }
-        return owned(r as libc::c_int);
     }
+    last
 }
 
 /// The shared directory.
@@ -500,4 +513,39 @@ impl Share {
 /// for the host.
 fn file_mode(mode: u32) -> u32 {
     mode & 0o1777
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eagain_is_retried_a_bounded_number_of_times() {
+        let mut calls = 0;
+        // Succeeds only after many tries: the guest gets EAGAIN first.
+        let r = retry_eagain(|| {
+            calls += 1;
+            if calls < 1000 {
+                Err(libc::EAGAIN)
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r, Err(libc::EAGAIN));
+        assert_eq!(calls, EAGAIN_TRIES);
+        let mut calls = 0;
+        let r = retry_eagain(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(libc::EAGAIN)
+            } else {
+                Ok(7)
+            }
+        });
+        assert_eq!((r, calls), (Ok(7), 3));
+        assert_eq!(
+            retry_eagain(|| Err::<(), _>(libc::ENOENT)),
+            Err(libc::ENOENT)
+        );
+    }
 }
