@@ -32,6 +32,7 @@ const GUESTS: &[(&str, Kind)] = &[
     ("virtio_net_bench", Kind::Pvh),
     ("bzimage_inspect", Kind::BzImage),
     ("c_runtime", Kind::C),
+    ("virtio_blk_io", Kind::C),
 ];
 
 /// The C runtime linked into every `Kind::C` guest, in guests/c/.

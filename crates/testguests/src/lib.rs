@@ -227,6 +227,7 @@ pub const GUESTS: &[&str] = &[
     "virtio_net_bench",
     "bzimage_inspect",
     "c_runtime",
+    "virtio_blk_io",
 ];
 
 /// isa-debug-exit values and the exit statuses they produce.
