@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use bhyve_testguests::{exit_status, EXIT_FAIL, PASS_STATUS};
+use bhyve_testguests::{exit_status, EXIT_BAD_CMDLINE, EXIT_FAIL, PASS_STATUS};
 use common::*;
 
 /// QEMU + KVM present (the QEMU cross-checks are skipped otherwise).
@@ -133,4 +133,262 @@ fn c_runtime_under_qemu() {
     assert!(l.contains(&"c_runtime: num 5"), "{out}");
     assert!(l.contains(&"c_runtime: pci 0 8086:29c0"), "{out}");
     assert_eq!(l.last(), Some(&"c_runtime: done"), "{out}");
+}
+
+// ---- virtio-blk -------------------------------------------------------------
+
+const SECTOR: u64 = 512;
+const DISK_BYTES: usize = 8 << 20;
+/// `virtio_blk_io`'s pattern writes: (first sector, sectors).
+const PATTERN_WRITES: [(u64, u64); 4] = [(8, 8), (1000, 128), (3001, 64), (16383, 1)];
+/// Its range requests: discard, write-zeroes, write-zeroes with UNMAP.
+const DISCARD: (u64, u64) = (4096, 2048);
+const ZEROES: (u64, u64) = (8192, 2048);
+const ZEROES_UNMAP: (u64, u64) = (10240, 2048);
+
+/// Deterministic incompressible bytes (xorshift64).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+fn byte_range((sector, n): (u64, u64)) -> std::ops::Range<usize> {
+    (sector * SECTOR) as usize..((sector + n) * SECTOR) as usize
+}
+
+/// The disk `virtio_blk_io` must leave behind, discarded range zero.
+fn expected_disk(before: &[u8]) -> Vec<u8> {
+    let mut d = before.to_vec();
+    for w in PATTERN_WRITES {
+        for o in byte_range(w) {
+            d[o] = bhyve_testguests::virtio_blk_io_pattern(o as u64);
+        }
+    }
+    for r in [DISCARD, ZEROES, ZEROES_UNMAP] {
+        d[byte_range(r)].fill(0);
+    }
+    d
+}
+
+/// The lines a passing run prints, but for the topology and discard
+/// configuration (they follow the host's physical block size).
+fn blk_expected(transport: &str, before: &[u8], after: &[u8], ro: &[u8]) -> Vec<String> {
+    let (offered, taken) = if transport == "modern" {
+        (0x1_3000_6644u64, 0x1_1000_6644u64)
+    } else {
+        (0x3000_6644, 0x1000_6644)
+    };
+    let names = "seg_max blk_size flush topology discard write_zeroes indirect_desc";
+    let v1 = if transport == "modern" {
+        " version_1"
+    } else {
+        ""
+    };
+    let hash = bhyve_testguests::fnv1a;
+    [
+        format!("transport {transport}"),
+        "function 0x3 0x0".into(),
+        format!("offered {offered:#x} {names} event_idx{v1}"),
+        format!("taken {taken:#x} {names}{v1}"),
+        "capacity 0x4000 sectors".into(),
+        "seg_max 0x7e".into(),
+        "blk_size 0x200".into(),
+        "write_zeroes max 0x8000 seg 0x1 may_unmap 0x1".into(),
+        "serial TESTSERIAL42".into(),
+        format!("read 0x4000 sectors fnv1a {:#x}", hash(before)),
+        "write single sector 0x8 0x8 sectors 0x1 descriptors ok".into(),
+        "write multi sector 0x3e8 0x80 sectors 0x10 descriptors ok".into(),
+        "write indirect sector 0xbb9 0x40 sectors 0x8 descriptors ok".into(),
+        "write last sector 0x3fff 0x1 sectors 0x2 descriptors ok".into(),
+        "flush ok".into(),
+        "discard sector 0x1000 0x800 sectors ok".into(),
+        "write_zeroes sector 0x2000 0x800 sectors ok".into(),
+        "write_zeroes unmap sector 0x2800 0x800 sectors ok".into(),
+        "flush ok".into(),
+        "discarded range reads zero".into(),
+        format!(
+            "read back 0x4000 sectors fnv1a {:#x} as expected",
+            hash(after)
+        ),
+        "read past the end: ioerr".into(),
+        "read across the end: ioerr".into(),
+        "unknown type: unsupp".into(),
+        "ro disk ro offered".into(),
+        "ro disk write: ioerr".into(),
+        format!("ro disk sector 0 fnv1a {:#x}", hash(&ro[..512])),
+        "done".into(),
+    ]
+    .into_iter()
+    .map(|l| format!("virtio_blk_io: {l}"))
+    .collect()
+}
+
+/// Whether [start, end) of the file is one hole (SEEK_HOLE/SEEK_DATA).
+fn is_hole(f: &std::fs::File, r: std::ops::Range<usize>) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    // SAFETY: lseek on a file descriptor we own; no memory involved.
+    let (hole, data) = unsafe {
+        (
+            libc::lseek(fd, r.start as i64, libc::SEEK_HOLE),
+            libc::lseek(fd, r.start as i64, libc::SEEK_DATA),
+        )
+    };
+    hole == r.start as i64 && (data < 0 || data >= r.end as i64)
+}
+
+fn blk_run(transport: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let s = Scratch::new(&format!("blk-io-{transport}"));
+    let before = noise(DISK_BYTES, 0x9e37_79b9_7f4a_7c15);
+    let ro = noise(1 << 20, 42);
+    let disk = s.file("disk.img", &before);
+    let ro_disk = s.file("ro.img", &ro);
+    let blocks_before = std::fs::metadata(&disk).unwrap().blocks();
+    let kernel = kernel_opt(&s.guest("virtio_blk_io"));
+    let blk = format!("3,virtio-blk,{},ser=TESTSERIAL42", disk.display());
+    let blk_ro = format!("4,virtio-blk,{},ro", ro_disk.display());
+    let cmdline = format!("boot.cmdline=transport={transport}");
+    let o = s.run(&[
+        "-l",
+        "com1,stdio",
+        "-l",
+        "pc-testdev",
+        "-s",
+        "0,hostbridge",
+        "-s",
+        &blk,
+        "-s",
+        &blk_ro,
+        "-m",
+        "256M",
+        "-o",
+        &kernel,
+        "-o",
+        &cmdline,
+        "vm0",
+    ]);
+    let out = stdout(&o);
+    let raw = format!("{out}{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(PASS_STATUS), "{raw}");
+
+    // Byte for byte on the host, after bhyve exited.
+    let after = std::fs::read(&disk).unwrap();
+    assert_eq!(after.len(), DISK_BYTES);
+    let expect = expected_disk(&before);
+    if let Some(i) = (0..DISK_BYTES).find(|&i| after[i] != expect[i]) {
+        panic!(
+            "{transport}: disk byte {i:#x} is {:#x}, expected {:#x} (before {:#x})\n{raw}",
+            after[i], expect[i], before[i]
+        );
+    }
+    assert_eq!(std::fs::read(&ro_disk).unwrap(), ro, "the ro disk changed");
+    // Discard and write-zeroes with UNMAP punch holes.
+    let f = std::fs::File::open(&disk).unwrap();
+    assert!(is_hole(&f, byte_range(DISCARD)), "{transport}: discard");
+    assert!(
+        is_hole(&f, byte_range(ZEROES_UNMAP)),
+        "{transport}: write_zeroes unmap"
+    );
+    // Two 1 MiB holes (2048 blocks each), less the few blocks the file
+    // system may spend on splitting its extent tree.
+    let blocks_after = f.metadata().unwrap().blocks();
+    assert!(
+        blocks_after + 2 * 2048 - 64 <= blocks_before,
+        "{transport}: st_blocks {blocks_before} → {blocks_after}"
+    );
+
+    let mut got = lines(&out, "virtio_blk_io");
+    let topology = got
+        .iter()
+        .position(|l| l.starts_with("virtio_blk_io: topology exp "));
+    assert!(topology.is_some(), "{raw}");
+    got.remove(topology.unwrap());
+    let discard = got
+        .iter()
+        .position(|l| l.starts_with("virtio_blk_io: discard max 0x8000 seg 0x1 align "));
+    assert!(discard.is_some(), "{raw}");
+    got.remove(discard.unwrap());
+    assert_eq!(got, blk_expected(transport, &before, &after, &ro), "{raw}");
+}
+
+#[test]
+fn virtio_blk_io_legacy() {
+    blk_run("legacy");
+}
+
+#[test]
+fn virtio_blk_io_modern() {
+    blk_run("modern");
+}
+
+#[test]
+fn virtio_blk_io_needs_a_transport() {
+    let s = Scratch::new("blk-io-cmdline");
+    let kernel = kernel_opt(&s.guest("virtio_blk_io"));
+    let o = s.run(&[
+        "-l",
+        "com1,stdio",
+        "-l",
+        "pc-testdev",
+        "-m",
+        "256M",
+        "-o",
+        &kernel,
+        "-o",
+        "boot.cmdline=transport=pci",
+        "vm0",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(exit_status(EXIT_BAD_CMDLINE)),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stdout(&o),
+        "virtio_blk_io: transport=legacy|modern required\n"
+    );
+}
+
+/// The same guest under QEMU's virtio-blk-pci leaves the same disk.
+#[test]
+fn virtio_blk_io_under_qemu() {
+    if !qemu_available() {
+        return;
+    }
+    let s = Scratch::new("blk-io-qemu");
+    let before = noise(DISK_BYTES, 7);
+    let guest = s.guest("virtio_blk_io");
+    for transport in ["legacy", "modern"] {
+        let disk = s.file("disk.img", &before);
+        let drive = format!(
+            "file={},if=none,id=d0,format=raw,discard=unmap",
+            disk.display()
+        );
+        let (st, out) = qemu(
+            &guest,
+            &format!("transport={transport}"),
+            &[
+                "-drive",
+                &drive,
+                "-device",
+                "virtio-blk-pci,drive=d0,serial=Q",
+            ],
+        );
+        assert_eq!(st, Some(PASS_STATUS), "{out}");
+        let after = std::fs::read(&disk).unwrap();
+        assert!(after == expected_disk(&before), "{transport}: {out}");
+        assert!(
+            out.contains("virtio_blk_io: no second disk\n"),
+            "{transport}: {out}"
+        );
+    }
 }

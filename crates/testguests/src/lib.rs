@@ -198,6 +198,42 @@
 //!   811c9dc5 e40c292c`, one `c_runtime: pci SLOT VENDOR:DEVICE` per slot
 //!   of bus 0 (decimal slot, hex IDs), `c_runtime: done`, status 33. A
 //!   misplaced or unzeroed allocation: `c_runtime: …`, status 35.
+//! * `virtio_blk_io` (command line `transport=legacy|modern`, required,
+//!   else status 39) → drives the first virtio-blk function (1af4:1001)
+//!   through that transport, one queue polled: `virtio_blk_io: transport
+//!   T`, `…: function SLOT FUNC`, `…: offered F NAMES…` and `…: taken F
+//!   NAMES…` (feature bits in hex, then the names of the known ones; it
+//!   takes seg_max, ro, blk_size, flush, topology, discard,
+//!   write_zeroes and indirect_desc when offered, plus version_1 in
+//!   modern), `…: capacity N sectors`, then for each taken feature its
+//!   configuration: `…: seg_max N`, `…: blk_size N`, `…: topology exp E
+//!   align A min_io M opt_io O`, `…: discard max M seg S align A`, `…:
+//!   write_zeroes max M seg S may_unmap U`; `…: serial TEXT` (GET_ID).
+//!   The capacity must be 0x4000–0x10000 sectors (8–32 MiB) and flush,
+//!   discard and write_zeroes offered. It reads the whole disk (64 KiB
+//!   requests, 16 in flight): `…: read N sectors fnv1a H` (FNV-1a of
+//!   the disk); writes [`virtio_blk_io_pattern`] in four requests made
+//!   available together, each reported as `…: write NAME sector S N
+//!   sectors D descriptors ok`: `single` (sector 0x8, 0x8 sectors, one
+//!   data descriptor), `multi` (0x3e8, 0x80 sectors, 0x10 descriptors
+//!   in scattered buffers), `indirect` (0xbb9, 0x40 sectors, 0x8
+//!   descriptors in an indirect table; without indirect_desc: `…: write
+//!   indirect skipped, indirect_desc not offered`), `last` (the last
+//!   sector, 2 descriptors of 256 bytes); `…: flush ok`; `…: discard
+//!   sector 0x1000 0x800 sectors ok`, `…: write_zeroes sector 0x2000
+//!   0x800 sectors ok`, `…: write_zeroes unmap sector 0x2800 0x800
+//!   sectors ok` (flag UNMAP), `…: flush ok`. Reads the disk back:
+//!   `…: discarded range reads zero` (or `… keeps its data`), and checks
+//!   every byte against what it wrote, zeroed and read before: `…: read
+//!   back N sectors fnv1a H as expected`. Then what the device must
+//!   refuse, with the status it gave (`ok`, `ioerr`, `unsupp`): `…: read
+//!   past the end: S` (sector = capacity), `…: read across the end: S`
+//!   (2 sectors from the last), `…: unknown type: S` (type 0x77). A
+//!   second virtio-blk function, if any, must be read-only: `…: ro disk
+//!   ro offered` (or `ro not offered`), `…: ro disk write: S`, `…: ro
+//!   disk sector 0 fnv1a H`; without one: `…: no second disk`. Ends `…:
+//!   done`, status 33. A failed request, a bad used length or a
+//!   read-back mismatch: one `virtio_blk_io: …` line, status 35.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -277,6 +313,16 @@ pub fn fnv1a(data: &[u8]) -> u32 {
     data.iter().fold(0x811c_9dc5, |h, &b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
+}
+
+/// The byte `virtio_blk_io` writes at disk byte offset `offset`.
+pub fn virtio_blk_io_pattern(offset: u64) -> u8 {
+    let sector = (offset >> 9) as u32;
+    let byte = (offset & 511) as u32;
+    (sector
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(byte.wrapping_mul(0x0100_0193))
+        >> 24) as u8
 }
 
 #[cfg(test)]
