@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod fw_cfg;
 pub mod fwctl;
 pub mod hpet;
+pub mod nvme;
 pub mod pci;
 pub mod pctestdev;
 pub mod post;

@@ -1,0 +1,696 @@
+//! The controller as a PCI function: register and doorbell accesses on
+//! the vCPU thread, command processing on a worker thread, completions
+//! on the backend's threads.
+//!
+//! Lock order: the function (`Mutex<NvmePci>`), then the queue state
+//! (`Shared::state`). Workers and completions take the state alone and
+//! drop it before they lock the function to raise an interrupt.
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::admin;
+use super::identify::{Identity, Smart, ONCS_DSM, ONCS_WRITE_ZEROES};
+use super::io;
+use super::queues::{in_memory, Cq, Sq};
+use super::regs::{self, RegEffect, Regs};
+use super::spec::{self, Command, Completion, Status, CQE_SIZE, SQE_SIZE};
+use super::{Dsm, NvmeParams, MSIX_BAR, REG_BAR};
+use crate::blockif::{BlockIo, BlockOp, BlockRequest};
+use crate::pci::config::{BarKind, PciConfig, PciError, PciId};
+use crate::pci::{put_le, PciDevice};
+use crate::virtio::wait_readable;
+use crate::virtio::worker::Workers;
+
+/// Commands fetched from one SQ before the worker looks at the next
+/// (bhyve's RAB is 2^4).
+const BURST: usize = 16;
+/// NVMe's minimum register window (Windows refuses smaller, says bhyve).
+const MIN_BAR0: u64 = 16 << 10;
+/// PCI Express capability, version 2, root complex integrated endpoint.
+const CAP_ID_PCIE: u8 = 0x10;
+
+/// What the admin and I/O command handlers decide.
+pub(super) enum Outcome {
+    Done {
+        status: Status,
+        dw0: u32,
+    },
+    /// Backend requests; the command completes when all of them did.
+    Submit(Vec<BlockRequest>),
+    /// Kept without completing (an Asynchronous Event Request).
+    Held,
+}
+
+impl Outcome {
+    pub fn status(status: Status) -> Self {
+        Outcome::Done { status, dw0: 0 }
+    }
+    pub fn ok(dw0: u32) -> Self {
+        Outcome::Done {
+            status: Status::SUCCESS,
+            dw0,
+        }
+    }
+}
+
+/// Queue and feature state, behind `Shared::state`.
+pub(super) struct State {
+    pub regs: Regs,
+    pub sqs: Vec<Option<Sq>>,
+    pub cqs: Vec<Option<Cq>>,
+    /// I/O queues granted by Set Features (Number of Queues).
+    pub nsq: u16,
+    pub ncq: u16,
+    pub nq_set: bool,
+    /// Saved Set Features values by feature ID.
+    pub features: [u32; 16],
+    /// Command IDs of held Asynchronous Event Requests.
+    pub aers: Vec<u16>,
+    /// Commands handed to the backend and not completed yet.
+    pub inflight: u32,
+    /// I/O commands among them (bounded by `ioslots`).
+    pub inflight_io: u32,
+    /// CC.EN was set while commands were in flight: RDY follows later.
+    pub rdy_pending: bool,
+    /// The worker stopped fetching for want of a slot.
+    pub stalled: bool,
+    pub next_serial: u64,
+    pub smart: Smart,
+}
+
+impl State {
+    fn new(p: &NvmeParams) -> Self {
+        let n = usize::from(p.max_queues) + 1;
+        let mut s = State {
+            regs: Regs::new(p.queue_entries),
+            sqs: vec![None; n],
+            cqs: vec![None; n],
+            nsq: p.max_queues,
+            ncq: p.max_queues,
+            nq_set: false,
+            features: [0; 16],
+            aers: Vec::new(),
+            inflight: 0,
+            inflight_io: 0,
+            rdy_pending: false,
+            stalled: false,
+            next_serial: 1,
+            smart: Smart::default(),
+        };
+        s.default_features();
+        s
+    }
+
+    fn default_features(&mut self) {
+        self.features = [0; 16];
+        self.features[usize::from(spec::feat::TEMP_THRESHOLD)] = 0x157;
+        // Volatile write cache enabled: writes are stable after Flush.
+        self.features[usize::from(spec::feat::VOLATILE_WC)] = 1;
+    }
+
+    pub fn serial(&mut self) -> u64 {
+        self.next_serial += 1;
+        self.next_serial
+    }
+
+    /// Controller reset: queues gone, features back to defaults. Commands
+    /// still in the backend complete into nothing (serials differ).
+    fn reset(&mut self, p: &NvmeParams) {
+        for q in self.sqs.iter_mut() {
+            *q = None;
+        }
+        for q in self.cqs.iter_mut() {
+            *q = None;
+        }
+        self.nsq = p.max_queues;
+        self.ncq = p.max_queues;
+        self.nq_set = false;
+        self.default_features();
+        self.aers.clear();
+        self.rdy_pending = false;
+        self.stalled = false;
+        let cc = self.regs.cc;
+        let (aqa, asq, acq) = (self.regs.aqa, self.regs.asq, self.regs.acq);
+        self.regs.reset();
+        self.regs.cc = cc & !regs::CC_EN;
+        (self.regs.aqa, self.regs.asq, self.regs.acq) = (aqa, asq, acq);
+    }
+
+    /// Posts a completion for a command of SQ `sqid` (serial `sq_serial`)
+    /// to CQ `cqid` (serial `cq_serial`); returns the CQ to signal.
+    fn post(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        target: &Target,
+        status: Status,
+        dw0: u32,
+    ) -> Option<u16> {
+        let sq_live = self
+            .sqs
+            .get(usize::from(target.sqid))
+            .and_then(|q| q.as_ref())
+            .filter(|q| q.serial == target.sq_serial)
+            .map(|q| q.head as u16);
+        let cq = self
+            .cqs
+            .get_mut(usize::from(target.cqid))
+            .and_then(|q| q.as_mut())
+            .filter(|q| q.serial == target.cq_serial)?;
+        match sq_live {
+            Some(sqhd) => {
+                let c = Completion {
+                    dw0,
+                    sqid: target.sqid,
+                    cid: target.cid,
+                    status,
+                };
+                cq.post(mem, &c, sqhd);
+                Some(target.cqid)
+            }
+            // The SQ was deleted meanwhile: its command completes into
+            // nothing, and its slot is free again.
+            None => {
+                cq.unreserve();
+                None
+            }
+        }
+    }
+
+    /// The INTx level: some CQ with interrupts enabled has entries and
+    /// vector 0 is not masked (INTMS).
+    fn intx_level(&self) -> bool {
+        self.regs.intms & 1 == 0 && self.cqs.iter().flatten().any(|q| q.ien && q.pending())
+    }
+}
+
+/// Where a command's completion goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Target {
+    pub sqid: u16,
+    pub sq_serial: u64,
+    pub cqid: u16,
+    pub cq_serial: u64,
+    pub cid: u16,
+}
+
+/// Reached by the function, its worker and the backend's completions.
+pub(super) struct Shared {
+    pub mem: GuestMemoryMmap,
+    pub backend: Arc<dyn BlockIo>,
+    pub params: NvmeParams,
+    pub ident: Identity,
+    /// Namespace size in bytes (a whole number of blocks).
+    pub size: u64,
+    pub can_delete: bool,
+    pub read_only: bool,
+    pub state: Mutex<State>,
+    kick: EventFd,
+    func: Weak<Mutex<NvmePci>>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn lba_shift(&self) -> u32 {
+        self.ident.lba_shift
+    }
+
+    pub fn blocks(&self) -> u64 {
+        self.ident.blocks
+    }
+
+    fn kick(&self) {
+        let _ = self.kick.write(1);
+    }
+
+    /// Raises the vectors of `cqs` (MSI-X) or updates INTx.
+    fn signal(&self, cqs: &[u16]) {
+        if cqs.is_empty() {
+            return;
+        }
+        if let Some(f) = self.func.upgrade() {
+            f.lock().unwrap_or_else(|e| e.into_inner()).interrupt(cqs);
+        }
+    }
+
+    /// Fetches and runs commands until no SQ has work it can start.
+    fn process(self: &Arc<Self>) {
+        loop {
+            let mut subs: Vec<(BlockRequest, Arc<Join>)> = Vec::new();
+            let mut fire: Vec<u16> = Vec::new();
+            let mut progress = false;
+            {
+                let mut st = self.lock();
+                if !st.regs.ready() {
+                    return;
+                }
+                st.stalled = false;
+                for qid in 0..st.sqs.len() {
+                    for _ in 0..BURST {
+                        if !self.step(&mut st, qid, &mut subs, &mut fire) {
+                            break;
+                        }
+                        progress = true;
+                    }
+                }
+            }
+            for (req, join) in subs {
+                let (s, j) = (self.clone(), join.clone());
+                self.backend
+                    .submit(req, Box::new(move |req, r| s.request_done(&j, &req, r)));
+            }
+            fire.sort_unstable();
+            fire.dedup();
+            self.signal(&fire);
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    /// Fetches and starts one command from SQ `qid`; false when it has
+    /// none or cannot start one now.
+    fn step(
+        self: &Arc<Self>,
+        st: &mut State,
+        qid: usize,
+        subs: &mut Vec<(BlockRequest, Arc<Join>)>,
+        fire: &mut Vec<u16>,
+    ) -> bool {
+        let Some(sq) = st.sqs[qid].as_ref().filter(|q| q.has_work()) else {
+            return false;
+        };
+        let (cqid, sq_serial) = (sq.cqid, sq.serial);
+        if qid != 0 && st.inflight_io >= self.params.ioslots {
+            st.stalled = true;
+            return false;
+        }
+        let Some(cq) = st.cqs.get_mut(usize::from(cqid)).and_then(|q| q.as_mut()) else {
+            return false;
+        };
+        if !cq.reserve() {
+            st.stalled = true;
+            return false;
+        }
+        let cq_serial = cq.serial;
+        let cmd = st.sqs[qid].as_mut().expect("checked").fetch(&self.mem);
+        let target = Target {
+            sqid: qid as u16,
+            sq_serial,
+            cqid,
+            cq_serial,
+            cid: cmd.cid,
+        };
+        let outcome = if qid == 0 {
+            admin::execute(self, st, &cmd)
+        } else {
+            io::execute(self, st, &cmd)
+        };
+        match outcome {
+            Outcome::Done { status, dw0 } => {
+                if qid != 0 {
+                    account(&mut st.smart, &cmd, status, 0);
+                }
+                fire.extend(st.post(&self.mem, &target, status, dw0));
+            }
+            Outcome::Held => {
+                if let Some(cq) = st.cqs[usize::from(cqid)].as_mut() {
+                    cq.unreserve();
+                }
+            }
+            Outcome::Submit(reqs) if reqs.is_empty() => {
+                fire.extend(st.post(&self.mem, &target, Status::SUCCESS, 0));
+            }
+            Outcome::Submit(reqs) => {
+                let io = qid != 0;
+                st.inflight += 1;
+                st.inflight_io += u32::from(io);
+                let join = Arc::new(Join {
+                    target,
+                    cmd,
+                    io,
+                    left: Mutex::new((reqs.len(), Status::SUCCESS)),
+                });
+                subs.extend(reqs.into_iter().map(|r| (r, join.clone())));
+            }
+        }
+        true
+    }
+
+    /// One backend request finished (on a backend thread).
+    fn request_done(&self, join: &Join, req: &BlockRequest, r: std::io::Result<u64>) {
+        let status = match r {
+            Ok(_) => Status::SUCCESS,
+            // Deallocation is advisory.
+            Err(e) if req.op == BlockOp::Discard && e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                Status::SUCCESS
+            }
+            Err(e) => {
+                log::debug!("nvme: {:?} at {:#x}: {e}", req.op, req.offset);
+                match req.op {
+                    BlockOp::Read | BlockOp::Write => Status::DATA_TRANSFER_ERROR,
+                    _ => Status::INTERNAL_ERROR,
+                }
+            }
+        };
+        let status = {
+            let mut left = join.left.lock().unwrap_or_else(|e| e.into_inner());
+            if left.1.is_success() {
+                left.1 = status;
+            }
+            left.0 -= 1;
+            if left.0 > 0 {
+                return;
+            }
+            left.1
+        };
+        let fire = {
+            let mut st = self.lock();
+            st.inflight = st.inflight.saturating_sub(1);
+            st.inflight_io = st.inflight_io.saturating_sub(u32::from(join.io));
+            if join.io {
+                account(&mut st.smart, &join.cmd, status, 1 << self.lba_shift());
+            }
+            if st.inflight == 0 && st.rdy_pending && st.regs.enabled() {
+                st.rdy_pending = false;
+                st.regs.csts |= regs::CSTS_RDY;
+            }
+            let f = st.post(&self.mem, &join.target, status, 0);
+            if st.stalled {
+                self.kick();
+            }
+            f
+        };
+        if let Some(cq) = fire {
+            self.signal(&[cq]);
+        }
+    }
+}
+
+/// SMART counters for a finished read or write of `cmd`.
+fn account(smart: &mut Smart, cmd: &Command, status: Status, block: u64) {
+    let blocks = u128::from((cmd.cdw12 & 0xffff) + 1);
+    let sectors = blocks * u128::from(block) / 512;
+    match cmd.opc {
+        spec::io::READ => {
+            smart.read_commands += 1;
+            if status.is_success() {
+                smart.read_sectors += sectors;
+            }
+        }
+        spec::io::WRITE => {
+            smart.write_commands += 1;
+            if status.is_success() {
+                smart.write_sectors += sectors;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A command waiting for its backend requests.
+struct Join {
+    target: Target,
+    cmd: Command,
+    io: bool,
+    /// Requests not finished yet and the first failure.
+    left: Mutex<(usize, Status)>,
+}
+
+pub struct NvmePci {
+    config: PciConfig,
+    shared: Arc<Shared>,
+    workers: Workers,
+}
+
+impl NvmePci {
+    /// A controller for `backend`, shared (its worker and completions
+    /// reach it for interrupts). Starts its worker thread.
+    pub fn new_shared(
+        params: NvmeParams,
+        backend: Arc<dyn BlockIo>,
+        mem: GuestMemoryMmap,
+    ) -> Result<Arc<Mutex<NvmePci>>, PciError> {
+        let mut params = params;
+        params.max_queues = params.max_queues.clamp(1, super::MAX_QUEUES);
+        params.queue_entries = params.queue_entries.clamp(2, 65536);
+        params.ioslots = params.ioslots.max(1);
+        let info = backend.info();
+        let lba_shift = params
+            .sector_size
+            .max(512)
+            .next_power_of_two()
+            .trailing_zeros();
+        let oncs = ONCS_WRITE_ZEROES
+            | match params.dsm {
+                Dsm::Auto if info.can_delete => ONCS_DSM,
+                Dsm::Enable => ONCS_DSM,
+                _ => 0,
+            };
+        let ident = Identity {
+            serial: params.serial.clone(),
+            eui64: params.eui64,
+            blocks: info.size >> lba_shift,
+            lba_shift,
+            oncs,
+            read_only: info.read_only,
+            dealloc_zeroes: info.can_delete,
+            max_queues: params.max_queues,
+        };
+        let nvec = params.max_queues + 1;
+        let mut config = PciConfig::new(PciId {
+            vendor: super::VENDOR,
+            device: super::DEVICE,
+            revision: 0,
+            class: 0x01,
+            subclass: 0x08,
+            prog_if: 0x02,
+            subsystem_vendor: 0,
+            subsystem: 0,
+        });
+        let bar0 = (regs::DOORBELLS + 8 * u64::from(nvec)).max(MIN_BAR0);
+        config.add_bar(REG_BAR, BarKind::Mem64, bar0)?;
+        let table = u64::from(nvec) * 16;
+        let pba = table.div_ceil(4096) * 4096;
+        config.add_bar(MSIX_BAR, BarKind::Mem32, pba + 4096)?;
+        config.add_msix(nvec, (MSIX_BAR, 0), (MSIX_BAR, pba))?;
+        // PCIe capabilities register: version 2, type 9 (RCiEP); the
+        // rest of the 60-byte structure reads as zeroes.
+        let mut pcie = vec![0u8; 58];
+        pcie[0] = 0x92;
+        config.add_capability(CAP_ID_PCIE, &pcie, &[])?;
+        config.set_intpin(1);
+        let kick = EventFd::new(EFD_NONBLOCK).map_err(|_| PciError::BadBar(REG_BAR))?;
+        let state = Mutex::new(State::new(&params));
+        let f = Arc::new_cyclic(|this| {
+            Mutex::new(NvmePci {
+                config,
+                shared: Arc::new(Shared {
+                    mem,
+                    backend,
+                    size: ident.blocks << lba_shift,
+                    can_delete: info.can_delete,
+                    read_only: info.read_only,
+                    ident,
+                    params,
+                    state,
+                    kick,
+                    func: this.clone(),
+                }),
+                workers: Workers::new(),
+            })
+        });
+        f.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .start_worker()
+            .map_err(|e| {
+                log::error!("nvme: {e}");
+                PciError::BadBar(REG_BAR)
+            })?;
+        Ok(f)
+    }
+
+    fn start_worker(&mut self) -> Result<(), String> {
+        let stop = self.workers.begin()?;
+        let s = self.shared.clone();
+        self.workers.spawn("nvme", move || loop {
+            let ready = wait_readable(&[&stop, &s.kick]);
+            if ready.contains(&0) {
+                return;
+            }
+            let _ = s.kick.read();
+            s.process();
+        })
+    }
+
+    /// Signals completions posted to `cqs`.
+    fn interrupt(&mut self, cqs: &[u16]) {
+        if self.config.msix_enabled() {
+            let st = self.shared.lock();
+            let vectors: Vec<u16> = cqs
+                .iter()
+                .filter_map(|&q| st.cqs.get(usize::from(q)).and_then(|c| c.as_ref()))
+                .filter(|c| c.ien)
+                .map(|c| c.vector)
+                .collect();
+            drop(st);
+            for v in vectors {
+                self.config.raise_interrupt(v);
+            }
+        } else {
+            self.sync_intx();
+        }
+    }
+
+    fn sync_intx(&mut self) {
+        let level = !self.config.msix_enabled() && self.shared.lock().intx_level();
+        self.config.set_intx(level);
+    }
+
+    fn write_reg(&mut self, offset: u64, v: u32) {
+        let sh = self.shared.clone();
+        let mut st = sh.lock();
+        match st.regs.write32(offset, v) {
+            RegEffect::None => {}
+            RegEffect::Enable => {
+                let (sqs, cqs) = st.regs.admin_sizes();
+                let (asq, acq) = (st.regs.asq, st.regs.acq);
+                if !in_memory(&sh.mem, asq, sqs, SQE_SIZE)
+                    || !in_memory(&sh.mem, acq, cqs, CQE_SIZE)
+                {
+                    st.regs.csts |= regs::CSTS_CFS;
+                    return;
+                }
+                let (ss, cs) = (st.serial(), st.serial());
+                st.sqs[0] = Some(Sq::new(asq, sqs, 0, ss));
+                st.cqs[0] = Some(Cq::new(acq, cqs, true, 0, cs));
+                if st.inflight == 0 {
+                    st.regs.csts |= regs::CSTS_RDY;
+                } else {
+                    st.rdy_pending = true;
+                }
+            }
+            RegEffect::Disable => {
+                st.reset(&sh.params);
+                drop(st);
+                self.config.set_intx(false);
+                return;
+            }
+            RegEffect::Shutdown => {
+                drop(st);
+                let s = sh.clone();
+                sh.backend.submit(
+                    BlockRequest {
+                        op: BlockOp::Flush,
+                        offset: 0,
+                        len: 0,
+                        buffers: crate::blockif::BlockBuffers::None,
+                        fua: false,
+                    },
+                    Box::new(move |_, r| {
+                        if let Err(e) = r {
+                            log::warn!("nvme: flush at shutdown: {e}");
+                        }
+                        let mut st = s.lock();
+                        if super::regs::cc_shn(st.regs.cc) != 0 {
+                            st.regs.set_shst(regs::SHST_COMPLETE);
+                        }
+                    }),
+                );
+                return;
+            }
+        }
+        if matches!(offset, regs::INTMS | regs::INTMC) {
+            drop(st);
+            self.sync_intx();
+        }
+    }
+
+    fn doorbell(&mut self, offset: u64, v: u32) {
+        let idx = (offset - regs::DOORBELLS) / 4;
+        let (qid, is_cq) = ((idx / 2) as usize, idx % 2 == 1);
+        let sh = self.shared.clone();
+        let mut st = sh.lock();
+        if is_cq {
+            let Some(cq) = st.cqs.get_mut(qid).and_then(|q| q.as_mut()) else {
+                return;
+            };
+            if !cq.set_head(v) {
+                log::debug!("nvme: CQ {qid} head doorbell {v} ignored");
+                return;
+            }
+            let kick = st.stalled;
+            drop(st);
+            if kick {
+                sh.kick();
+            }
+            if !self.config.msix_enabled() {
+                self.sync_intx();
+            }
+        } else {
+            let Some(sq) = st.sqs.get_mut(qid).and_then(|q| q.as_mut()) else {
+                return;
+            };
+            if sq.set_tail(v) {
+                drop(st);
+                sh.kick();
+            } else {
+                log::debug!("nvme: SQ {qid} tail doorbell {v} ignored");
+            }
+        }
+    }
+
+    /// Controller state for tests: (inflight, stalled).
+    #[cfg(test)]
+    pub(super) fn debug_state(&self) -> (u32, bool) {
+        let st = self.shared.lock();
+        (st.inflight, st.stalled)
+    }
+}
+
+impl PciDevice for NvmePci {
+    fn config(&self) -> &PciConfig {
+        &self.config
+    }
+
+    fn config_mut(&mut self) -> &mut PciConfig {
+        &mut self.config
+    }
+
+    fn bar_read(&mut self, bar: u8, offset: u64, data: &mut [u8]) {
+        if bar != REG_BAR || offset >= regs::DOORBELLS {
+            return put_le(data, 0);
+        }
+        self.shared.lock().regs.read(offset, data);
+    }
+
+    fn bar_write(&mut self, bar: u8, offset: u64, data: &[u8]) {
+        if bar != REG_BAR {
+            return;
+        }
+        let v = crate::pci::le_value(data);
+        match (data.len(), offset >= regs::DOORBELLS) {
+            (4, true) if offset % 4 == 0 => self.doorbell(offset, v as u32),
+            (4, false) if offset % 4 == 0 => self.write_reg(offset, v as u32),
+            (8, false) if offset % 8 == 0 => {
+                self.write_reg(offset, v as u32);
+                self.write_reg(offset + 4, (v >> 32) as u32);
+            }
+            _ => log::debug!("nvme: {}-byte write at {offset:#x} ignored", data.len()),
+        }
+    }
+
+    fn reset(&mut self) {
+        let sh = self.shared.clone();
+        let mut st = sh.lock();
+        st.reset(&sh.params);
+        st.regs.reset();
+        drop(st);
+        self.config.set_intx(false);
+    }
+}
