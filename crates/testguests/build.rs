@@ -33,6 +33,7 @@ const GUESTS: &[(&str, Kind)] = &[
     ("bzimage_inspect", Kind::BzImage),
     ("c_runtime", Kind::C),
     ("virtio_blk_io", Kind::C),
+    ("virtio_console_io", Kind::C),
 ];
 
 /// The C runtime linked into every `Kind::C` guest, in guests/c/.

@@ -264,6 +264,7 @@ pub const GUESTS: &[&str] = &[
     "bzimage_inspect",
     "c_runtime",
     "virtio_blk_io",
+    "virtio_console_io",
 ];
 
 /// isa-debug-exit values and the exit statuses they produce.
