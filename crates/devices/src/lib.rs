@@ -7,6 +7,7 @@
 //! tests supply recording ones.
 
 pub mod acpi_pm;
+pub mod ahci;
 pub mod atkbdc;
 pub mod blockif;
 pub mod bus;
