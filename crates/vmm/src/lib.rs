@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod machine;
 pub mod memory;
 pub mod msr;
+pub mod nvme;
 pub mod pci;
 pub mod platform;
 pub mod signals;

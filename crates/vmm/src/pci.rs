@@ -40,6 +40,8 @@ pub enum PciEmulation {
     /// QEMU's PIIX4 PM function (our extension): moves the ACPI PM block.
     Piix4Pm(PciId),
     Virtio(crate::virtio::VirtioSpec),
+    /// bhyve's `nvme` controller.
+    Nvme(crate::nvme::NvmeSpec),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +61,7 @@ fn bootable(emulation: &PciEmulation) -> bool {
         PciEmulation::Virtio(crate::virtio::VirtioSpec {
             kind: crate::virtio::VirtioKind::Blk(_) | crate::virtio::VirtioKind::Scsi(_),
             ..
-        })
+        }) | PciEmulation::Nvme(_)
     )
 }
 
@@ -179,6 +181,7 @@ pub fn pci_function(
         }
         "lpc" => PciEmulation::Lpc(pci_id(cfg, &node, LpcBridge::bhyve_id(), true)?),
         "piix4-pm" => PciEmulation::Piix4Pm(pci_id(cfg, &node, Piix4Pm::qemu_id(), false)?),
+        "nvme" => PciEmulation::Nvme(crate::nvme::nvme_spec(cfg, &node)?),
         other => match crate::virtio::virtio_spec(cfg, &node, other)? {
             Some(v) => PciEmulation::Virtio(v),
             None => return Ok(None),
@@ -444,6 +447,10 @@ impl PciPlatform {
                     .map_err(|e| {
                         MachineError::new(format!("pci {}:{}: {e}", f.addr.slot, f.addr.func))
                     })?
+                }
+                PciEmulation::Nvme(spec) => {
+                    let ident = format!("{}:{}", f.addr.slot, f.addr.func);
+                    crate::nvme::nvme_device(spec, mem, &ident)?
                 }
             };
             let (router, intx) = (router.clone(), intx.clone());
