@@ -34,6 +34,8 @@ const GUESTS: &[(&str, Kind)] = &[
     ("c_runtime", Kind::C),
     ("virtio_blk_io", Kind::C),
     ("virtio_console_io", Kind::C),
+    ("virtio_net_io", Kind::C),
+    ("virtio_p9_io", Kind::C),
 ];
 
 /// The C runtime linked into every `Kind::C` guest, in guests/c/.

@@ -234,6 +234,81 @@
 //!   disk sector 0 fnv1a H`; without one: `…: no second disk`. Ends `…:
 //!   done`, status 33. A failed request, a bad used length or a
 //!   read-back mismatch: one `virtio_blk_io: …` line, status 35.
+//! * `virtio_console_io` (command line `transport=legacy|modern`,
+//!   required, else status 39; `port=NAME`, default `port1`; `txlen=N`,
+//!   1–16 MiB, default 3000; `rxlen=N`, default 4096) → drives the first
+//!   virtio-console function (1af4:1003) as Linux's driver does:
+//!   `virtio_console_io: transport T`, `…: function SLOT FUNC`, `…:
+//!   offered F NAMES…`, `…: taken F NAMES…` (MULTIPORT only, plus
+//!   version_1 in modern), `…: max_nr_ports N`; sets up every queue,
+//!   posts control buffers, DRIVER_OK, sends DEVICE_READY: `…:
+//!   device_ready sent`. Then one line per control message in arrival
+//!   order: `…: device_add ID` (answered with PORT_READY), `…: port_name
+//!   ID NAME`, `…: port_open ID V`, `…: event E port ID value V` (others),
+//!   until the port named NAME is announced and opened by the host (a
+//!   client connected). `…: port ID queues RX TX`; it sends PORT_OPEN 1,
+//!   transmits `txlen` bytes of `virtio_console_io: bytes from the
+//!   guest\n` repeated (chains of two descriptors, 1000 bytes each):
+//!   `…: sent N bytes fnv1a H`; receives into 16 buffers of 128 bytes
+//!   until `rxlen` bytes arrived: `…: received N bytes fnv1a H`; sends
+//!   PORT_OPEN 0 and ends `…: done`, status 33. The host waits (open,
+//!   buffers used, bytes) are bounded by 2^35 TSC ticks: `…: timeout: …`,
+//!   status 35.
+//! * `virtio_net_io` (command line `transport=legacy|modern`, required,
+//!   else status 39; `mrg=0|1` negotiate MRG_RXBUF, default 0;
+//!   `frames=K`, default 8; `rxframes=M`, default 4; both ≤ 10000) →
+//!   drives the first 1af4:1000 function through that transport, both
+//!   queues polled: `virtio_net_io: transport T mrg B`, `…: function SLOT
+//!   FUNC`, `…: header N bytes` (12 with VERSION_1 or MRG_RXBUF, else
+//!   10), `…: mac xx:xx:xx:xx:xx:xx` (config), `…: link up` (STATUS),
+//!   `…: mtu N` when MTU is offered (else `…: no mtu offered`). Frame
+//!   rule (shared with the host test): dst, src, EtherType 0x88b5, the
+//!   sequence number as 4 bytes little endian, then byte i (from 18) =
+//!   `seq * 7 + i * 13 + (i >> 8)` (mod 256); length `60 + seq * 331 %
+//!   (maxlen - 59)`. It sends K broadcast frames from its MAC (maxlen =
+//!   min(mtu, 1500) + 14; header and frame as two descriptors, as one,
+//!   and through an indirect table when offered, in turn; batches of 8),
+//!   one `…: tx SEQ len L fnv1a H` each (decimal SEQ and L, H the frame's
+//!   FNV-1a), then `…: sent K frames` and `…: receiving M frames`, and
+//!   waits (~10 s of TSC each) for M frames to its MAC from
+//!   02:00:00:00:00:01 with sequence 0x1000 + i and maxlen 1514, each
+//!   checked byte for byte (and gso_type 0, num_buffers 1 with the
+//!   12-byte header): `…: rx SEQ len L fnv1a H` (SEQ in hex); other frames
+//!   are counted: `…: ignored N foreign frames`. Resets the device, `…:
+//!   done`, status 33. Any mismatch, timeout or refused setting: one
+//!   `virtio_net_io: …` line, status 35.
+//! * `virtio_p9_io` (command line `transport=legacy|modern`, required,
+//!   else status 39; `ro=1` when the share is read-only) → the first
+//!   1af4:1009 function, MOUNT_TAG negotiated, one queue polled, msize
+//!   8192. The share must hold `hello.txt`, a directory `sub` and the
+//!   symlinks `up -> ..` and `etc -> /etc`. Lines: `virtio_p9_io:
+//!   transport T ro B`, `…: function SLOT FUNC`, `…: tag TAG`, `…:
+//!   version 9P2000.L msize 8192`, `…: attach qid type 80 path P` (P the
+//!   root's qid path, the share's inode, hex), `…: read hello.txt N bytes
+//!   fnv1a H` (Tlopen + Treads), `…: getattr hello.txt mode M size N`
+//!   (hex mode), `…: refused walk to a missing file: errno 2`; then
+//!   Tlcreate `new.txt` + two Twrites of 3000 bytes (byte i = `i * 31 +
+//!   (i >> 7) + 5` mod 256): `…: wrote new.txt 3000 bytes fnv1a H`, Tmkdir
+//!   `newdir`: `…: mkdir newdir`, Trenameat to `renamed.txt`: `…: renamed
+//!   new.txt to renamed.txt` (with `ro=1` instead: `…: refused lcreate on
+//!   a read-only share: errno 30`, `…: refused lopen for writing on a
+//!   read-only share: errno 30`, `…: refused mkdir on a read-only share:
+//!   errno 30`); one `…: readdir NAME` per entry of the root (`.` and `..`
+//!   included, host order). Escapes: `…: walk .. stays at the root`, `…:
+//!   walk sub .. .. stays at the root` (qids equal to the root's), `…:
+//!   walk up/secret stops at the symlink`, `…: walk etc/passwd stops at
+//!   the symlink` (short walk ending at a QTSYMLINK qid, or an error),
+//!   `…: readlink up ..`, then one `…: refused WHAT: errno E` for each of
+//!   `lopen of the symlink up`, `mkdir in the symlink up`, `renameat
+//!   hello.txt into the symlink up`, `unlinkat secret in the symlink up`,
+//!   `lcreate in the symlink up`, `lcreate ../escaped`, `lcreate
+//!   sub/../../escaped`, `lcreate ..`, `mkdir ../escaped`, `renameat
+//!   hello.txt to ../escaped`, `renameat ../secret into the share`,
+//!   `renameat .. to inside`, `unlinkat ../secret`, `unlinkat ..` and
+//!   (not `ro`) `renameat to ..` (into the fid walked to `..`). Clunks
+//!   every fid (a second clunk must fail): `…: clunked`, `…: done`, status
+//!   33. Any escape that succeeds, a malformed reply or a failed
+//!   operation: one `virtio_p9_io: …` line, status 35.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -265,6 +340,8 @@ pub const GUESTS: &[&str] = &[
     "c_runtime",
     "virtio_blk_io",
     "virtio_console_io",
+    "virtio_net_io",
+    "virtio_p9_io",
 ];
 
 /// isa-debug-exit values and the exit statuses they produce.
