@@ -14,6 +14,7 @@ pub mod bus;
 pub mod calendar;
 pub mod chardev;
 pub mod debugcon;
+pub mod e1000;
 pub mod fuzzing;
 pub mod fw_cfg;
 pub mod fwctl;

@@ -1,0 +1,442 @@
+//! The e1000 driven through its PCI interface, as a driver would, with a
+//! datagram socketpair as the backend (the test holds the host side).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::regs::*;
+use super::*;
+use crate::pci::{MsiMessage, PciInterrupts};
+use crate::timer::ManualClock;
+
+const MAC: [u8; 6] = [0x58, 0x9c, 0xfc, 0x0a, 0x0b, 0x0c];
+const TX_RING: u64 = 0x10000;
+const RX_RING: u64 = 0x20000;
+const TX_BUF: u64 = 0x30000;
+const RX_BUF: u64 = 0x40000;
+const RING_LEN: u32 = 16;
+
+#[derive(Default)]
+struct Irq {
+    intx: AtomicBool,
+    msis: AtomicUsize,
+}
+
+impl PciInterrupts for Irq {
+    fn set_intx(&self, asserted: bool) {
+        self.intx.store(asserted, Ordering::SeqCst);
+    }
+    fn route_msi(&self, _: u16, _: Option<MsiMessage>) {}
+    fn fire_msi(&self, _: u16) {
+        self.msis.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct Sock(OwnedFd);
+
+fn cvt(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+impl Sock {
+    fn pair() -> (Sock, Sock) {
+        let mut fds = [0; 2];
+        // SAFETY: fds has room for two descriptors.
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        // SAFETY: socketpair returned two fresh descriptors we now own.
+        unsafe {
+            (
+                Sock(OwnedFd::from_raw_fd(fds[0])),
+                Sock(OwnedFd::from_raw_fd(fds[1])),
+            )
+        }
+    }
+
+    fn recv_timeout(&self, d: Duration) -> Option<Vec<u8>> {
+        let end = Instant::now() + d;
+        let mut b = vec![0u8; 70000];
+        while Instant::now() < end {
+            if let Ok(n) = self.recv(&mut b) {
+                b.truncate(n);
+                return Some(b);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        None
+    }
+}
+
+impl NetBackend for Sock {
+    fn has_vnet_hdr(&self) -> bool {
+        false
+    }
+    fn offload_features(&self) -> u64 {
+        0
+    }
+    fn set_offloads(&self, _: u64) -> io::Result<()> {
+        Ok(())
+    }
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: buf is valid for its length.
+        cvt(unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        })
+    }
+    fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        // SAFETY: frame is valid for its length.
+        cvt(unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT,
+            )
+        })
+    }
+    fn poll_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+struct Nic {
+    dev: Arc<Mutex<E1000>>,
+    mem: GuestMemoryMmap,
+    irq: Arc<Irq>,
+    host: Option<Sock>,
+    clock: Arc<ManualClock>,
+}
+
+impl Nic {
+    fn new(with_backend: bool) -> Nic {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let (host, backend) = if with_backend {
+            let (a, b) = Sock::pair();
+            (Some(a), Some(Arc::new(b) as Arc<dyn NetBackend>))
+        } else {
+            (None, None)
+        };
+        let clock = ManualClock::new();
+        let dev = E1000::with_clock(MAC, backend, mem.clone(), clock.clone()).unwrap();
+        let irq = Arc::new(Irq::default());
+        {
+            let mut d = dev.lock().unwrap();
+            d.config_mut().set_interrupts(irq.clone());
+            // Memory, I/O and bus mastering on, as firmware leaves it.
+            d.config_mut().write(4, &[0x07, 0x00]);
+        }
+        Nic {
+            dev,
+            mem,
+            irq,
+            host,
+            clock,
+        }
+    }
+
+    fn wr(&self, reg: u32, v: u32) {
+        self.dev
+            .lock()
+            .unwrap()
+            .bar_write(REGISTER_BAR, u64::from(reg), &v.to_le_bytes());
+    }
+
+    fn rd(&self, reg: u32) -> u32 {
+        let mut b = [0u8; 4];
+        self.dev
+            .lock()
+            .unwrap()
+            .bar_read(REGISTER_BAR, u64::from(reg), &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn wait_for(&self, what: &str, f: impl Fn() -> bool) {
+        let end = Instant::now() + Duration::from_secs(5);
+        while !f() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn setup_tx(&self) {
+        self.wr(TDBAL, TX_RING as u32);
+        self.wr(TDBAH, 0);
+        self.wr(TDLEN, RING_LEN * 16);
+        self.wr(TDH, 0);
+        self.wr(TDT, 0);
+        self.wr(TCTL, TCTL_EN);
+    }
+
+    fn setup_rx(&self, rctl: u32) {
+        for i in 0..u64::from(RING_LEN) {
+            let mut d = [0u8; 16];
+            d[..8].copy_from_slice(&(RX_BUF + i * 0x800).to_le_bytes());
+            self.mem
+                .write_slice(&d, GuestAddress(RX_RING + 16 * i))
+                .unwrap();
+        }
+        self.wr(RDBAL, RX_RING as u32);
+        self.wr(RDLEN, RING_LEN * 16);
+        self.wr(RDH, 0);
+        self.wr(RDT, RING_LEN - 1);
+        self.wr(RCTL, rctl | RCTL_EN);
+    }
+
+    fn send_legacy(&self, idx: u32, frame: &[u8]) {
+        let buf = TX_BUF + u64::from(idx) * 0x800;
+        self.mem.write_slice(frame, GuestAddress(buf)).unwrap();
+        let mut d = [0u8; 16];
+        d[..8].copy_from_slice(&buf.to_le_bytes());
+        let lower = frame.len() as u32 | (1 << 24) | (1 << 25) | (1 << 27);
+        d[8..12].copy_from_slice(&lower.to_le_bytes());
+        self.mem
+            .write_slice(&d, GuestAddress(TX_RING + 16 * u64::from(idx)))
+            .unwrap();
+    }
+}
+
+fn frame(dst: [u8; 6], len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    f[..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    for (i, b) in f.iter_mut().enumerate().skip(14) {
+        *b = i as u8;
+    }
+    f
+}
+
+#[test]
+fn identity_bars_and_msi() {
+    let n = Nic::new(false);
+    let d = n.dev.lock().unwrap();
+    let c = d.config();
+    assert_eq!(c.vendor_device(), (0x8086, 0x100f));
+    let mut b = [0u8; 4];
+    c.read(0x2c, &mut b);
+    assert_eq!(b, [0x86, 0x80, 0x08, 0x10]);
+    assert_eq!(c.bar_size(REGISTER_BAR), 128 << 10);
+    assert_eq!(c.bar_size(FLASH_BAR), 64 << 10);
+    assert_eq!(c.bar_size(IO_BAR), 8);
+    c.read(0x08, &mut b);
+    assert_eq!(&b[2..], &[0x00, 0x02], "Ethernet controller");
+    c.read(0x34, &mut b[..1]);
+    let mut cap = [0u8; 1];
+    c.read(u16::from(b[0]), &mut cap);
+    assert_eq!(cap[0], 0x05, "MSI capability");
+}
+
+#[test]
+fn status_eeprom_phy_and_receive_address() {
+    let n = Nic::new(false);
+    assert_eq!(n.rd(STATUS), STATUS_FD | STATUS_LU | STATUS_SPEED_1000);
+    let mut sum = 0u16;
+    let mut words = Vec::new();
+    for a in 0..64u32 {
+        n.wr(EERD, EERD_START | (a << EERD_ADDR_SHIFT));
+        let r = n.rd(EERD);
+        assert!(r & EERD_DONE != 0);
+        words.push((r >> 16) as u16);
+        sum = sum.wrapping_add((r >> 16) as u16);
+    }
+    assert_eq!(sum, 0xbaba);
+    let mac: Vec<u8> = words[..3].iter().flat_map(|w| w.to_le_bytes()).collect();
+    assert_eq!(mac, MAC);
+    // PHY status through MDIC: link up, auto-negotiation complete.
+    n.wr(
+        MDIC,
+        MDIC_OP_READ | (1 << MDIC_PHY_SHIFT) | (1 << MDIC_REG_SHIFT),
+    );
+    let m = n.rd(MDIC);
+    assert!(m & MDIC_READY != 0 && m & MDIC_ERROR == 0);
+    assert_eq!(m & 0x24, 0x24);
+    // RAL0/RAH0 hold the MAC with Address Valid; also through IOADDR/IODATA.
+    let mut d = n.dev.lock().unwrap();
+    d.bar_write(IO_BAR, 0, &RAL0.to_le_bytes());
+    let mut b = [0u8; 4];
+    d.bar_read(IO_BAR, 4, &mut b);
+    assert_eq!(b, MAC[..4]);
+    d.bar_write(IO_BAR, 0, &(RAL0 + 4).to_le_bytes());
+    d.bar_read(IO_BAR, 4, &mut b);
+    assert_eq!(u32::from_le_bytes(b), 0x8000_0000 | 0x0c0b);
+    // Narrow accesses are ignored (bhyve answers 32-bit ones only).
+    d.bar_write(REGISTER_BAR, u64::from(IMS), &[0xff]);
+    drop(d);
+    assert_eq!(n.rd(IMS), 0);
+}
+
+#[test]
+fn icr_ims_imc_and_itr_window() {
+    let n = Nic::new(false);
+    n.wr(ITR, 0);
+    n.wr(ICS, ICR_LSC);
+    assert!(!n.irq.intx.load(Ordering::SeqCst), "masked");
+    n.wr(IMS, ICR_LSC | ICR_RXT0);
+    assert!(
+        n.irq.intx.load(Ordering::SeqCst),
+        "unmasking a pending cause"
+    );
+    assert_eq!(n.rd(ICR), ICR_LSC);
+    assert!(!n.irq.intx.load(Ordering::SeqCst), "ICR read clears");
+    assert_eq!(n.rd(ICR), 0);
+    n.wr(ICS, ICR_RXT0);
+    assert!(n.irq.intx.load(Ordering::SeqCst));
+    n.wr(IMC, ICR_RXT0);
+    assert!(!n.irq.intx.load(Ordering::SeqCst), "masking drops the line");
+    n.wr(ICR, u32::MAX);
+    n.wr(IMS, ICR_RXT0);
+
+    // With ITR, a second cause inside the window waits for its end.
+    n.wr(ITR, 1000); // 256 µs
+    n.wr(ICS, ICR_RXT0);
+    assert!(n.irq.intx.load(Ordering::SeqCst));
+    n.rd(ICR);
+    assert!(!n.irq.intx.load(Ordering::SeqCst));
+    n.wr(ICS, ICR_RXT0);
+    assert!(!n.irq.intx.load(Ordering::SeqCst), "throttled");
+    n.clock.advance(200_000);
+    n.dev.lock().unwrap().itr_expire();
+    assert!(!n.irq.intx.load(Ordering::SeqCst), "window not over");
+    n.clock.advance(100_000);
+    n.dev.lock().unwrap().itr_expire();
+    assert!(n.irq.intx.load(Ordering::SeqCst), "end of the window");
+
+    // MSI: the same causes fire the vector instead of INTx.
+    let n = Nic::new(false);
+    n.wr(ITR, 0);
+    {
+        let mut d = n.dev.lock().unwrap();
+        let mut p = [0u8; 1];
+        d.config().read(0x34, &mut p);
+        let cap = u16::from(p[0]);
+        d.config_mut().write(cap + 4, &0xfee0_0000u32.to_le_bytes());
+        d.config_mut().write(cap + 2, &[1, 0]);
+    }
+    n.wr(IMS, ICR_TXDW);
+    n.wr(ICS, ICR_TXDW);
+    assert_eq!(n.irq.msis.load(Ordering::SeqCst), 1);
+    assert!(!n.irq.intx.load(Ordering::SeqCst));
+}
+
+#[test]
+fn transmit_reaches_the_backend_and_sets_dd() {
+    let n = Nic::new(true);
+    n.wr(IMS, ICR_TXDW);
+    n.setup_tx();
+    let f = frame([2, 0, 0, 0, 0, 9], 100);
+    n.send_legacy(0, &f);
+    n.send_legacy(1, &frame([0xff; 6], 70));
+    n.wr(TDT, 2);
+    let host = n.host.as_ref().unwrap();
+    assert_eq!(host.recv_timeout(Duration::from_secs(5)).unwrap(), f);
+    assert_eq!(host.recv_timeout(Duration::from_secs(5)).unwrap().len(), 70);
+    n.wait_for("TDH", || n.rd(TDH) == 2);
+    let mut st = [0u8; 1];
+    n.mem
+        .read_slice(&mut st, GuestAddress(TX_RING + 16 + 12))
+        .unwrap();
+    assert_eq!(st[0] & 1, 1, "DD");
+    n.wait_for("TXDW", || n.irq.intx.load(Ordering::SeqCst));
+    assert!(n.rd(ICR) & ICR_TXDW != 0);
+    assert_eq!(n.rd(STATS_BASE + 0x80), 2, "GPTC");
+    assert_eq!(n.rd(STATS_BASE + 0x80), 0, "read to clear");
+    assert_eq!(n.rd(STATS_BASE + 0xf4), 1, "BPTC");
+}
+
+#[test]
+fn receive_fills_descriptors_through_the_filters() {
+    let n = Nic::new(true);
+    n.wr(IMS, ICR_RXT0);
+    n.setup_rx(RCTL_BAM | RCTL_SECRC);
+    let host = n.host.as_ref().unwrap();
+    let other = frame([2, 1, 1, 1, 1, 1], 200);
+    let mine = frame(MAC, 1000);
+    let bcast = frame([0xff; 6], 30);
+    for f in [&other, &mine, &bcast] {
+        host.send(f).unwrap();
+    }
+    n.wait_for("RDH", || n.rd(RDH) == 2);
+    let mut got = vec![0u8; 1000];
+    n.mem.read_slice(&mut got, GuestAddress(RX_BUF)).unwrap();
+    assert_eq!(got, mine, "the other host's unicast was filtered out");
+    let mut d = [0u8; 16];
+    n.mem.read_slice(&mut d, GuestAddress(RX_RING)).unwrap();
+    assert_eq!(u16::from_le_bytes([d[8], d[9]]), 1000);
+    assert_eq!(d[12] & 3, 3, "DD and EOP");
+    n.mem
+        .read_slice(&mut d, GuestAddress(RX_RING + 16))
+        .unwrap();
+    assert_eq!(
+        u16::from_le_bytes([d[8], d[9]]),
+        60,
+        "padded to the minimum"
+    );
+    n.wait_for("RXT0", || n.irq.intx.load(Ordering::SeqCst));
+    assert!(n.rd(ICR) & ICR_RXT0 != 0);
+    assert_eq!(n.rd(STATS_BASE + 0x74), 2, "GPRC");
+
+    // Promiscuous: the other host's frames come in too.
+    n.wr(RCTL, RCTL_EN | RCTL_UPE | RCTL_SECRC);
+    host.send(&other).unwrap();
+    n.wait_for("RDH", || n.rd(RDH) == 3);
+
+    // A full ring holds frames back until the guest gives buffers.
+    n.wr(RDT, 3);
+    host.send(&mine).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(n.rd(RDH), 3);
+    n.wr(RDT, 10);
+    n.wait_for("RDH after RDT", || n.rd(RDH) == 4);
+}
+
+#[test]
+fn hostile_ring_registers_never_stall_or_panic() {
+    let n = Nic::new(true);
+    // Pointers past the ring, a ring outside RAM, an empty ring.
+    n.wr(TDBAL, 0xffff_fff0);
+    n.wr(TDBAH, 0xffff_ffff);
+    n.wr(TDLEN, 128);
+    n.wr(TCTL, TCTL_EN);
+    n.wr(TDT, 5000);
+    n.wr(TDT, 3);
+    n.wait_for("TDH over the bad ring", || n.rd(TDH) == 3);
+    n.wr(TDLEN, 0);
+    n.wr(TDT, 4);
+    n.wr(RDLEN, 0);
+    n.wr(RCTL, RCTL_EN | RCTL_UPE);
+    n.wr(RDT, 9);
+    n.host.as_ref().unwrap().send(&frame(MAC, 64)).unwrap();
+    // Every register, every value class.
+    for off in (0..0x6000u32).step_by(4) {
+        if off == CTRL || off == CTRL_DUP {
+            continue;
+        }
+        for v in [0, u32::MAX, 0x5555_5555] {
+            n.wr(off, v);
+            n.rd(off);
+        }
+    }
+    n.wr(CTRL, CTRL_RST);
+    assert_eq!(n.rd(TCTL), 0);
+    assert_eq!(n.rd(RAL0 + 4) & RAH_AV, 0, "a software reset clears AV");
+    n.dev.lock().unwrap().reset();
+    assert_eq!(
+        n.rd(RAL0 + 4),
+        0x8000_0c0b,
+        "power-on reset reloads the MAC"
+    );
+}
