@@ -1,6 +1,7 @@
 //! The KVM side of bhyve: the VM, guest RAM, vCPU threads and their
 //! exits, CPUID/MSRs, lifecycle, the named-VM store and control socket.
 
+pub mod ahci;
 pub mod boot;
 pub mod bootorder;
 pub mod bootrom;

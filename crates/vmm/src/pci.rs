@@ -40,6 +40,8 @@ pub enum PciEmulation {
     /// QEMU's PIIX4 PM function (our extension): moves the ACPI PM block.
     Piix4Pm(PciId),
     Virtio(crate::virtio::VirtioSpec),
+    /// bhyve's `ahci`, `ahci-hd` and `ahci-cd`.
+    Ahci(crate::ahci::AhciSpec),
     /// bhyve's `nvme` controller.
     Nvme(crate::nvme::NvmeSpec),
 }
@@ -62,6 +64,7 @@ fn bootable(emulation: &PciEmulation) -> bool {
             kind: crate::virtio::VirtioKind::Blk(_) | crate::virtio::VirtioKind::Scsi(_),
             ..
         }) | PciEmulation::Nvme(_)
+            | PciEmulation::Ahci(_)
     )
 }
 
@@ -181,6 +184,7 @@ pub fn pci_function(
         }
         "lpc" => PciEmulation::Lpc(pci_id(cfg, &node, LpcBridge::bhyve_id(), true)?),
         "piix4-pm" => PciEmulation::Piix4Pm(pci_id(cfg, &node, Piix4Pm::qemu_id(), false)?),
+        "ahci" => PciEmulation::Ahci(crate::ahci::ahci_spec(cfg, &node)?),
         "nvme" => PciEmulation::Nvme(crate::nvme::nvme_spec(cfg, &node)?),
         other => match crate::virtio::virtio_spec(cfg, &node, other)? {
             Some(v) => PciEmulation::Virtio(v),
@@ -448,6 +452,7 @@ impl PciPlatform {
                         MachineError::new(format!("pci {}:{}: {e}", f.addr.slot, f.addr.func))
                     })?
                 }
+                PciEmulation::Ahci(spec) => crate::ahci::ahci_device(spec, mem)?,
                 PciEmulation::Nvme(spec) => {
                     let ident = format!("{}:{}", f.addr.slot, f.addr.func);
                     crate::nvme::nvme_device(spec, mem, &ident)?
