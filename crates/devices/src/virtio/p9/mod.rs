@@ -12,6 +12,7 @@
 //! this device, and the 9P servers on crates.io rely on a jail (chroot,
 //! minijail) around the process for it, which bhyve does not have here.
 
+pub mod fd_budget;
 mod ops;
 pub mod server;
 pub mod share;
@@ -27,6 +28,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::chain_io::segments;
 use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
 use crate::virtio::worker::Workers;
+use fd_budget::FdBudget;
 use server::Server;
 use share::Share;
 
@@ -71,7 +73,8 @@ impl VirtioP9 {
                 .unwrap_or_default()
                 .to_owned(),
         })?;
-        raise_fd_limit();
+        // Raises the soft descriptor limit, once (see fd_budget).
+        FdBudget::global();
         let mut config = (tag.len() as u16).to_le_bytes().to_vec();
         config.extend_from_slice(tag.as_bytes());
         Ok(VirtioP9 {
@@ -79,23 +82,6 @@ impl VirtioP9 {
             share: Arc::new(share),
             workers: Workers::new(),
         })
-    }
-}
-
-/// Every fid the guest holds is a host descriptor, and Linux keeps one
-/// per cached dentry: lift the soft RLIMIT_NOFILE to the hard one (as
-/// QEMU does) so a busy share does not run into EMFILE at 1024.
-fn raise_fd_limit() {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `l` is a valid rlimit for both calls.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
-            l.rlim_cur = l.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
     }
 }
 

@@ -6,6 +6,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use super::fd_budget::Charge;
 use super::server::{qid_of, Fid, Reply, Server};
 use super::share::{stat, Res};
 use super::wire::{self, Reader, Writer};
@@ -123,8 +124,9 @@ impl Server {
             parent: Some((dir, name.to_vec())),
             open: Some(file),
             uid,
+            charge: Charge::none(),
         };
-        self.fids.insert(fid, nf);
+        self.insert(fid, Some(fid), nf)?;
         w.qid(&qid_of(&self.share, &a)).u32(0);
         Ok(w)
     }

@@ -4,13 +4,15 @@
 //!
 //! Ids from the guest (fids, counts, offsets, names) are checked before
 //! use; an unknown fid is EBADF, a malformed message EPROTO. The fid
-//! table is bounded so a guest cannot make the host hold unbounded file
-//! descriptors.
+//! table is bounded, per session (EMFILE) and by the descriptors every
+//! session of the process may hold together ([`FdBudget`], ENFILE), so a
+//! guest cannot make the host run out of file descriptors.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use super::fd_budget::{Charge, FdBudget};
 use super::share::{stat, Attr, Errno, Res, Share};
 use super::wire::{self, msg, Malformed, Qid, Reader, Writer};
 
@@ -40,6 +42,8 @@ pub(super) struct Fid {
     /// The user the fid acts for (Tattach's n_uname): owner of what it
     /// creates.
     pub uid: u32,
+    /// Its share of the descriptor budget (taken by [`Server::insert`]).
+    pub charge: Charge,
 }
 
 impl Fid {
@@ -52,6 +56,7 @@ pub struct Server {
     pub(super) share: Arc<Share>,
     pub(super) msize: u32,
     pub(super) fids: HashMap<u32, Fid>,
+    budget: Arc<FdBudget>,
 }
 
 /// What a handler failed with: an errno for Rlerror, or a malformed
@@ -98,11 +103,17 @@ pub(super) fn qid_of(share: &Share, a: &Attr) -> Qid {
 }
 
 impl Server {
+    /// A session charging its fids to the process's budget.
     pub fn new(share: Arc<Share>) -> Self {
+        Self::with_budget(share, FdBudget::global())
+    }
+
+    pub fn with_budget(share: Arc<Share>, budget: Arc<FdBudget>) -> Self {
         Server {
             share,
             msize: MAX_MSIZE,
             fids: HashMap::new(),
+            budget,
         }
     }
 
@@ -189,16 +200,18 @@ impl Server {
         self.fids.get(&fid).ok_or(libc::EBADF)
     }
 
-    /// Inserts a new fid; `fid` must be free (or be `replacing`).
-    pub(super) fn insert(&mut self, id: u32, replacing: Option<u32>, f: Fid) -> Res<()> {
+    /// Inserts a new fid; `fid` must be free (or be `replacing`, whose
+    /// share of the descriptor budget it then takes over).
+    pub(super) fn insert(&mut self, id: u32, replacing: Option<u32>, mut f: Fid) -> Res<()> {
         if id == NOFID {
             return Err(libc::EBADF);
         }
-        if self.fids.contains_key(&id) && replacing != Some(id) {
-            return Err(libc::EEXIST);
-        }
-        if !self.fids.contains_key(&id) && self.fids.len() >= MAX_FIDS {
-            return Err(libc::EMFILE);
+        let full = self.fids.len() >= MAX_FIDS;
+        match self.fids.get_mut(&id) {
+            Some(_) if replacing != Some(id) => return Err(libc::EEXIST),
+            Some(old) => f.charge = std::mem::take(&mut old.charge),
+            None if full => return Err(libc::EMFILE),
+            None => f.charge = self.budget.charge_fid()?,
         }
         self.fids.insert(id, f);
         Ok(())
@@ -234,6 +247,7 @@ impl Server {
             parent: None,
             open: None,
             uid: n_uname,
+            charge: Charge::none(),
         };
         self.insert(fid, None, f)?;
         w.qid(&qid_of(&self.share, &a));
@@ -285,6 +299,7 @@ impl Server {
                 parent,
                 open: None,
                 uid,
+                charge: Charge::none(),
             };
             self.insert(newfid, Some(fid), f)?;
         }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::super::fd_budget::{FdBudget, FDS_PER_FID};
 use super::super::share::Share;
 use super::super::wire::{msg, Qid, Reader, Writer};
 use super::{Server, MAX_FIDS, MAX_MSIZE};
@@ -65,9 +66,13 @@ pub(crate) fn qid(r: &mut Reader) -> Qid {
 
 impl Client {
     pub fn new(path: &Path, ro: bool) -> Self {
+        Self::with_budget(path, ro, FdBudget::global())
+    }
+
+    pub fn with_budget(path: &Path, ro: bool, budget: Arc<FdBudget>) -> Self {
         let share = Arc::new(Share::open(path, ro).unwrap());
         let mut c = Client {
-            s: Server::new(share),
+            s: Server::with_budget(share, budget),
         };
         let b = c.ok(msg::TVERSION, |w| {
             w.u32(MAX_MSIZE).str(b"9P2000.L");
@@ -307,7 +312,9 @@ fn malformed_and_unknown_messages() {
 #[test]
 fn fid_table_is_bounded() {
     let t = Tmp::new();
-    let mut c = Client::new(&t.share(), false);
+    // A budget that is not the limit here (the per-session cap is).
+    let budget = FdBudget::new(MAX_FIDS * FDS_PER_FID);
+    let mut c = Client::with_budget(&t.share(), false, budget);
     for f in 1..MAX_FIDS as u32 {
         c.walk(0, f, &[]).unwrap();
     }
@@ -423,4 +430,33 @@ fn statfs_lock_getlock() {
     c.ok(msg::TFLUSH, |w| {
         w.u16(3);
     });
+}
+
+/// Every session of the process draws from one descriptor budget: a
+/// guest that spends it gets ENFILE, a fid replaced in place costs
+/// nothing more, and clunked or forgotten fids give theirs back.
+#[test]
+fn sessions_share_one_descriptor_budget() {
+    let t = Tmp::new();
+    let budget = FdBudget::new(4 * FDS_PER_FID);
+    let mut a = Client::with_budget(&t.share(), false, budget.clone());
+    let mut b = Client::with_budget(&t.share(), false, budget.clone());
+    a.walk(0, 1, &[]).unwrap();
+    b.walk(0, 1, &["hello"]).unwrap();
+    assert_eq!(budget.used(), 4 * FDS_PER_FID);
+    assert_eq!(a.walk(0, 2, &["sub"]), Err(libc::ENFILE));
+    assert_eq!(b.walk(0, 2, &[]), Err(libc::ENFILE));
+    // In place: walk onto itself, create through a fid.
+    b.walk(1, 1, &[]).unwrap();
+    a.lcreate(1, "new", 2, 0o644).unwrap();
+    assert_eq!(budget.used(), 4 * FDS_PER_FID);
+    a.clunk(1);
+    a.walk(0, 2, &["sub"]).unwrap();
+    // A new Tversion forgets a session's fids; so does its end.
+    a.ok(msg::TVERSION, |w| {
+        w.u32(MAX_MSIZE).str(b"9P2000.L");
+    });
+    assert_eq!(budget.used(), 2 * FDS_PER_FID);
+    drop(b);
+    assert_eq!(budget.used(), 0);
 }
