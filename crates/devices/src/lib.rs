@@ -31,6 +31,7 @@ pub mod rtc;
 mod testutil;
 pub mod timer;
 pub mod uart;
+pub mod uart_pci;
 pub mod virtio;
 
 pub use acpi_pm::AcpiPm;
