@@ -324,3 +324,75 @@ fn seabios_boots_from_a_virtio_scsi_disk() {
     assert!(err.contains("Linux has no CAM Target Layer"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+/// SeaBIOS's AHCI driver finds our ICH8 HBA, IDENTIFYs the disk on port
+/// 2 (the model and size we configured show in its log) and boots it:
+/// the boot sector reads sector 2 with INT 13h (READ DMA EXT).
+#[test]
+fn seabios_boots_from_an_ahci_disk() {
+    let s = Scratch::new("seabios-ahci");
+    let img = s.file("disk.img", &boot_disk(b"ahci boot sector ran\n\0"));
+    let (status, text, err) = boot_seabios(
+        &s,
+        "seabios-ahci",
+        &[format!(
+            "4,ahci,cd:{0},hd:{1},hd:{1},model=BHYVE TEST DISK,ser=SER0042,rev=R9",
+            s.file("empty.iso", &[0u8; 2048 * 16]).display(),
+            img.display()
+        )],
+    );
+    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
+    for want in [
+        "PCI: init bdf=00:04.0 id=8086:2821",
+        "AHCI controller at 00:04.0",
+        "AHCI/2: BHYVE TEST DISK ATA-",
+        "Hard-Disk (1 MiBytes)",
+        "Booting from Hard Disk...",
+        "ahci boot sector ran\nsector 2 read through INT 13h\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}
+
+/// El Torito from an ATAPI CD-ROM: an ISO 9660 image (xorriso, made
+/// here) whose boot image is a 1.44 MB floppy with our boot sector.
+/// SeaBIOS finds the drive through IDENTIFY PACKET DEVICE, reads the
+/// boot catalog with READ(10) and emulates the floppy: the boot sector's
+/// INT 13h read of sector 2 goes through ATAPI reads too.
+#[test]
+fn seabios_boots_from_an_ahci_cd() {
+    let s = Scratch::new("seabios-ahci-cd");
+    let root = s.dir.join("cdroot");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut floppy = boot_disk(b"ahci cd boot image ran\n\0");
+    floppy.resize(1_474_560, 0);
+    std::fs::write(root.join("boot.img"), &floppy).unwrap();
+    std::fs::write(root.join("README.TXT"), b"hello from the CD\n").unwrap();
+    let iso = s.dir.join("cd.iso");
+    let out = std::process::Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "BHYVECD", "-o"])
+        .arg(&iso)
+        .args(["-b", "boot.img", "-c", "boot.cat"])
+        .arg(&root)
+        .output()
+        .expect("xorriso (apt-get install xorriso)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, text, err) = boot_seabios(
+        &s,
+        "seabios-ahci-cd",
+        &[format!("4,ahci-cd,{},model=BHYVE TEST CD", iso.display())],
+    );
+    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
+    for want in [
+        "PCI: init bdf=00:04.0 id=8086:2821",
+        "AHCI/0: registering: \"DVD/CD [AHCI/0: BHYVE TEST CD ATAPI-",
+        "Booting from DVD/CD...",
+        "ahci cd boot image ran\nsector 2 read through INT 13h\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}
