@@ -58,9 +58,9 @@ fn unimplemented_devices_and_options() {
     let k = kernel_opt(&s.guest("hello"));
     fails(
         &s,
-        &["-s", "3,e1000,tap0", "-o", &k, "vm0"],
+        &["-s", "3,xhci,tablet", "-o", &k, "vm0"],
         4,
-        "pci 0:3:0: emulation 'e1000' is not implemented yet",
+        "pci 0:3:0: emulation 'xhci' is not implemented yet",
     );
     // A block device's backing path must be a file or a block device.
     fails(

@@ -7,6 +7,7 @@ pub mod bootorder;
 pub mod bootrom;
 pub mod control;
 pub mod cpuid;
+pub mod e1000;
 pub mod exits;
 pub mod fwtables;
 pub mod gsi;
@@ -21,6 +22,7 @@ pub mod platform;
 pub mod signals;
 pub mod stats;
 pub mod store;
+pub mod uart_pci;
 pub mod vcpu;
 pub mod virtio;
 

@@ -599,9 +599,9 @@ mod tests {
             ("invalid memsize 'lots'".into(), 64)
         );
         assert_eq!(
-            err(&[("pci.0.3.0.device", "e1000")]),
+            err(&[("pci.0.3.0.device", "xhci")]),
             (
-                "pci 0:3:0: emulation 'e1000' is not implemented yet".into(),
+                "pci 0:3:0: emulation 'xhci' is not implemented yet".into(),
                 4
             )
         );

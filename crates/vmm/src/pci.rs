@@ -44,6 +44,10 @@ pub enum PciEmulation {
     Ahci(crate::ahci::AhciSpec),
     /// bhyve's `nvme` controller.
     Nvme(crate::nvme::NvmeSpec),
+    /// bhyve's `e1000` (82545EM).
+    E1000(crate::e1000::E1000Spec),
+    /// bhyve's PCI 16550 `uart`.
+    Uart(crate::uart_pci::UartPciSpec),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +190,8 @@ pub fn pci_function(
         "piix4-pm" => PciEmulation::Piix4Pm(pci_id(cfg, &node, Piix4Pm::qemu_id(), false)?),
         "ahci" => PciEmulation::Ahci(crate::ahci::ahci_spec(cfg, &node)?),
         "nvme" => PciEmulation::Nvme(crate::nvme::nvme_spec(cfg, &node)?),
+        "e1000" => PciEmulation::E1000(crate::e1000::e1000_spec(cfg, &node)?),
+        "uart" => PciEmulation::Uart(crate::uart_pci::uart_spec(cfg, &node)),
         other => match crate::virtio::virtio_spec(cfg, &node, other)? {
             Some(v) => PciEmulation::Virtio(v),
             None => return Ok(None),
@@ -380,6 +386,8 @@ pub struct PciPlatform {
     pub root: Arc<Mutex<PciRoot>>,
     /// The LPC bridge's slot, if there is one.
     pub lpc_slot: Option<u8>,
+    /// The PCI uarts' backend threads, stopped when the VM goes.
+    _serial: Vec<bhyve_backends::BackendHandle>,
 }
 
 impl PciPlatform {
@@ -428,6 +436,7 @@ impl PciPlatform {
         )
         .map_err(|e| err("PCI ECAM", &e))?;
         let mut lpc_slot = None;
+        let mut serial = Vec::new();
         for f in functions {
             let dev: Arc<Mutex<dyn PciDevice>> = match &f.emulation {
                 PciEmulation::HostBridge(id) => Arc::new(Mutex::new(HostBridge::new(*id))),
@@ -457,6 +466,13 @@ impl PciPlatform {
                     let ident = format!("{}:{}", f.addr.slot, f.addr.func);
                     crate::nvme::nvme_device(spec, mem, &ident)?
                 }
+                PciEmulation::E1000(spec) => crate::e1000::e1000_device(spec, mem)?,
+                PciEmulation::Uart(spec) => {
+                    let (dev, handle) =
+                        crate::uart_pci::uart_device(spec, f.addr.slot, f.addr.func)?;
+                    serial.extend(handle);
+                    dev
+                }
             };
             let (router, intx) = (router.clone(), intx.clone());
             let irq = move |route: Option<IntxRoute>| -> Arc<dyn PciInterrupts> {
@@ -467,7 +483,11 @@ impl PciPlatform {
                 .add(f.addr, dev, irq)
                 .map_err(|e| MachineError::new(e.to_string()))?;
         }
-        Ok(PciPlatform { root, lpc_slot })
+        Ok(PciPlatform {
+            root,
+            lpc_slot,
+            _serial: serial,
+        })
     }
 
     /// `(slot, pin 1–4, route)` of every INTx in use, for the MP table and
@@ -545,10 +565,10 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("invalid value 'intel'"), "{e}");
-        let e = pci_functions(&cfg(&[("pci.0.3.0.device", "e1000")])).unwrap_err();
+        let e = pci_functions(&cfg(&[("pci.0.3.0.device", "xhci")])).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "pci 0:3:0: emulation 'e1000' is not implemented yet"
+            "pci 0:3:0: emulation 'xhci' is not implemented yet"
         );
     }
 
