@@ -392,3 +392,190 @@ fn virtio_blk_io_under_qemu() {
         );
     }
 }
+
+// ---- virtio-console ---------------------------------------------------------
+
+/// What `virtio_console_io` sends, repeated.
+const CONSOLE_TEXT: &[u8] = b"virtio_console_io: bytes from the guest\n";
+
+/// Connects to `path` once it exists, checks the guest's `txlen` bytes,
+/// then writes `rx` to the guest.
+fn console_client(path: &Path, txlen: usize, rx: &[u8]) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let t0 = std::time::Instant::now();
+    let mut sock = loop {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(s) => break s,
+            Err(e) if t0.elapsed() > std::time::Duration::from_secs(20) => {
+                return Err(format!("connect {}: {e}", path.display()))
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    };
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut got = vec![0u8; txlen];
+    sock.read_exact(&mut got)
+        .map_err(|e| format!("reading the guest's bytes: {e}"))?;
+    let want: Vec<u8> = CONSOLE_TEXT.iter().copied().cycle().take(txlen).collect();
+    if got != want {
+        return Err(format!(
+            "guest sent {:?}",
+            String::from_utf8_lossy(&got[..got.len().min(200)])
+        ));
+    }
+    sock.write_all(rx).map_err(|e| format!("writing: {e}"))?;
+    // Stay connected until bhyve is gone (the guest reads at its pace).
+    let _ = sock.read(&mut [0u8; 1]);
+    Ok(())
+}
+
+/// Runs `virtio_console_io` against `-s 3,virtio-console,PORTS` (named
+/// `names`, sockets in the scratch directory) and talks to port `use_port`.
+fn console_run(transport: &str, names: &[&str], use_port: usize, txlen: usize, rxlen: usize) {
+    let s = Scratch::new(&format!("con-io-{transport}-{}", names.len()));
+    let socks: Vec<_> = names
+        .iter()
+        .map(|n| s.dir.join(format!("{n}.sock")))
+        .collect();
+    let spec: Vec<String> = names
+        .iter()
+        .zip(&socks)
+        .map(|(n, p)| format!("{n}={}", p.display()))
+        .collect();
+    let dev = format!("3,virtio-console,{}", spec.join(","));
+    let kernel = kernel_opt(&s.guest("virtio_console_io"));
+    let cmdline = format!(
+        "boot.cmdline=transport={transport} port={} txlen={txlen} rxlen={rxlen}",
+        names[use_port]
+    );
+    let child = s
+        .command(&[
+            "-l",
+            "com1,stdio",
+            "-l",
+            "pc-testdev",
+            "-s",
+            "0,hostbridge",
+            "-s",
+            &dev,
+            "-m",
+            "256M",
+            "-o",
+            &kernel,
+            "-o",
+            &cmdline,
+            "vm0",
+        ])
+        .spawn()
+        .unwrap();
+    let rx = noise(rxlen, 0x5eed + rxlen as u64);
+    let path = socks[use_port].clone();
+    let rx2 = rx.clone();
+    let client = std::thread::spawn(move || console_client(&path, txlen, &rx2));
+    let o = wait_deadline(child);
+    let out = stdout(&o);
+    let raw = format!("{out}{}", stderr(&o));
+    client
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}\n{raw}"));
+    assert_eq!(o.status.code(), Some(PASS_STATUS), "{raw}");
+
+    let modern = transport == "modern";
+    let (offered, taken) = if modern {
+        (
+            "0x130000003 size multiport indirect_desc event_idx version_1",
+            "0x100000002 multiport version_1",
+        )
+    } else {
+        (
+            "0x30000003 size multiport indirect_desc event_idx",
+            "0x2 multiport",
+        )
+    };
+    let sent: Vec<u8> = CONSOLE_TEXT.iter().copied().cycle().take(txlen).collect();
+    let hash = bhyve_testguests::fnv1a;
+    let mut want = vec![
+        format!("transport {transport}"),
+        "function 0x3 0x0".into(),
+        format!("offered {offered}"),
+        format!("taken {taken}"),
+        "max_nr_ports 0x10".into(),
+        "device_ready sent".into(),
+    ];
+    for (i, n) in names.iter().enumerate() {
+        want.push(format!("device_add {i:#x}"));
+        want.push(format!("port_name {i:#x} {n}"));
+    }
+    let rxq = if use_port == 0 { 0 } else { 2 * (use_port + 1) };
+    want.extend([
+        format!("port_open {use_port:#x} 0x1"),
+        format!("port {use_port:#x} queues {rxq:#x} {:#x}", rxq + 1),
+        format!("sent {txlen:#x} bytes fnv1a {:#x}", hash(&sent)),
+        format!("received {rxlen:#x} bytes fnv1a {:#x}", hash(&rx)),
+        "done".into(),
+    ]);
+    let want: Vec<String> = want
+        .into_iter()
+        .map(|l| format!("virtio_console_io: {l}"))
+        .collect();
+    assert_eq!(lines(&out, "virtio_console_io"), want, "{raw}");
+}
+
+#[test]
+fn virtio_console_io_legacy() {
+    console_run("legacy", &["port1"], 0, 3000, 4096);
+}
+
+#[test]
+fn virtio_console_io_modern() {
+    console_run("modern", &["port1"], 0, 3000, 4096);
+}
+
+/// The second of two ports (queues 4/5), more bytes than the guest's
+/// receive buffers hold at once; the first port has no client.
+#[test]
+fn virtio_console_io_second_port() {
+    console_run("modern", &["port1", "org.test.two"], 1, 10000, 20000);
+    console_run("legacy", &["port1", "org.test.two"], 1, 1, 1);
+}
+
+/// The same guest under QEMU's virtio-serial (its port 1: queues 4/5).
+#[test]
+fn virtio_console_io_under_qemu() {
+    if !qemu_available() {
+        return;
+    }
+    let s = Scratch::new("con-io-qemu");
+    let guest = s.guest("virtio_console_io");
+    for transport in ["legacy", "modern"] {
+        let sock = s.dir.join(format!("{transport}.sock"));
+        let chardev = format!("socket,id=c0,path={},server=on,wait=off", sock.display());
+        let rx = noise(4096, 3);
+        let rx2 = rx.clone();
+        let client = std::thread::spawn(move || console_client(&sock, 3000, &rx2));
+        let (st, out) = qemu(
+            &guest,
+            &format!("transport={transport}"),
+            &[
+                "-device",
+                "virtio-serial-pci",
+                "-chardev",
+                &chardev,
+                "-device",
+                "virtserialport,chardev=c0,name=port1",
+            ],
+        );
+        client
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert_eq!(st, Some(PASS_STATUS), "{out}");
+        let want = format!(
+            "virtio_console_io: received 0x1000 bytes fnv1a {:#x}\n",
+            bhyve_testguests::fnv1a(&rx)
+        );
+        assert!(out.contains(&want), "{transport}: {out}");
+    }
+}
