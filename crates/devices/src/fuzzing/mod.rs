@@ -11,12 +11,14 @@ mod blk;
 mod console;
 mod driver;
 mod net;
+mod nvme;
 mod p9;
 mod scsi;
 
 pub use blk::virtio_blk;
 pub use console::virtio_console;
 pub use net::virtio_net;
+pub use nvme::nvme_controller;
 pub use p9::virtio_p9;
 pub use scsi::{scsi_cdb, virtio_scsi};
 

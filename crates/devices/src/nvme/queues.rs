@@ -217,9 +217,10 @@ mod tests {
         let dw3: u32 = m.read_obj(GuestAddress(0x1000 + 12)).unwrap();
         assert_eq!((dw3 >> 16) & 1, 0);
         assert_eq!(dw3 & 0xffff, 4);
-        // A head beyond what was posted is refused.
-        assert!(!cq.set_head(3));
+        // All consumed; a head beyond the tail is refused.
         assert!(cq.set_head(1));
+        assert_eq!(cq.used(), 0);
+        assert!(!cq.set_head(2));
     }
 
     #[test]

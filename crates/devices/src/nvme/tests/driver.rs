@@ -1,0 +1,384 @@
+//! A small NVMe host driver over fake guest memory, and a RAM disk that
+//! can hold requests, for the controller tests.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::blockif::{BlockBuffers, BlockDone, BlockInfo, BlockIo, BlockOp, BlockRequest};
+use crate::nvme::regs::{self, CC, CSTS};
+use crate::nvme::spec::{admin, Command, Status};
+use crate::nvme::{NvmeParams, NvmePci, MSIX_BAR, REG_BAR};
+use crate::pci::{MsiMessage, PciDevice, PciInterrupts};
+
+pub(super) const MEM: usize = 8 << 20;
+pub(super) const ASQ: u64 = 0x10000;
+pub(super) const ACQ: u64 = 0x20000;
+pub(super) const DATA: u64 = 0x400000;
+
+/// A RAM disk that completes at once, or holds requests until released.
+pub(super) struct Disk {
+    pub(super) info: BlockInfo,
+    pub(super) data: Mutex<Vec<u8>>,
+    pub(super) hold: AtomicBool,
+    pub(super) held: Mutex<VecDeque<(BlockRequest, BlockDone)>>,
+    pub(super) ops: Mutex<Vec<(BlockOp, u64, u64, bool)>>,
+}
+
+impl Disk {
+    pub(super) fn new(size: usize, can_delete: bool, read_only: bool) -> Arc<Disk> {
+        Arc::new(Disk {
+            info: BlockInfo {
+                size: size as u64,
+                sector_size: 512,
+                physical_sector_size: 512,
+                physical_sector_offset: 0,
+                read_only,
+                can_delete,
+            },
+            data: Mutex::new((0..size).map(|i| (i / 512) as u8).collect()),
+            hold: AtomicBool::new(false),
+            held: Mutex::new(VecDeque::new()),
+            ops: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(super) fn exec(&self, r: &BlockRequest) -> std::io::Result<u64> {
+        let mut d = self.data.lock().unwrap();
+        let end = (r.offset + r.len) as usize;
+        assert!(end <= d.len(), "request past the end");
+        match (&r.op, &r.buffers) {
+            (BlockOp::Read | BlockOp::Write, BlockBuffers::Guest { mem, segs }) => {
+                assert_eq!(r.buffers.len(), r.len);
+                let mut at = r.offset as usize;
+                for &(a, l) in segs {
+                    let l = l as usize;
+                    let res = if r.op == BlockOp::Read {
+                        mem.write_slice(&d[at..at + l], a)
+                    } else {
+                        mem.read_slice(&mut d[at..at + l], a)
+                    };
+                    if res.is_err() {
+                        return Err(std::io::Error::from_raw_os_error(libc::EFAULT));
+                    }
+                    at += l;
+                }
+            }
+            (BlockOp::Discard | BlockOp::WriteZeroes { .. }, _) => {
+                d[r.offset as usize..end].fill(0)
+            }
+            (BlockOp::Flush, _) => {}
+            _ => panic!("{:?} without buffers", r.op),
+        }
+        Ok(r.len)
+    }
+
+    pub(super) fn release(&self, n: usize) {
+        for _ in 0..n {
+            let Some((r, done)) = self.held.lock().unwrap().pop_front() else {
+                return;
+            };
+            let res = self.exec(&r);
+            done(r, res);
+        }
+    }
+
+    pub(super) fn held(&self) -> usize {
+        self.held.lock().unwrap().len()
+    }
+}
+
+impl BlockIo for Disk {
+    fn info(&self) -> BlockInfo {
+        self.info
+    }
+
+    fn submit(&self, req: BlockRequest, done: BlockDone) {
+        self.ops
+            .lock()
+            .unwrap()
+            .push((req.op, req.offset, req.len, req.fua));
+        if self.hold.load(Ordering::SeqCst) {
+            self.held.lock().unwrap().push_back((req, done));
+            return;
+        }
+        let r = self.exec(&req);
+        done(req, r);
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Irqs {
+    pub(super) fired: Mutex<Vec<u16>>,
+    pub(super) intx: AtomicBool,
+}
+
+impl PciInterrupts for Irqs {
+    fn set_intx(&self, asserted: bool) {
+        self.intx.store(asserted, Ordering::SeqCst);
+    }
+    fn route_msi(&self, _: u16, _: Option<MsiMessage>) {}
+    fn fire_msi(&self, v: u16) {
+        self.fired.lock().unwrap().push(v);
+    }
+}
+
+pub(super) struct Queue {
+    pub(super) base: u64,
+    pub(super) size: u32,
+    pub(super) idx: u32,
+    pub(super) phase: bool,
+}
+
+pub(super) struct Drv {
+    pub(super) f: Arc<Mutex<NvmePci>>,
+    pub(super) mem: GuestMemoryMmap,
+    pub(super) disk: Arc<Disk>,
+    pub(super) irqs: Arc<Irqs>,
+    pub(super) sqs: Vec<Option<Queue>>,
+    pub(super) cqs: Vec<Option<Queue>>,
+    pub(super) cid: u16,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Cqe {
+    pub(super) dw0: u32,
+    pub(super) sqhd: u16,
+    pub(super) sqid: u16,
+    pub(super) cid: u16,
+    pub(super) status: Status,
+}
+
+impl Drv {
+    pub(super) fn new(params: NvmeParams, disk: Arc<Disk>) -> Drv {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
+        let f = NvmePci::new_shared(params, disk.clone(), mem.clone()).unwrap();
+        let irqs = Arc::new(Irqs::default());
+        f.lock().unwrap().config_mut().set_interrupts(irqs.clone());
+        Drv {
+            f,
+            mem,
+            disk,
+            irqs,
+            sqs: (0..17).map(|_| None).collect(),
+            cqs: (0..17).map(|_| None).collect(),
+            cid: 0,
+        }
+    }
+
+    pub(super) fn default() -> Drv {
+        Drv::new(
+            NvmeParams::bhyve_defaults(4, 0),
+            Disk::new(1 << 20, true, false),
+        )
+    }
+
+    pub(super) fn r32(&self, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        self.f.lock().unwrap().bar_read(REG_BAR, off, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    pub(super) fn w32(&self, off: u64, v: u32) {
+        self.f
+            .lock()
+            .unwrap()
+            .bar_write(REG_BAR, off, &v.to_le_bytes());
+    }
+
+    pub(super) fn enable_msix(&self) {
+        let mut f = self.f.lock().unwrap();
+        let c = f.config_mut();
+        // Find the MSI-X capability.
+        let mut b = [0u8; 2];
+        c.read(0x34, &mut b[..1]);
+        let mut at = u16::from(b[0]);
+        while at != 0 {
+            c.read(at, &mut b);
+            if b[0] == 0x11 {
+                break;
+            }
+            at = u16::from(b[1]);
+        }
+        assert_ne!(at, 0, "MSI-X capability");
+        c.write(at + 2, &0x8000u16.to_le_bytes());
+        for v in 0..17u64 {
+            c.msix_write(MSIX_BAR, v * 16, &0xfee0_0000u32.to_le_bytes());
+            c.msix_write(MSIX_BAR, v * 16 + 8, &(0x40 + v as u32).to_le_bytes());
+            c.msix_write(MSIX_BAR, v * 16 + 12, &0u32.to_le_bytes());
+        }
+    }
+
+    pub(super) fn enable(&mut self) {
+        self.w32(regs::AQA, 31 | (31 << 16));
+        self.w32(regs::ASQ, ASQ as u32);
+        self.w32(regs::ASQ + 4, 0);
+        self.w32(regs::ACQ, ACQ as u32);
+        self.w32(regs::ACQ + 4, 0);
+        self.w32(CC, 1 | (6 << 16) | (4 << 20));
+        assert_eq!(self.r32(CSTS) & 1, 1, "ready");
+        self.sqs[0] = Some(Queue {
+            base: ASQ,
+            size: 32,
+            idx: 0,
+            phase: true,
+        });
+        self.cqs[0] = Some(Queue {
+            base: ACQ,
+            size: 32,
+            idx: 0,
+            phase: true,
+        });
+    }
+
+    /// Places a command in SQ `q` without ringing.
+    pub(super) fn put(&mut self, q: usize, mut cmd: Command) -> u16 {
+        self.cid = self.cid.wrapping_add(1);
+        cmd.cid = self.cid;
+        let sq = self.sqs[q].as_mut().unwrap();
+        self.mem
+            .write_slice(
+                &cmd.to_bytes(),
+                GuestAddress(sq.base + u64::from(sq.idx) * 64),
+            )
+            .unwrap();
+        sq.idx = (sq.idx + 1) % sq.size;
+        cmd.cid
+    }
+
+    pub(super) fn ring(&self, q: usize) {
+        let tail = self.sqs[q].as_ref().unwrap().idx;
+        self.w32(regs::DOORBELLS + 8 * q as u64, tail);
+    }
+
+    /// The next completion of CQ `q`, if one arrives within a second.
+    pub(super) fn try_reap(&mut self, q: usize, wait: Duration) -> Option<Cqe> {
+        let cq = self.cqs[q].as_mut().unwrap();
+        let at = GuestAddress(cq.base + u64::from(cq.idx) * 16);
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut b = [0u8; 16];
+            self.mem.read_slice(&mut b, at).unwrap();
+            let dw3 = u32::from_le_bytes(b[12..16].try_into().unwrap());
+            if ((dw3 >> 16) & 1 == 1) == cq.phase {
+                cq.idx += 1;
+                if cq.idx == cq.size {
+                    cq.idx = 0;
+                    cq.phase = !cq.phase;
+                }
+                return Some(Cqe {
+                    dw0: u32::from_le_bytes(b[0..4].try_into().unwrap()),
+                    sqhd: u16::from_le_bytes([b[8], b[9]]),
+                    sqid: u16::from_le_bytes([b[10], b[11]]),
+                    cid: dw3 as u16,
+                    status: Status((dw3 >> 17) as u16),
+                });
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    pub(super) fn reap(&mut self, q: usize) -> Cqe {
+        self.try_reap(q, Duration::from_secs(5))
+            .expect("a completion")
+    }
+
+    pub(super) fn consume(&self, q: usize) {
+        let head = self.cqs[q].as_ref().unwrap().idx;
+        self.w32(regs::DOORBELLS + 8 * q as u64 + 4, head);
+    }
+
+    pub(super) fn admin(&mut self, cmd: Command) -> Cqe {
+        let cid = self.put(0, cmd);
+        self.ring(0);
+        let c = self.reap(0);
+        self.consume(0);
+        assert_eq!(c.cid, cid);
+        c
+    }
+
+    pub(super) fn create_pair(&mut self, qid: u16, size: u32, vector: u16) {
+        let cq = 0x100000 + u64::from(qid) * 0x10000;
+        let sq = cq + 0x8000;
+        let c = self.admin(Command {
+            opc: admin::CREATE_CQ,
+            prp1: cq,
+            cdw10: u32::from(qid) | ((size - 1) << 16),
+            cdw11: 1 | 2 | (u32::from(vector) << 16),
+            ..Default::default()
+        });
+        assert_eq!(c.status, Status::SUCCESS);
+        let c = self.admin(Command {
+            opc: admin::CREATE_SQ,
+            prp1: sq,
+            cdw10: u32::from(qid) | ((size - 1) << 16),
+            cdw11: 1 | (u32::from(qid) << 16),
+            ..Default::default()
+        });
+        assert_eq!(c.status, Status::SUCCESS);
+        self.cqs[qid as usize] = Some(Queue {
+            base: cq,
+            size,
+            idx: 0,
+            phase: true,
+        });
+        self.sqs[qid as usize] = Some(Queue {
+            base: sq,
+            size,
+            idx: 0,
+            phase: true,
+        });
+    }
+
+    pub(super) fn io(&mut self, q: usize, cmd: Command) -> Cqe {
+        let cid = self.put(q, Command { nsid: 1, ..cmd });
+        self.ring(q);
+        let c = self.reap(q);
+        self.consume(q);
+        assert_eq!(c.cid, cid);
+        c
+    }
+
+    pub(super) fn rw(
+        &mut self,
+        q: usize,
+        opc: u8,
+        slba: u64,
+        nlb: u32,
+        prp1: u64,
+        prp2: u64,
+    ) -> Status {
+        self.io(
+            q,
+            Command {
+                opc,
+                prp1,
+                prp2,
+                cdw10: slba as u32,
+                cdw11: (slba >> 32) as u32,
+                cdw12: nlb - 1,
+                ..Default::default()
+            },
+        )
+        .status
+    }
+
+    pub(super) fn identify(&mut self, cns: u32, nsid: u32) -> (Status, Vec<u8>) {
+        let c = self.admin(Command {
+            opc: admin::IDENTIFY,
+            nsid,
+            prp1: DATA,
+            cdw10: cns,
+            ..Default::default()
+        });
+        let mut b = vec![0u8; 4096];
+        self.mem.read_slice(&mut b, GuestAddress(DATA)).unwrap();
+        (c.status, b)
+    }
+}
