@@ -241,37 +241,17 @@ impl Drop for Running {
     }
 }
 
-struct NetRun {
-    transport: &'static str,
-    mrg: bool,
-    mtu: Option<u16>,
-    frames: u32,
-    rxframes: u32,
+/// Who runs the guest: our bhyve, or QEMU as the yardstick that shows
+/// the guest itself is right (its virtio-net-pci and virtio-9p-pci are
+/// independent implementations of the same devices).
+#[derive(Clone, Copy)]
+enum Vmm {
+    Bhyve,
+    Qemu,
 }
 
-fn net_run(tag: &str, r: NetRun) {
-    assert!(
-        is_root(),
-        "this test creates a network namespace and a tap: run it as root"
-    );
-    let s = Scratch::new(tag);
-    let guest = s.guest("virtio_net_io");
-    let ns = Netns::new(tag);
-    let sock = ns.packet_socket("tap0");
-    let mac = [0x02, 0x62, 0x68, 0x79, 0x76, 0x65];
-    let mut slot = format!("5,virtio-net,tap0,mac={}", mac_text(&mac));
-    if let Some(m) = r.mtu {
-        slot += &format!(",mtu={m}");
-    }
-    let cmdline = format!(
-        "boot.cmdline=transport={} mrg={} frames={} rxframes={}",
-        r.transport,
-        u8::from(r.mrg),
-        r.frames,
-        r.rxframes
-    );
-    let mut cmd = ns.cmd(&[BHYVE]);
-    cmd.args([
+fn bhyve_args(guest: &Path, slot: &str, cmdline: &str) -> Vec<String> {
+    [
         "-m",
         "128M",
         "-l",
@@ -281,14 +261,121 @@ fn net_run(tag: &str, r: NetRun) {
         "-s",
         "0,hostbridge",
         "-s",
-        &slot,
+        slot,
         "-o",
-        &kernel_opt(&guest),
+        &kernel_opt(guest),
         "-o",
-        &cmdline,
+        &format!("boot.cmdline={cmdline}"),
         "vm",
-    ])
-    .env("BHYVE_RUNDIR", s.rundir());
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// QEMU q35 (SeaBIOS assigns the BARs), the guest as a PVH kernel.
+fn qemu_args(guest: &Path, cmdline: &str) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-M",
+        "q35",
+        "-enable-kvm",
+        "-m",
+        "256",
+        "-nographic",
+        "-no-reboot",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-net",
+        "none",
+        "-serial",
+        "stdio",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+        "-append",
+        cmdline,
+        "-kernel",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    a.push(guest.display().to_string());
+    a
+}
+
+/// QEMU + KVM present (the QEMU cross-checks are skipped otherwise).
+fn qemu_available() -> bool {
+    let ok = Path::new("/dev/kvm").exists()
+        && Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: qemu-system-x86_64 or /dev/kvm not available");
+    }
+    ok
+}
+
+/// The guest's lines (`NAME: …\n`), cut free of firmware text that may
+/// precede them on the same line.
+fn guest_lines(out: &str, name: &str) -> String {
+    let prefix = format!("{name}: ");
+    out.lines()
+        .filter_map(|l| l.find(&prefix).map(|i| format!("{}\n", &l[i..])))
+        .collect()
+}
+
+struct NetRun {
+    transport: &'static str,
+    mrg: bool,
+    mtu: Option<u16>,
+    frames: u32,
+    rxframes: u32,
+}
+
+fn net_run(tag: &str, r: NetRun, vmm: Vmm) {
+    assert!(
+        is_root(),
+        "this test creates a network namespace and a tap: run it as root"
+    );
+    let s = Scratch::new(tag);
+    let guest = s.guest("virtio_net_io");
+    let ns = Netns::new(tag);
+    let sock = ns.packet_socket("tap0");
+    let mac = [0x02, 0x62, 0x68, 0x79, 0x76, 0x65];
+    let cmdline = format!(
+        "transport={} mrg={} frames={} rxframes={}",
+        r.transport,
+        u8::from(r.mrg),
+        r.frames,
+        r.rxframes
+    );
+    let cmd = match vmm {
+        Vmm::Bhyve => {
+            let mut slot = format!("5,virtio-net,tap0,mac={}", mac_text(&mac));
+            if let Some(m) = r.mtu {
+                slot += &format!(",mtu={m}");
+            }
+            let mut cmd = ns.cmd(&[BHYVE]);
+            cmd.args(bhyve_args(&guest, &slot, &cmdline))
+                .env("BHYVE_RUNDIR", s.rundir());
+            cmd
+        }
+        Vmm::Qemu => {
+            let mut dev = format!("virtio-net-pci,netdev=n0,mac={}", mac_text(&mac));
+            if let Some(m) = r.mtu {
+                dev += &format!(",host_mtu={m}");
+            }
+            let mut cmd = ns.cmd(&["qemu-system-x86_64"]);
+            cmd.args(qemu_args(&guest, &cmdline)).args([
+                "-netdev",
+                "tap,id=n0,ifname=tap0,script=no,downscript=no",
+                "-device",
+                &dev,
+            ]);
+            cmd
+        }
+    };
     let mut vm = Running::spawn(cmd);
 
     // Capture the guest's frames; once it says it is receiving, send ours.
@@ -326,6 +413,7 @@ fn net_run(tag: &str, r: NetRun) {
     let out = vm.stdout();
     let report = vm.report();
     assert_eq!(status.code(), Some(PASS_STATUS), "{report}");
+    let out = guest_lines(&out, "virtio_net_io");
 
     let hdr = if r.transport == "modern" || r.mrg {
         12
@@ -397,6 +485,7 @@ fn virtio_net_legacy_frames_both_ways() {
             frames: 12,
             rxframes: 6,
         },
+        Vmm::Bhyve,
     );
 }
 
@@ -411,6 +500,7 @@ fn virtio_net_legacy_mergeable_with_mtu() {
             frames: 12,
             rxframes: 6,
         },
+        Vmm::Bhyve,
     );
 }
 
@@ -425,6 +515,7 @@ fn virtio_net_modern_frames_both_ways() {
             frames: 12,
             rxframes: 6,
         },
+        Vmm::Bhyve,
     );
 }
 
@@ -439,6 +530,7 @@ fn virtio_net_modern_mergeable() {
             frames: 12,
             rxframes: 6,
         },
+        Vmm::Bhyve,
     );
 }
 
@@ -484,36 +576,44 @@ fn tree(dir: &Path) -> BTreeSet<PathBuf> {
     out
 }
 
-fn p9_run(tag: &str, transport: &str, ro: bool) {
+fn p9_run(tag: &str, transport: &str, ro: bool, vmm: Vmm) {
     let s = Scratch::new(tag);
     let guest = s.guest("virtio_p9_io");
     let (outer, share, hello) = make_share(&s);
     let before = tree(&outer);
-    let mut slot = format!("6,virtio-9p,{TAG}={}", share.display());
-    if ro {
-        slot += ",ro";
-    }
-    let cmdline = format!("boot.cmdline=transport={transport} ro={}", u8::from(ro));
-    let o: Output = s.run(&[
-        "-m",
-        "128M",
-        "-l",
-        "com1,stdio",
-        "-l",
-        "pc-testdev",
-        "-s",
-        "0,hostbridge",
-        "-s",
-        &slot,
-        "-o",
-        &kernel_opt(&guest),
-        "-o",
-        &cmdline,
-        "vm",
-    ]);
-    let out = stdout(&o);
-    let report = format!("stdout:\n{out}\nstderr:\n{}", stderr(&o));
+    let cmdline = format!("transport={transport} ro={}", u8::from(ro));
+    let o: Output = match vmm {
+        Vmm::Bhyve => {
+            let mut slot = format!("6,virtio-9p,{TAG}={}", share.display());
+            if ro {
+                slot += ",ro";
+            }
+            wait_deadline(
+                s.command(&[])
+                    .args(bhyve_args(&guest, &slot, &cmdline))
+                    .spawn()
+                    .unwrap(),
+            )
+        }
+        Vmm::Qemu => {
+            let fsdev = format!(
+                "local,id=f0,path={},security_model=none{}",
+                share.display(),
+                if ro { ",readonly=on" } else { "" }
+            );
+            let dev = format!("virtio-9p-pci,fsdev=f0,mount_tag={TAG}");
+            let mut cmd = Command::new("qemu-system-x86_64");
+            cmd.args(qemu_args(&guest, &cmdline))
+                .args(["-fsdev", &fsdev, "-device", &dev])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            wait_deadline(cmd.spawn().unwrap())
+        }
+    };
+    let report = format!("stdout:\n{}\nstderr:\n{}", stdout(&o), stderr(&o));
     assert_eq!(o.status.code(), Some(PASS_STATUS), "{report}");
+    let out = guest_lines(&stdout(&o), "virtio_p9_io");
     let has = |l: &str| assert!(out.contains(l), "missing {l:?}\n{report}");
 
     has(&format!("virtio_p9_io: tag {TAG}\n"));
@@ -616,15 +716,54 @@ fn p9_run(tag: &str, transport: &str, ro: bool) {
 
 #[test]
 fn virtio_9p_legacy_in_the_share_and_escapes_refused() {
-    p9_run("v9p-leg", "legacy", false);
+    p9_run("v9p-leg", "legacy", false, Vmm::Bhyve);
 }
 
 #[test]
 fn virtio_9p_modern_in_the_share_and_escapes_refused() {
-    p9_run("v9p-mod", "modern", false);
+    p9_run("v9p-mod", "modern", false, Vmm::Bhyve);
 }
 
 #[test]
 fn virtio_9p_read_only_share_refuses_writes() {
-    p9_run("v9p-ro", "modern", true);
+    p9_run("v9p-ro", "modern", true, Vmm::Bhyve);
+}
+
+#[test]
+fn virtio_net_io_under_qemu() {
+    if !qemu_available() {
+        return;
+    }
+    net_run(
+        "vnet-qleg",
+        NetRun {
+            transport: "legacy",
+            mrg: false,
+            mtu: None,
+            frames: 12,
+            rxframes: 6,
+        },
+        Vmm::Qemu,
+    );
+    net_run(
+        "vnet-qmod",
+        NetRun {
+            transport: "modern",
+            mrg: true,
+            mtu: Some(1400),
+            frames: 12,
+            rxframes: 6,
+        },
+        Vmm::Qemu,
+    );
+}
+
+#[test]
+fn virtio_p9_io_under_qemu() {
+    if !qemu_available() {
+        return;
+    }
+    p9_run("v9p-qleg", "legacy", false, Vmm::Qemu);
+    p9_run("v9p-qmod", "modern", false, Vmm::Qemu);
+    p9_run("v9p-qro", "modern", true, Vmm::Qemu);
 }
