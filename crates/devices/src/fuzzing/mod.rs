@@ -10,6 +10,7 @@
 mod blk;
 mod console;
 mod driver;
+mod e1000;
 mod net;
 mod nvme;
 mod p9;
@@ -17,6 +18,7 @@ mod scsi;
 
 pub use blk::virtio_blk;
 pub use console::virtio_console;
+pub use e1000::e1000;
 pub use net::virtio_net;
 pub use nvme::nvme_controller;
 pub use p9::virtio_p9;
@@ -252,6 +254,7 @@ mod tests {
             virtio_p9(&v);
             virtio_net(&v);
             virtio_console(&v);
+            e1000(&v);
         }
     }
 }
