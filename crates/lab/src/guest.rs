@@ -11,6 +11,7 @@ use std::process::Command;
 
 use crate::cpio::Cpio;
 use crate::kmod::ModuleTree;
+use crate::programs::{self, Program};
 use crate::{debs, io_err, run_cmd, vmlinux, LabError, Result};
 
 /// Printed by `/init` once the guest's userspace runs.
@@ -60,6 +61,82 @@ sync
 $end -f
 "#;
 
+/// `lab-pci-irqs BDF`, in every image: one `LABR pci-irqs` line with the
+/// function's capability IDs (walked in its config space), the modes of
+/// its MSI/MSI-X vectors (`msi_irqs`) and, per interrupt it uses (those
+/// vectors, else its INTx line), the irqchip and the count from
+/// /proc/interrupts. Parsed by [`PciIrqs::parse`].
+const PCI_IRQS: &str = r#"#!/bin/sh
+bdf=$1 d=/sys/bus/pci/devices/$1
+[ -d "$d" ] || { echo "LABR pci-irqs $bdf absent"; exit 1; }
+caps= n=0
+p=$(od -An -tu1 -j52 -N1 "$d/config")
+p=$((p & 252))
+while [ "$p" -ge 64 ] && [ $n -lt 48 ]; do
+    set -- $(od -An -tu1 -j$p -N2 "$d/config")
+    caps="$caps,$1" p=$((${2:-0} & 252)) n=$((n + 1))
+done
+msi=$(cat "$d"/msi_irqs/* 2>/dev/null | tr '\n' ',')
+if [ -n "$msi" ]; then irqs=$(ls "$d/msi_irqs"); else irqs=$(cat "$d/irq"); fi
+out=
+for i in $irqs; do
+    set -- $(grep "^ *$i:" /proc/interrupts)
+    [ $# -gt 0 ] && shift
+    sum=0
+    while [ $# -gt 0 ] && [ "$1" -eq "$1" ] 2>/dev/null; do sum=$((sum + $1)); shift; done
+    out="$out,${1:-none}:$sum"
+done
+echo "LABR pci-irqs $bdf caps=${caps#,} msi=${msi%,} irqs=${out#,}"
+"#;
+
+/// What `lab-pci-irqs` reported for a PCI function.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PciIrqs {
+    /// Capability IDs in list order (5 MSI, 9 vendor, 0x11 MSI-X, …).
+    pub caps: Vec<u8>,
+    /// `msi` or `msix` per vector the driver enabled (empty: INTx).
+    pub msi_modes: Vec<String>,
+    /// (irqchip, interrupts counted) per interrupt in use.
+    pub irqs: Vec<(String, u64)>,
+}
+
+impl PciIrqs {
+    pub const MSI: u8 = 0x05;
+    pub const MSIX: u8 = 0x11;
+
+    /// Reads the `pci-irqs BDF …` line for `bdf` out of a guest console.
+    pub fn parse(console: &str, bdf: &str) -> Option<Self> {
+        let head = format!("LABR pci-irqs {bdf} ");
+        let line = console
+            .lines()
+            .find_map(|l| l.split_once(&head).map(|(_, r)| r.trim_end()))?;
+        let mut out = Self::default();
+        for field in line.split(' ') {
+            let (k, v) = field.split_once('=')?;
+            let items = v.split(',').filter(|i| !i.is_empty());
+            match k {
+                "caps" => out.caps = items.map(|c| c.parse().ok()).collect::<Option<_>>()?,
+                "msi" => out.msi_modes = items.map(str::to_string).collect(),
+                "irqs" => {
+                    out.irqs = items
+                        .map(|i| {
+                            let (chip, n) = i.rsplit_once(':')?;
+                            Some((chip.to_string(), n.parse().ok()?))
+                        })
+                        .collect::<Option<_>>()?
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// Interrupts counted over every line the function uses.
+    pub fn total(&self) -> u64 {
+        self.irqs.iter().map(|(_, n)| n).sum()
+    }
+}
+
 /// The files an L2 boot needs: the vmlinux is extracted once per kernel
 /// version; the initramfs (a few MB, built in well under a second) is
 /// rebuilt on every call, so `/init` changes always take effect.
@@ -77,7 +154,13 @@ impl GuestImages {
     /// under `lab_dir`; `modules` (with their dependencies) are inserted by
     /// `/init` before the script runs.
     pub fn prepare(lab_dir: &Path, modules: &[&str]) -> Result<Self> {
-        Self::build(lab_dir, "linux-image-cloud-amd64", modules, true)
+        Self::build(lab_dir, "linux-image-cloud-amd64", modules, &[], true)
+    }
+
+    /// [`prepare`](Self::prepare) with Debian `programs` in `/bin` beside
+    /// busybox.
+    pub fn prepare_with(lab_dir: &Path, modules: &[&str], programs: &[Program]) -> Result<Self> {
+        Self::build(lab_dir, "linux-image-cloud-amd64", modules, programs, true)
     }
 
     /// [`prepare`](Self::prepare) with another Debian kernel
@@ -85,17 +168,25 @@ impl GuestImages {
     /// kernel lacks (it has no 9P). For bzImage boots: `vmlinux` exists
     /// only if the kernel is LZ4-compressed (the generic one is not).
     pub fn prepare_kernel(lab_dir: &Path, meta: &str, modules: &[&str]) -> Result<Self> {
-        Self::build(lab_dir, meta, modules, false)
+        Self::build(lab_dir, meta, modules, &[], false)
     }
 
-    fn build(lab_dir: &Path, meta: &str, modules: &[&str], need_vmlinux: bool) -> Result<Self> {
+    fn build(
+        lab_dir: &Path,
+        meta: &str,
+        modules: &[&str],
+        programs: &[Program],
+        need_vmlinux: bool,
+    ) -> Result<Self> {
         let cache = lab_dir.join("cache");
         let kernel = debs::kernel(&cache, meta)?;
         let busybox = debs::busybox(&cache)?;
-        let tag = if modules.is_empty() {
+        let mut parts: Vec<&str> = modules.to_vec();
+        parts.extend(programs.iter().map(|p| p.name()));
+        let tag = if parts.is_empty() {
             "base".to_string()
         } else {
-            modules.join("+")
+            parts.join("+")
         };
         let dir = lab_dir.join("images").join(&kernel.version);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
@@ -121,6 +212,10 @@ impl GuestImages {
         }
         c.chardev("dev/console", 5, 1);
         c.file("init", 0o755, INIT.as_bytes());
+        c.file("bin/lab-pci-irqs", 0o755, PCI_IRQS.as_bytes());
+        for p in programs {
+            programs::add(&cache, &mut c, *p)?;
+        }
         let tree = if modules.is_empty() {
             None
         } else {
@@ -237,6 +332,26 @@ mod tests {
         ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
+    }
+
+    #[test]
+    fn pci_irqs_lines_parse() {
+        let console = "noise\r\n[ 1.0] LABR pci-irqs 0000:00:04.0 caps=17,9,9 msi=msix,msix irqs=PCI-MSI:1,PCI-MSI:40\r\n";
+        let p = PciIrqs::parse(console, "0000:00:04.0").unwrap();
+        assert_eq!(p.caps, [PciIrqs::MSIX, 9, 9]);
+        assert_eq!(p.msi_modes, ["msix", "msix"]);
+        assert_eq!(p.total(), 41);
+        let intx = "LABR pci-irqs 0000:00:04.0 caps=5,9 msi= irqs=IO-APIC:12\n";
+        let p = PciIrqs::parse(intx, "0000:00:04.0").unwrap();
+        assert_eq!((p.caps.as_slice(), p.msi_modes.len()), (&[5u8, 9][..], 0));
+        assert_eq!(p.irqs, [("IO-APIC".to_string(), 12)]);
+        assert!(PciIrqs::parse(intx, "0000:00:05.0").is_none());
+        assert!(PciIrqs::parse("LABR pci-irqs 0000:00:04.0 absent", "0000:00:04.0").is_none());
+        assert!(PciIrqs::parse(
+            "LABR pci-irqs 0000:00:04.0 caps=x msi= irqs=",
+            "0000:00:04.0"
+        )
+        .is_none());
     }
 
     #[test]

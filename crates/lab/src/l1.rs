@@ -28,9 +28,18 @@ use crate::kmod::ModuleTree;
 use crate::{debs, io_err, lab_dir, LabError, Result};
 
 /// Modules L1 inserts (with their dependencies): KVM on emulated AMD-V,
-/// the 9p shares, and what later lab tests need on the L1 side (tap
-/// devices for the network tests).
-const L1_MODULES: &[&str] = &["kvm-amd", "virtio_pci", "9pnet_virtio", "9p", "tun"];
+/// the 9p shares, and what lab tests need on the L1 side: tap devices for
+/// the network tests, uinput and evdev for a real input device to pass
+/// to virtio-input.
+const L1_MODULES: &[&str] = &[
+    "kvm-amd",
+    "virtio_pci",
+    "9pnet_virtio",
+    "9p",
+    "tun",
+    "uinput",
+    "evdev",
+];
 
 const L1_INIT: &str = r#"#!/bin/sh
 # The lab's L1 init (see crates/lab/src/l1.rs).

@@ -15,15 +15,19 @@
 pub mod cpio;
 pub mod debs;
 pub mod efi;
+pub mod elf;
 pub mod guest;
 pub mod kmod;
 pub mod l1;
+pub mod programs;
+pub mod tools;
 pub mod vmlinux;
 
 use std::path::{Path, PathBuf};
 
-pub use guest::{GuestImages, GUEST_END_MARKER, GUEST_USERSPACE_MARKER};
+pub use guest::{GuestImages, PciIrqs, GUEST_END_MARKER, GUEST_USERSPACE_MARKER};
 pub use l1::{JobOutput, Lab, LabOptions};
+pub use programs::Program;
 
 /// Why the lab could not do what was asked. Every message names the missing
 /// piece or the failing command, so a CI log says what to install or fix.
