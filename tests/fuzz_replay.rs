@@ -16,6 +16,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("virtio_p9", bhyve_devices::fuzzing::virtio_p9),
     ("virtio_net", bhyve_devices::fuzzing::virtio_net),
     ("virtio_console", bhyve_devices::fuzzing::virtio_console),
+    ("ahci", bhyve_devices::fuzzing::ahci),
     ("e1000", bhyve_devices::fuzzing::e1000),
     ("nvme", bhyve_devices::fuzzing::nvme_controller),
 ];

@@ -7,6 +7,7 @@
 //! Each also returns with no thread or file of its own left behind
 //! (cargo-fuzz runs LeakSanitizer), so the next input starts afresh.
 
+mod ahci;
 mod blk;
 mod console;
 mod driver;
@@ -16,6 +17,7 @@ mod nvme;
 mod p9;
 mod scsi;
 
+pub use ahci::ahci;
 pub use blk::virtio_blk;
 pub use console::virtio_console;
 pub use e1000::e1000;
