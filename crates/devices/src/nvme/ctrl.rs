@@ -675,9 +675,9 @@ impl PciDevice for NvmePci {
         }
         let v = crate::pci::le_value(data);
         match (data.len(), offset >= regs::DOORBELLS) {
-            (4, true) if offset % 4 == 0 => self.doorbell(offset, v as u32),
-            (4, false) if offset % 4 == 0 => self.write_reg(offset, v as u32),
-            (8, false) if offset % 8 == 0 => {
+            (4, true) if offset.is_multiple_of(4) => self.doorbell(offset, v as u32),
+            (4, false) if offset.is_multiple_of(4) => self.write_reg(offset, v as u32),
+            (8, false) if offset.is_multiple_of(8) => {
                 self.write_reg(offset, v as u32);
                 self.write_reg(offset + 4, (v >> 32) as u32);
             }

@@ -257,7 +257,7 @@ mod tests {
         // CRC-16/ARC of "123456789" is 0xbb3d.
         assert_eq!(crc16(0, b"123456789"), 0xbb3d);
         let e = default_eui64("vm", 0, 4, 0, 1);
-        assert_eq!(e >> 40, 0x589c_fc);
+        assert_eq!(e >> 40, 0x0058_9cfc);
         assert_eq!(e & 0xffff, 1);
         assert_ne!(e, default_eui64("vm", 0, 5, 0, 1));
         let s = Smart {

@@ -149,7 +149,7 @@ impl Status {
     pub const INVALID_PRP_OFFSET: Status = Status(0x13 | DNR);
     pub const NS_WRITE_PROTECTED: Status = Status(0x20 | DNR);
     pub const LBA_OUT_OF_RANGE: Status = Status(0x80 | DNR);
-    pub const CQ_INVALID: Status = Status(CMD_SPECIFIC | 0x00 | DNR);
+    pub const CQ_INVALID: Status = Status(CMD_SPECIFIC | DNR);
     pub const INVALID_QID: Status = Status(CMD_SPECIFIC | 0x01 | DNR);
     pub const INVALID_QUEUE_SIZE: Status = Status(CMD_SPECIFIC | 0x02 | DNR);
     pub const AER_LIMIT: Status = Status(CMD_SPECIFIC | 0x05 | DNR);
