@@ -36,6 +36,10 @@ const GUESTS: &[(&str, Kind)] = &[
     ("virtio_console_io", Kind::C),
     ("virtio_net_io", Kind::C),
     ("virtio_p9_io", Kind::C),
+    ("ahci_io", Kind::C),
+    ("nvme_io", Kind::C),
+    ("e1000_io", Kind::C),
+    ("uart_pci_io", Kind::C),
 ];
 
 /// The C runtime linked into every `Kind::C` guest, in guests/c/.

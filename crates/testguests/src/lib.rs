@@ -342,6 +342,8 @@ pub const GUESTS: &[&str] = &[
     "virtio_console_io",
     "virtio_net_io",
     "virtio_p9_io",
+    "e1000_io",
+    "uart_pci_io",
 ];
 
 /// isa-debug-exit values and the exit statuses they produce.

@@ -48,7 +48,9 @@ void pci_cfg_write8(const struct pci_fn *f, u16 off, u8 v)
 	outb(CONF1_DATA + (off & 3), v);
 }
 
-int pci_find(u16 vendor, u16 device, int nth, struct pci_fn *out)
+/* Walks bus 0: the nth function for which match(f, a, b) holds. */
+static int pci_walk(int (*match)(const struct pci_fn *, u32, u32), u32 a, u32 b, int nth,
+		    struct pci_fn *out)
 {
 	for (int slot = 0; slot < 32; slot++) {
 		for (int func = 0; func < 8; func++) {
@@ -59,9 +61,9 @@ int pci_find(u16 vendor, u16 device, int nth, struct pci_fn *out)
 					break;
 				continue;
 			}
-			if ((id & 0xffff) == vendor && (id >> 16) == device && nth-- == 0) {
-				f.vendor = vendor;
-				f.device = device;
+			f.vendor = (u16)id;
+			f.device = (u16)(id >> 16);
+			if (match(&f, a, b) && nth-- == 0) {
 				*out = f;
 				return 1;
 			}
@@ -71,6 +73,27 @@ int pci_find(u16 vendor, u16 device, int nth, struct pci_fn *out)
 		}
 	}
 	return 0;
+}
+
+static int match_id(const struct pci_fn *f, u32 vendor, u32 device)
+{
+	return f->vendor == vendor && f->device == device;
+}
+
+static int match_class(const struct pci_fn *f, u32 class24, u32 unused)
+{
+	(void)unused;
+	return pci_cfg_read32(f, 0x08) >> 8 == class24;
+}
+
+int pci_find(u16 vendor, u16 device, int nth, struct pci_fn *out)
+{
+	return pci_walk(match_id, vendor, device, nth, out);
+}
+
+int pci_find_class(u32 class24, int nth, struct pci_fn *out)
+{
+	return pci_walk(match_class, class24, 0, nth, out);
 }
 
 int pci_bar_is_io(const struct pci_fn *f, int bar)

@@ -24,6 +24,9 @@ struct pci_fn {
 
 /* The nth (from 0) function of bus 0 with this ID; 1 if found. */
 int pci_find(u16 vendor, u16 device, int nth, struct pci_fn *out);
+/* The nth (from 0) function of bus 0 whose class, subclass and
+   programming interface (config 0x09-0x0b) are class24; 1 if found. */
+int pci_find_class(u32 class24, int nth, struct pci_fn *out);
 u32 pci_cfg_read32(const struct pci_fn *f, u16 off);
 u16 pci_cfg_read16(const struct pci_fn *f, u16 off);
 u8 pci_cfg_read8(const struct pci_fn *f, u16 off);
