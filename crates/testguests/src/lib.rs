@@ -309,6 +309,58 @@
 //!   every fid (a second clunk must fail): `…: clunked`, `…: done`, status
 //!   33. Any escape that succeeds, a malformed reply or a failed
 //!   operation: one `virtio_p9_io: …` line, status 35.
+//! * `e1000_io` (command line `frames=K`, default 8, `rxframes=M`,
+//!   default 4, both ≤ 10000; `offload=0|1`, default 1; `rxbuf=2048|1024|
+//!   512|256`, default 2048; `iowindow=1` to check the I/O window; else
+//!   status 39) → the first 8086:100f (82545EM) or 8086:100e (82540EM)
+//!   function, registers in memory BAR 0, polled with IMS 0: `e1000_io:
+//!   offload O rxbuf B`, `…: function SLOT FUNC id 8086:DDDD`; CTRL.RST,
+//!   the 64 EEPROM words through EERD: `…: eeprom mac xx:…`, `…: eeprom
+//!   checksum ok` (sum 0xbaba), `…: ral mac xx:… valid V` (RAL0/RAH0 as
+//!   the reset left them, V the AV bit); with `iowindow=1` IOADDR/IODATA
+//!   of the first I/O BAR must read RAL0 and STATUS as BAR 0 does: `…: io
+//!   window agrees` (QEMU's window reads 0); CTRL.SLU, STATUS.LU awaited:
+//!   `…: link up S Mb/s full|half duplex`. Rings of 64 descriptors; RA 0
+//!   = the EEPROM MAC, MTA clear, RCTL EN|BAM|SECRC and the buffer size.
+//!   It sends K frames of `virtio_net_io`'s rule (broadcast, from its MAC,
+//!   maxlen 1514) through legacy descriptors (whole, header + rest, three
+//!   pieces in turn; RS on each, DD and TDH awaited): `…: tx SEQ len L
+//!   fnv1a H`; then ICR must hold TXDW and a second read not: `…: icr txdw
+//!   set, then clear`. With offload: a context descriptor (IPCSS 14 IPCSO
+//!   24 IPCSE 33 TUCSS 34, UDP) and two data descriptors (IXSM|TXSM) send
+//!   an IPv4/UDP datagram 10.0.2.15:5555 → 10.0.2.2:4444 to
+//!   02:00:00:00:00:01, IP ID 0x1234, DF, TTL 64, both checksums left to
+//!   the device, payload 999 bytes (byte i = `0x2000 * 7 + i * 13 + (i >>
+//!   8)` mod 256): `…: udp checksum offload len 1041 payload fnv1a H`;
+//!   then a TSO context (TCP, MSS 1448, header 54) and three data
+//!   descriptors (header, 2000, 3000 bytes) carry one TCP segment (same
+//!   addresses and ports, IP ID 0x4321, seq 0x01020304, ack 0x0a0b0c0d,
+//!   ACK|PSH|FIN, window 0xffff) of 5000 payload bytes (seq 0x3000 in the
+//!   rule): `…: tso paylen 5000 mss 1448 payload fnv1a H`, which the
+//!   device must cut into 4 segments (IP length and ID + k, sequence +
+//!   k * 1448, PSH and FIN only on the last, both checksums). `…: sent K
+//!   frames`, `…: receiving M frames`; it waits (~10 s of TSC each) for M
+//!   frames to its MAC from 02:00:00:00:00:01 with sequence 0x1000 + i,
+//!   maxlen 1514, gathered from descriptors up to EOP and compared byte
+//!   for byte: `…: rx SEQ len L fnv1a H` (SEQ hex); other EtherTypes are
+//!   counted (`…: ignored N foreign frames`), a frame to another address
+//!   fails the guest. Then `…: icr rxt0 set, then clear`, RCTL/TCTL off,
+//!   CTRL.RST, `…: done`, status 33. Any mismatch or timeout: one
+//!   `e1000_io: …` line, status 35.
+//! * `uart_pci_io` (command line `rxlen=N`, `txlen=M`, defaults 4096,
+//!   both ≤ 1 MiB, else status 39) → the first 131f:2000 (bhyve) or
+//!   1b36:0002 (QEMU pci-serial) function, registers in I/O BAR 0, polled:
+//!   `uart_pci_io: function SLOT FUNC id VVVV:DDDD`; divisor 1 read back
+//!   under DLAB, LCR 8N1, FIFOs on (IIR bits 7:6), the scratch register:
+//!   `…: 115200 8n1, fifo enabled, scratch ok`; loopback (MCR bit 4: MSR
+//!   shows CTS, DSR and DCD; `loop` written comes back and never reaches
+//!   the line): `…: loopback ok`; `…: receiving N bytes`, then N bytes from
+//!   the backend (byte i = `i * 7 + (i >> 8) + 3` mod 256, LSR.DR polled,
+//!   an overrun fails): `…: received N bytes fnv1a H`; sends M bytes
+//!   (byte i = `i * 11 + (i >> 8) + 5` mod 256, LSR.THRE polled): `…: sent
+//!   M bytes fnv1a H`; waits for the host's `!`: `…: host acknowledged`,
+//!   TEMT, `…: done`, status 33. Waits are bounded by 2^35 TSC ticks; any
+//!   failure: one `uart_pci_io: …` line, status 35.
 
 use std::io;
 use std::path::{Path, PathBuf};
