@@ -289,7 +289,11 @@ pub(super) fn command(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: 
         }
         SEND_FPDMA => {
             // Subcommand DATA SET MANAGEMENT, TRIM, one block of ranges.
-            if cfis[13] & 0x1f == 0 && cfis[16] == 1 && cfis[17] == 0 && cfis[3] == 1 && cfis[11] == 0
+            if cfis[13] & 0x1f == 0
+                && cfis[16] == 1
+                && cfis[17] == 0
+                && cfis[3] == 1
+                && cfis[11] == 0
             {
                 return trim(p, ctx, slot, hdr, cfis, true);
             }

@@ -83,7 +83,15 @@ fn done(p: &mut Port, ctx: &Ctx, slot: u8, cfis: &mut [u8], sense: Option<(u8, u
 }
 
 /// Answers with `data`, cut to the allocation length `alloc`.
-fn reply(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: &mut [u8], data: &[u8], alloc: usize) {
+fn reply(
+    p: &mut Port,
+    ctx: &Ctx,
+    slot: u8,
+    hdr: &CmdHeader,
+    cfis: &mut [u8],
+    data: &[u8],
+    alloc: usize,
+) {
     cfis[12] = (cfis[12] & !7) | 0x3;
     let n = data.len().min(alloc);
     p.reply(ctx, slot, hdr, cfis, &data[..n]);
@@ -198,7 +206,11 @@ fn packet(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: &mut [u8]) {
             }
             let b = if acmd[4] & 0x10 != 0 {
                 // Media class: a new medium once after reset, then none.
-                let code = if std::mem::take(&mut p.media_event) { 2 } else { 0 };
+                let code = if std::mem::take(&mut p.media_event) {
+                    2
+                } else {
+                    0
+                };
                 vec![0, 6, 0x04, 0x10, code, 0x02, 0, 0]
             } else {
                 // No event of a requested class: NEA.
@@ -402,7 +414,10 @@ mod tests {
         // Session info and full TOC, through the old format field.
         a[6] = 0;
         a[9] = 1 << 6;
-        assert_eq!(toc(&a, 1000).unwrap(), vec![0, 10, 1, 1, 0, 0x14, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            toc(&a, 1000).unwrap(),
+            vec![0, 10, 1, 1, 0, 0x14, 1, 0, 0, 0, 0, 0]
+        );
         a[9] = 2 << 6;
         assert_eq!(toc(&a, 1000).unwrap().len(), 48);
         a[9] = 3 << 6;
@@ -412,7 +427,10 @@ mod tests {
     #[test]
     fn configuration_profiles() {
         let v = configuration(1 << 20, 0, 0);
-        assert_eq!(u32::from_be_bytes(v[..4].try_into().unwrap()) as usize, v.len() - 4);
+        assert_eq!(
+            u32::from_be_bytes(v[..4].try_into().unwrap()) as usize,
+            v.len() - 4
+        );
         assert_eq!(&v[6..8], &PROFILE_CDROM.to_be_bytes());
         let v = configuration(8 << 30, 0, 0);
         assert_eq!(&v[6..8], &PROFILE_DVDROM.to_be_bytes());

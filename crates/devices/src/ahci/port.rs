@@ -379,9 +379,7 @@ impl Port {
             return;
         }
         for _ in 0..64 {
-            if self.ci & !self.pending == 0
-                || self.tfd & (S_BUSY | S_DRQ) != 0
-                || self.waitforclear
+            if self.ci & !self.pending == 0 || self.tfd & (S_BUSY | S_DRQ) != 0 || self.waitforclear
             {
                 break;
             }
@@ -602,7 +600,8 @@ impl Port {
                     *offset += *chunk;
                     *left -= *chunk;
                     if *left > 0 && !cur.exhausted() {
-                        if let Some(r) = self.chunk_request(ctx.mem, *write, cur, *offset, *left, unit)
+                        if let Some(r) =
+                            self.chunk_request(ctx.mem, *write, cur, *offset, *left, unit)
                         {
                             *chunk = r.buffers.len();
                             self.inflight[usize::from(slot)] = Some(inf);
@@ -645,4 +644,3 @@ impl Port {
         self.handle_port(ctx);
     }
 }
-

@@ -114,7 +114,7 @@ impl PrdtCursor {
         }
         let more = self.index < self.count && total < max;
         let unit = unit.max(1);
-        if more && total % unit != 0 {
+        if more && !total.is_multiple_of(unit) {
             // Give back the partial sector at the end.
             *self = start;
             let whole = total - total % unit;
@@ -221,9 +221,15 @@ mod tests {
         // A maximum in the middle of an entry continues from there.
         let mut c = PrdtCursor::new(&hdr);
         let s = c.next_chunk(&m, 1024, 512).unwrap();
-        assert_eq!(s, vec![(GuestAddress(0x8000), 512), (GuestAddress(0x9000), 512)]);
+        assert_eq!(
+            s,
+            vec![(GuestAddress(0x8000), 512), (GuestAddress(0x9000), 512)]
+        );
         let s = c.next_chunk(&m, 1024, 512).unwrap();
-        assert_eq!(s, vec![(GuestAddress(0x9200), 512), (GuestAddress(0xa000), 512)]);
+        assert_eq!(
+            s,
+            vec![(GuestAddress(0x9200), 512), (GuestAddress(0xa000), 512)]
+        );
     }
 
     #[test]
@@ -284,7 +290,7 @@ mod tests {
         assert_eq!(write_prdt(&m, &hdr, &data), 10);
         let mut b = [0u8; 6];
         m.read_slice(&mut b, GuestAddress(0x9000)).unwrap();
-        assert_eq!(b, [4, 5, 6, 7, 8, 9, ]);
+        assert_eq!(b, [4, 5, 6, 7, 8, 9,]);
         let mut back = [0u8; 300];
         assert_eq!(read_prdt(&m, &hdr, &mut back), 260);
         // An entry pointing outside RAM stops the copy there.

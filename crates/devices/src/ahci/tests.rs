@@ -83,12 +83,7 @@ impl Hba {
         let f = Ahci::new_shared(drives, mem.clone()).unwrap();
         let irq = Arc::new(RecIrq::default());
         f.lock().unwrap().config_mut().set_interrupts(irq.clone());
-        Hba {
-            f,
-            mem,
-            disks,
-            irq,
-        }
+        Hba { f, mem, disks, irq }
     }
 
     pub fn disk(n: usize) -> Hba {
@@ -102,7 +97,10 @@ impl Hba {
     }
 
     pub fn w(&self, off: u64, v: u32) {
-        self.f.lock().unwrap().bar_write(ABAR, off, &v.to_le_bytes());
+        self.f
+            .lock()
+            .unwrap()
+            .bar_write(ABAR, off, &v.to_le_bytes());
     }
 
     pub fn enable_msi(&self) {
@@ -265,10 +263,14 @@ fn pci_identity_and_global_registers() {
     h.w(pbase(0) + P_CI, 1);
     assert_eq!(h.r(pbase(0) + P_CI), 0);
     // Odd writes are ignored, 8-byte ones cover two registers.
-    h.f.lock().unwrap().bar_write(ABAR, pbase(0) + P_CLB + 1, &[0xff]);
     h.f.lock()
         .unwrap()
-        .bar_write(ABAR, pbase(0) + P_CLB, &0x1234_5678_9abc_dc00u64.to_le_bytes());
+        .bar_write(ABAR, pbase(0) + P_CLB + 1, &[0xff]);
+    h.f.lock().unwrap().bar_write(
+        ABAR,
+        pbase(0) + P_CLB,
+        &0x1234_5678_9abc_dc00u64.to_le_bytes(),
+    );
     assert_eq!(h.r(pbase(0) + P_CLB), 0x9abc_dc00);
     assert_eq!(h.r(pbase(0) + P_CLBU), 0x1234_5678);
     // Past the ports: zero.
@@ -375,9 +377,15 @@ fn dma_read_write_round_trip() {
     h.start(0);
     // Write 8 sectors from three uneven segments.
     let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
-    h.mem.write_slice(&data[..1000], GuestAddress(DATA)).unwrap();
-    h.mem.write_slice(&data[1000..3000], GuestAddress(DATA + 0x10000)).unwrap();
-    h.mem.write_slice(&data[3000..], GuestAddress(DATA + 0x20000)).unwrap();
+    h.mem
+        .write_slice(&data[..1000], GuestAddress(DATA))
+        .unwrap();
+    h.mem
+        .write_slice(&data[1000..3000], GuestAddress(DATA + 0x10000))
+        .unwrap();
+    h.mem
+        .write_slice(&data[3000..], GuestAddress(DATA + 0x20000))
+        .unwrap();
     let prdt = [(DATA, 1000), (DATA + 0x10000, 2000), (DATA + 0x20000, 1096)];
     let tfd = h.run(0, 0, &fis(ata::WRITE_DMA48, 100, 8), &[], &prdt);
     assert_eq!(tfd & 0xff, 0x50);
@@ -414,7 +422,10 @@ fn ncq_with_32_outstanding() {
     h.wait("SACT empty", |h| h.r(b + P_SACT) == 0);
     assert_ne!(h.r(b + P_IS) & IS_SDBS, 0);
     assert_eq!(h.read_mem(fb(0) + 0x58, 2), vec![0xa1, 0x40]);
-    assert_eq!(h.read_mem(DATA, 32 * 1024), pattern(&h.disks[0], 0, 32 * 1024));
+    assert_eq!(
+        h.read_mem(DATA, 32 * 1024),
+        pattern(&h.disks[0], 0, 32 * 1024)
+    );
     assert!(h.irq.msi.load(Ordering::SeqCst) >= 1);
     // NCQ writes too.
     let data = vec![0x5a; 32 * 512];
@@ -468,7 +479,11 @@ fn trim_through_dsm_and_send_fpdma() {
     assert!(pattern(&h.disks[0], 10 * 512, 2048).iter().all(|b| *b == 0));
     assert!(pattern(&h.disks[0], 100 * 512, 512).iter().all(|b| *b == 0));
     assert_ne!(pattern(&h.disks[0], 14 * 512, 512), vec![0; 512]);
-    let discards = h.disks[0].log().iter().filter(|l| l.0 == BlockOp::Discard).count();
+    let discards = h.disks[0]
+        .log()
+        .iter()
+        .filter(|l| l.0 == BlockOp::Discard)
+        .count();
     assert_eq!(discards, 2);
     // Queued: SEND FPDMA QUEUED, DSM subcommand, TRIM.
     ranges[..8].copy_from_slice(&entry(200, 2));
@@ -480,7 +495,9 @@ fn trim_through_dsm_and_send_fpdma() {
     h.w(pbase(0) + P_SACT, 1 << 7);
     h.w(pbase(0) + P_CI, 1 << 7);
     h.wait("trim done", |h| h.r(pbase(0) + P_SACT) == 0);
-    assert!(pattern(&h.disks[0], 200 * 512, 1024).iter().all(|b| *b == 0));
+    assert!(pattern(&h.disks[0], 200 * 512, 1024)
+        .iter()
+        .all(|b| *b == 0));
     // A range past the end.
     ranges[..8].copy_from_slice(&entry(2047, 2));
     h.mem.write_slice(&ranges, GuestAddress(DATA)).unwrap();
@@ -552,7 +569,11 @@ fn bad_prdts_and_tables() {
     assert_eq!(h.r(pbase(0) + P_TFD) & 0xff, 0x50);
     assert_eq!(h.prdbc(0, 5), 4096);
     assert_eq!(h.read_mem(DATA, 4096), pattern(&h.disks[0], 0, 4096));
-    let reads = h.disks[0].log().iter().filter(|l| l.0 == BlockOp::Read).count();
+    let reads = h.disks[0]
+        .log()
+        .iter()
+        .filter(|l| l.0 == BlockOp::Read)
+        .count();
     assert!(reads >= 8, "{reads} chunks");
     // A PRDT shorter than the transfer moves what it covers.
     let tfd = h.run(0, 6, &fis(ata::READ_DMA48, 0, 8), &[], &[(DATA, 1024)]);
@@ -582,7 +603,10 @@ fn ncq_error_log_and_set_features() {
     // Directory and page 13h.
     h.run(0, 0, &fis(ata::READ_LOG_EXT, 0x13, 1), &[], &[(DATA, 512)]);
     assert_eq!(h.read_mem(DATA, 8), vec![1, 0, 0, 0, 1, 0, 0, 0]);
-    assert_eq!(h.run(0, 0, &fis(ata::READ_LOG_EXT, 0x30, 1), &[], &[(DATA, 512)]), ABORT);
+    assert_eq!(
+        h.run(0, 0, &fis(ata::READ_LOG_EXT, 0x30, 1), &[], &[(DATA, 512)]),
+        ABORT
+    );
     h.recover(0);
     // SET FEATURES: transfer mode shows in IDENTIFY; unknown aborts.
     let mut f = fis(0xef, 0, 0x45);
@@ -629,7 +653,11 @@ fn reset_drops_in_flight_completions() {
     h.issue(0, 0, &fis(ata::READ_DMA48, 0, 1), &[], &[(DATA, 512)]);
     // Stop, then COMRESET with the request still at the backend.
     h.w(pbase(0) + P_CMD, CMD_FRE);
-    assert_ne!(h.r(pbase(0) + P_CMD) & CMD_CR, 0, "CR until the request ends");
+    assert_ne!(
+        h.r(pbase(0) + P_CMD) & CMD_CR,
+        0,
+        "CR until the request ends"
+    );
     h.w(pbase(0) + P_SCTL, 1);
     h.w(pbase(0) + P_SCTL, 0);
     assert_eq!(h.r(pbase(0) + P_SIG), SIG_ATA);

@@ -31,7 +31,10 @@ fn sense(h: &Hba) -> (u8, u8) {
 fn identify_packet_device_and_inquiry() {
     let h = cd(100);
     // IDENTIFY DEVICE aborts on a packet device; IDENTIFY PACKET works.
-    assert_eq!(h.run(1, 0, &fis(ata::IDENTIFY, 0, 0), &[], &[(DATA, 512)]), ABORT);
+    assert_eq!(
+        h.run(1, 0, &fis(ata::IDENTIFY, 0, 0), &[], &[(DATA, 512)]),
+        ABORT
+    );
     h.recover(1);
     let tfd = h.run(1, 0, &fis(ata::IDENTIFY_PACKET, 0, 0), &[], &[(DATA, 512)]);
     assert_eq!(tfd & 0xff, 0x50);
@@ -90,13 +93,22 @@ fn toc_mode_sense_configuration_events() {
     let m = h.read_mem(DATA, 30);
     assert_eq!(&m[..3], &[0, 28, 0x70]);
     assert_eq!(m[8], 0x2a);
-    assert_eq!(packet(&h, 2, &[0x5a, 0, 0x05, 0, 0, 0, 0, 0, 64], 512) & 1, 1);
+    assert_eq!(
+        packet(&h, 2, &[0x5a, 0, 0x05, 0, 0, 0, 0, 0, 64], 512) & 1,
+        1
+    );
     assert_eq!(sense(&h), (5, 0x24));
     // Saved values are not supported.
-    assert_eq!(packet(&h, 2, &[0x5a, 0, 0xea, 0, 0, 0, 0, 0, 64], 512) & 1, 1);
+    assert_eq!(
+        packet(&h, 2, &[0x5a, 0, 0xea, 0, 0, 0, 0, 0, 64], 512) & 1,
+        1
+    );
     assert_eq!(sense(&h), (5, 0x39));
     // GET CONFIGURATION: current profile CD-ROM.
-    assert_eq!(packet(&h, 3, &[0x46, 0, 0, 0, 0, 0, 0, 1, 0], 512) & 0xff, 0x50);
+    assert_eq!(
+        packet(&h, 3, &[0x46, 0, 0, 0, 0, 0, 0, 1, 0], 512) & 0xff,
+        0x50
+    );
     let c = h.read_mem(DATA, 8);
     assert_eq!(&c[6..8], &[0, 0x08]);
     // GET EVENT STATUS NOTIFICATION: new media once, then nothing.
@@ -106,7 +118,10 @@ fn toc_mode_sense_configuration_events() {
     packet(&h, 4, &ev, 512);
     assert_eq!(h.read_mem(DATA, 8), vec![0, 6, 4, 0x10, 0, 2, 0, 0]);
     // Asynchronous mode is refused.
-    assert_eq!(packet(&h, 5, &[0x4a, 0, 0, 0, 0x10, 0, 0, 0, 8], 512) & 1, 1);
+    assert_eq!(
+        packet(&h, 5, &[0x4a, 0, 0, 0, 0x10, 0, 0, 0, 8], 512) & 1,
+        1
+    );
     assert_eq!(sense(&h), (5, 0x24));
     // Eject is refused, load and lock are fine; unknown opcodes fail.
     assert_eq!(packet(&h, 6, &[0x1b, 0, 0, 0, 2], 0x10) & 1, 1);

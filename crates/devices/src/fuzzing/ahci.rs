@@ -19,15 +19,15 @@ const CD: usize = 64 << 10;
 /// GHC, IS, then port 0 and port 1's CLB, FB, IS, IE, CMD, SCTL, SERR,
 /// SACT, CI.
 const REGS: [u64; 20] = [
-    0x04, 0x08, 0x100, 0x108, 0x110, 0x114, 0x118, 0x12c, 0x134, 0x138, 0x180, 0x188, 0x190,
-    0x194, 0x198, 0x1ac, 0x1b4, 0x1b8, 0x130, 0x1b0,
+    0x04, 0x08, 0x100, 0x108, 0x110, 0x114, 0x118, 0x12c, 0x134, 0x138, 0x180, 0x188, 0x190, 0x194,
+    0x198, 0x1ac, 0x1b4, 0x1b8, 0x130, 0x1b0,
 ];
 
 /// Input: a program of 7-byte operations (op, selector u16, value u32)
 /// until op 0xff or the end; all of the input is also guest RAM (64 KiB).
 /// op & 7: 0 write a chosen register, 1 write any ABAR dword, 2 read,
 /// 3 write guest RAM, 4 configuration write, 5 hold/release the disks,
-/// 6 function reset, 7 wait for the disks to drain.
+/// 6 function reset, 7 release the disks and wait for them to drain.
 pub fn ahci(data: &[u8]) {
     exercise(data);
 }
@@ -76,7 +76,11 @@ fn exercise(data: &[u8]) -> Vec<(BlockOp, u64, u64)> {
             1 => d.bar_write(ABAR, u64::from(sel & 0x3fc), &v.to_le_bytes()),
             2 => {
                 let mut b = [0u8; 4];
-                d.bar_read(ABAR, u64::from(sel & 0x3ff), &mut b[..1 + (op >> 6) as usize % 4]);
+                d.bar_read(
+                    ABAR,
+                    u64::from(sel & 0x3ff),
+                    &mut b[..1 + (op >> 6) as usize % 4],
+                );
             }
             3 => {
                 drop(d);
@@ -93,6 +97,8 @@ fn exercise(data: &[u8]) -> Vec<(BlockOp, u64, u64)> {
             6 => d.reset(),
             _ => {
                 drop(d);
+                disk.hold(false);
+                cd.hold(false);
                 drain(&[&disk, &cd]);
             }
         }
@@ -113,7 +119,8 @@ fn exercise(data: &[u8]) -> Vec<(BlockOp, u64, u64)> {
     disk.log()
 }
 
-/// Waits (boundedly) until the disks' queues are empty.
+/// Waits (boundedly) until the disks' queues are empty; they are not
+/// held, so this is quick.
 fn drain(disks: &[&Arc<RamDisk>]) {
     let t = Instant::now();
     while disks.iter().any(|d| d.queued() > 0) && t.elapsed() < Duration::from_secs(5) {
