@@ -171,6 +171,17 @@ impl GuestImages {
         Self::build(lab_dir, meta, modules, &[], false)
     }
 
+    /// [`prepare_kernel`](Self::prepare_kernel) with Debian `programs`
+    /// in `/bin` beside busybox (iperf3 over the generic kernel's e1000).
+    pub fn prepare_kernel_with(
+        lab_dir: &Path,
+        meta: &str,
+        modules: &[&str],
+        programs: &[Program],
+    ) -> Result<Self> {
+        Self::build(lab_dir, meta, modules, programs, false)
+    }
+
     fn build(
         lab_dir: &Path,
         meta: &str,
