@@ -457,6 +457,16 @@ pub fn virtio_blk_io_pattern(offset: u64) -> u8 {
         >> 24) as u8
 }
 
+/// The byte `ahci_io` writes at disk byte offset `offset`.
+pub fn ahci_io_pattern(offset: u64) -> u8 {
+    virtio_blk_io_pattern(offset) ^ 0x5a
+}
+
+/// The byte `nvme_io` writes at namespace byte offset `offset`.
+pub fn nvme_io_pattern(offset: u64) -> u8 {
+    virtio_blk_io_pattern(offset) ^ 0xa5
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
