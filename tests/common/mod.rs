@@ -84,3 +84,6 @@ pub fn stderr(o: &Output) -> String {
 pub fn kernel_opt(p: &Path) -> String {
     format!("boot.kernel={}", p.display())
 }
+
+pub mod net;
+pub mod vm;
