@@ -1,7 +1,7 @@
 //! Dynamically linked Debian programs for L2 images (busybox has no
-//! iperf3): the program, its ELF interpreter and every library it needs
-//! (followed through the libraries' own `DT_NEEDED`), all taken from the
-//! Debian packages fetched at run time, none from the host.
+//! iperf3 or ethtool): the program, its ELF interpreter and every library
+//! it needs (followed through the libraries' own `DT_NEEDED`), all taken
+//! from the Debian packages fetched at run time, none from the host.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,12 +14,15 @@ use crate::{debs, elf, io_err, LabError, Result};
 pub enum Program {
     /// `iperf3` (network throughput; `iperf3 -c` from L2 to a server in L1).
     Iperf3,
+    /// `ethtool` (`ethtool -i eth0` names the driver bound to a NIC).
+    Ethtool,
 }
 
 impl Program {
     pub fn name(self) -> &'static str {
         match self {
             Program::Iperf3 => "iperf3",
+            Program::Ethtool => "ethtool",
         }
     }
 
@@ -28,6 +31,7 @@ impl Program {
     fn packages(self) -> &'static [&'static str] {
         match self {
             Program::Iperf3 => &["iperf3", "libiperf0", "libsctp1", "libssl3", "libc6"],
+            Program::Ethtool => &["ethtool", "libmnl0", "libc6"],
         }
     }
 
@@ -35,6 +39,7 @@ impl Program {
     fn path(self) -> &'static str {
         match self {
             Program::Iperf3 => "usr/bin/iperf3",
+            Program::Ethtool => "sbin/ethtool",
         }
     }
 }
