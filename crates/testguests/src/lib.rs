@@ -309,6 +309,87 @@
 //!   every fid (a second clunk must fail): `…: clunked`, `…: done`, status
 //!   33. Any escape that succeeds, a malformed reply or a failed
 //!   operation: one `virtio_p9_io: …` line, status 35.
+//! * `ahci_io` (command line `badprdt=0` skips the bad-PRDT cases;
+//!   `bench=1 reqs=N` runs the benchmark instead) → the first AHCI
+//!   function (class 01/06/01), ABAR in BAR 5, polled, no interrupts:
+//!   `ahci_io: function SLOT FUNC id VVVV:DDDD`, GHC.HR reset, GHC.AE,
+//!   `…: version VS ports N slots S ncq B pi PI` (CAP and PI). Every
+//!   implemented port whose link comes up (PxSSTS.DET 3) gets a command
+//!   list, FIS area, FRE, spin-up, then by PxSIG: `…: port P disk sig
+//!   0x101` or `…: port P atapi sig 0xeb140101`, and `…: port P model
+//!   M`, `serial S`, `firmware F` (IDENTIFY / IDENTIFY PACKET DEVICE).
+//!   Disks (8–64 MiB, LBA48 and NCQ required): `…: port P sectors N
+//!   lba48 1 ncq 1 depth D trim T`; the whole disk by READ DMA EXT of
+//!   64 KiB: `…: read N sectors fnv1a H`; D (≤ 32, ≤ slots) WRITE FPDMA
+//!   QUEUED issued at once (PxSACT then PxCI with every tag; completion
+//!   when both clear, an SDB FIS seen), tag t < D-1 at sector `0x800 +
+//!   0x40 t`, `1 + 5t mod 40` sectors, the last tag the disk's last 8
+//!   sectors, [`ahci_io_pattern`] data in 1–4 PRDs at unaligned (even)
+//!   addresses: `…: ncq write 0xD commands outstanding ok`, `…: flush ok`
+//!   (FLUSH CACHE EXT), the same D regions read back with READ FPDMA
+//!   QUEUED in other PRD splits: `…: ncq read 0xD commands outstanding,
+//!   data as written`; with TRIM: DATA SET MANAGEMENT of sectors 0x2000
+//!   and 0x3000, 0x800 each: `…: trim sectors 0x2000 0x3000 of 0x800
+//!   ok`, `…: flush ok` (else `…: trim not supported`); the whole disk by
+//!   NCQ (D × 64 KiB at a time): `…: trimmed ranges read zero` (or `keep
+//!   their data`), `…: ncq read back N sectors fnv1a H as expected` (every
+//!   byte checked in the guest). Bad PRDTs, each a READ DMA EXT of 8
+//!   sectors: `…: bad prdt empty|short|outside ram: error tfd T` or `ok
+//!   prdbc B` (no PRD, one 512-byte PRD, a buffer at 2^44; a timeout
+//!   fails), the port recovered (ST cleared and set) and read again:
+//!   `…: reads after bad prdts`. ATAPI (2048-byte blocks, at least 33):
+//!   TEST UNIT READY (UNIT ATTENTION retried), `…: port P inquiry type T
+//!   removable R vendor V product P`, `…: port P capacity N blocks of
+//!   0x800 bytes` (READ CAPACITY), three READ(10)s by DMA: `…: port P
+//!   read lba L N blocks fnv1a H` for (0, 8), (16, 1), (last-3, 4); a
+//!   READ(10) past the end must fail: `…: port P read past the end: sense
+//!   key K asc A` (REQUEST SENSE). Ends `…: 0xN ports passed`, `…: done`,
+//!   status 33. `bench=1`: the first disk, `…: bench port P`, then `BENCH
+//!   randread-4k-qd1` and `BENCH randread-4k-qd32` lines (the
+//!   `virtio_blk_bench` format; N reads of 4 KiB at random aligned
+//!   offsets with READ FPDMA QUEUED, 1 or 32 in flight, freed tags
+//!   refilled together; kicks = PxSACT and PxCI writes), `…: done`. Any
+//!   failure: one `ahci_io: …` line, status 35.
+//! * `nvme_io` (command line `queues=N`, 1–16, default 4; `qsz=N`,
+//!   8–4096, default 64, cut to CAP.MQES + 1; `bench=1 reqs=N` runs the
+//!   benchmark) → the first NVMe function (class 01/08/02), BAR 0,
+//!   polled (INTMS all set, CQs without interrupts): `nvme_io: function
+//!   SLOT FUNC id VVVV:DDDD`, `…: version VS mqes M dstrd D css C mpsmin
+//!   0x0`; CC.EN 0 → CSTS.RDY 0, admin queues of 16, CC.EN 1: `…:
+//!   enabled`; Identify controller: `…: model M`, `…: serial S`, `…:
+//!   firmware F`, `…: vid V nn N oncs O vwc W mdts M sqes S cqes C`;
+//!   Identify namespace 1: `…: namespace 1 size N lba format F of K data
+//!   B meta M` (512- or 4096-byte LBAs, 8–64 MiB, DSM required); Set
+//!   Features Number of Queues: `…: queues requested N granted sq A cq
+//!   B`; min(N, A, B) CQ/SQ pairs: `…: 0xN queue pairs of 0xQ entries`.
+//!   The whole namespace in 64 KiB reads spread over every queue: `…:
+//!   read N blocks fnv1a H`; [`nvme_io_pattern`] writes, write k on
+//!   queue k mod N, all queues rung together: `prp1` (byte 0x100000,
+//!   0x800 bytes at offset 0x600 of a page), `prp1+prp2` (0x140000,
+//!   0x1000 at 0x600; 0x2000 at 0 with 4 KiB LBAs), `prp list chained`
+//!   (0x180000, 64 KiB at 0x200, the list starting 0x20 bytes before
+//!   its page's end, so its last slot chains), `prp list` (0x1c0000, 128
+//!   KiB), `last` (the last LBA), data pages scattered: `…: write NAME
+//!   lba L N blocks P pages queue Q ok`; Flush on every queue: `…: flush
+//!   ok on every queue`; each read back in the next shape: `…: read back
+//!   every shape as written`; the first queue filled (Q - 1 reads with
+//!   one doorbell) three times: `…: full queue 0x1: 0xQ-1 commands
+//!   outstanding 0x3 times, cq phase wrapped W times`; Dataset Management
+//!   deallocate of bytes 8–9 MiB + Flush: `…: deallocate lba L N blocks
+//!   ok`; the namespace again over every queue: `…: deallocated range
+//!   reads zero` (or `keeps its data`), `…: read back N blocks fnv1a H as
+//!   expected` (every byte checked); reads with PRP1, a PRP list entry
+//!   or the PRP list pointer at 2^44: `…: prp1 outside ram: status S`,
+//!   `…: prp list entry outside ram: status S`, `…: prp list outside
+//!   ram: status S` (SCT << 8 | SC; QEMU answers 0 for the first two),
+//!   `…: reads after bad prps`; Delete SQ/CQ: `…: deleted 0xN queue
+//!   pairs`, CC.SHN normal: `…: shutdown complete`, `…: done`, status 33.
+//!   `bench=1`: one pair of ≤ 64 entries, `BENCH randread-4k-qd1` and
+//!   `BENCH randread-4k-qd32` (4 KiB reads at random aligned offsets,
+//!   PRP1 only, completions reaped in batches and refilled with one SQ
+//!   doorbell; kicks = SQ and CQ doorbell writes), `…: done`. Any
+//!   failure (timeout, an error status, a stray completion, a mismatch):
+//!   one `nvme_io: …` line, status 35.
 //! * `e1000_io` (command line `frames=K`, default 8, `rxframes=M`,
 //!   default 4, both ≤ 10000; `offload=0|1`, default 1; `rxbuf=2048|1024|
 //!   512|256`, default 2048; `iowindow=1` to check the I/O window; else
@@ -394,6 +475,8 @@ pub const GUESTS: &[&str] = &[
     "virtio_console_io",
     "virtio_net_io",
     "virtio_p9_io",
+    "ahci_io",
+    "nvme_io",
     "e1000_io",
     "uart_pci_io",
 ];
