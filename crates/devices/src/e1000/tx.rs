@@ -248,7 +248,10 @@ impl Transmitter {
             return TxOutcome::Done { next, tso: false };
         }
         let (d, lower, dtype) = last;
-        let popts = d[13];
+        // POPTS (byte 13, where first_css was read) counts in a packet's
+        // first data descriptor, as in QEMU; illumos' e1000g sets it only
+        // there. bhyve reads the last one's.
+        let popts = first_css as u8;
         let special = u16::from_le_bytes([d[14], d[15]]);
         let mut ck = [Ck::default(); 2];
         let mut tso = false;

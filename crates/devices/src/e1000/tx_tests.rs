@@ -217,7 +217,7 @@ fn tso_segments_replicate_and_fix_headers() {
         10,
         context(14, 24, 34, 50, CTX_TCP | CTX_IP, 3000, 54, 1400),
     );
-    put_desc(&m, 11, data(BUFS, 54, CMD_TSE, 0));
+    put_desc(&m, 11, data(BUFS, 54, CMD_TSE, POPTS_IXSM | POPTS_TXSM));
     put_desc(
         &m,
         12,
