@@ -147,6 +147,8 @@ struct E1000Run {
     rxframes: u32,
     rxbuf: u32,
     offload: bool,
+    /// Checksum options in the first data descriptor only.
+    popts_first: bool,
 }
 
 fn e1000_run(tag: &str, r: E1000Run, model: Model) {
@@ -159,11 +161,12 @@ fn e1000_run(tag: &str, r: E1000Run, model: Model) {
     let ns = Netns::new(tag);
     let sock = ns.packet_socket("tap0");
     let mut cmdline = format!(
-        "frames={} rxframes={} rxbuf={} offload={}",
+        "frames={} rxframes={} rxbuf={} offload={} poptsfirst={}",
         r.frames,
         r.rxframes,
         r.rxbuf,
-        u8::from(r.offload)
+        u8::from(r.offload),
+        u8::from(r.popts_first)
     );
     let mac = mac_text(&GUEST_MAC);
     let cmd = match model {
@@ -329,6 +332,23 @@ fn e1000_frames_both_ways_with_offloads() {
             rxframes: 6,
             rxbuf: 2048,
             offload: true,
+            popts_first: false,
+        },
+        Model::Bhyve,
+    );
+}
+
+#[test]
+fn e1000_checksum_options_from_the_first_data_descriptor() {
+    // illumos' e1000g sets POPTS in a packet's first data descriptor only.
+    e1000_run(
+        "e1k-popts",
+        E1000Run {
+            frames: 2,
+            rxframes: 1,
+            rxbuf: 1024,
+            offload: true,
+            popts_first: true,
         },
         Model::Bhyve,
     );
@@ -345,6 +365,7 @@ fn e1000_small_receive_buffers_span_descriptors() {
             rxframes: 40,
             rxbuf: 256,
             offload: false,
+            popts_first: false,
         },
         Model::Bhyve,
     );
@@ -363,6 +384,7 @@ fn e1000_io_under_qemu() {
                 rxframes: 6,
                 rxbuf: 512,
                 offload: true,
+                popts_first: true,
             },
             model,
         );

@@ -8,7 +8,8 @@
  * with IP and UDP checksum offload, then one TCP TSO frame);
  * rxbuf=2048|1024|512|256 (receive buffer size, default 2048; small
  * buffers spread a frame over several descriptors); iowindow=1 (also
- * check the IOADDR/IODATA window of the first I/O BAR). Output and frame
+ * check the IOADDR/IODATA window of the first I/O BAR); poptsfirst=1
+ * (checksum options in the first data descriptor of a packet only). Output and frame
  * rules are documented in crates/testguests/src/lib.rs; the host test
  * (tests/e1000_uart_guests.rs) rebuilds every frame from the same rules.
  */
@@ -375,6 +376,10 @@ static u32 data_cmd(u32 len, u32 dcmd)
 }
 
 #define POPTS ((POPTS_IXSM | POPTS_TXSM) << 8)
+/* POPTS in every data descriptor (as Linux and FreeBSD) or, with
+   poptsfirst=1, in the first only (as illumos' e1000g): the hardware
+   takes it from the first. */
+static u32 popts_rest = POPTS;
 
 /* A UDP datagram whose IP and UDP checksums the device computes. */
 static void send_udp(void)
@@ -401,7 +406,7 @@ static void send_udp(void)
 	u32 from = tx_tail;
 	tx_context(TUCMD_IP, 0, ETH_HDR + 20 + 6, 0, 0);
 	tx_put((u64)f, data_cmd(100, 0), POPTS);
-	tx_put((u64)f + 100, data_cmd(len - 100, TXD_EOP), POPTS);
+	tx_put((u64)f + 100, data_cmd(len - 100, TXD_EOP), popts_rest);
 	tx_go(from, "udp");
 	tg_printf("e1000_io: udp checksum offload len %u payload fnv1a %x\n", len,
 		  tg_fnv1a(udp + 8, UDP_PAYLOAD));
@@ -427,8 +432,8 @@ static void send_tso(void)
 	tx_context(TUCMD_IP | TUCMD_TCP | TXD_TSE, TSO_PAYLOAD, ETH_HDR + 20 + 16, hdr,
 		   TSO_MSS);
 	tx_put((u64)f, data_cmd(hdr, TXD_TSE), POPTS);
-	tx_put((u64)f + hdr, data_cmd(2000, TXD_TSE), POPTS);
-	tx_put((u64)f + hdr + 2000, data_cmd(TSO_PAYLOAD - 2000, TXD_TSE | TXD_EOP), POPTS);
+	tx_put((u64)f + hdr, data_cmd(2000, TXD_TSE), popts_rest);
+	tx_put((u64)f + hdr + 2000, data_cmd(TSO_PAYLOAD - 2000, TXD_TSE | TXD_EOP), popts_rest);
 	tx_go(from, "tso");
 	tg_printf("e1000_io: tso paylen %u mss %u payload fnv1a %x\n", TSO_PAYLOAD, TSO_MSS,
 		  tg_fnv1a(tcp + 20, TSO_PAYLOAD));
@@ -523,6 +528,8 @@ int main(void)
 		tg_printf("e1000_io: frames, rxframes <= 10000; rxbuf 2048, 1024, 512 or 256\n");
 		tg_exit(EXIT_BAD_CMDLINE);
 	}
+	if (tg_opt_u64("poptsfirst", 0))
+		popts_rest = 0;
 	tg_printf("e1000_io: offload %u rxbuf %u\n", offload, rxbuf);
 	if (!pci_find(0x8086, 0x100f, 0, &fn) && !pci_find(0x8086, 0x100e, 0, &fn))
 		tg_fail("no 8254x function (8086:100f or 8086:100e)");
