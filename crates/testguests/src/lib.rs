@@ -392,8 +392,9 @@
 //!   one `nvme_io: …` line, status 35.
 //! * `e1000_io` (command line `frames=K`, default 8, `rxframes=M`,
 //!   default 4, both ≤ 10000; `offload=0|1`, default 1; `rxbuf=2048|1024|
-//!   512|256`, default 2048; `iowindow=1` to check the I/O window; else
-//!   status 39) → the first 8086:100f (82545EM) or 8086:100e (82540EM)
+//!   512|256`, default 2048; `iowindow=1` to check the I/O window;
+//!   `poptsfirst=1` to set the offloaded packets' POPTS in their first
+//!   data descriptor only, else in every one; else status 39) → the first 8086:100f (82545EM) or 8086:100e (82540EM)
 //!   function, registers in memory BAR 0, polled with IMS 0: `e1000_io:
 //!   offload O rxbuf B`, `…: function SLOT FUNC id 8086:DDDD`; CTRL.RST,
 //!   the 64 EEPROM words through EERD: `…: eeprom mac xx:…`, `…: eeprom
