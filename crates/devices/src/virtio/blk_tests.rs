@@ -124,6 +124,18 @@ struct H {
 }
 
 fn harness(disk: Arc<RamDisk>, serial: &str, features: u32) -> H {
+    harness_posted(disk, serial, features, |_| {})
+}
+
+/// [`harness`], with `post` filling the ring before DRIVER_OK: the worker's
+/// first look at the ring then sees every chain at once (posting after
+/// DRIVER_OK races with that look).
+fn harness_posted(
+    disk: Arc<RamDisk>,
+    serial: &str,
+    features: u32,
+    post: impl FnOnce(&mut H),
+) -> H {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
     let dev = VirtioBlk::new(disk.clone(), serial);
     let f = VirtioPci::new_shared(Box::new(dev), mem.clone(), IrqMode::MsiX, None).unwrap();
@@ -131,7 +143,7 @@ fn harness(disk: Arc<RamDisk>, serial: &str, features: u32) -> H {
         .unwrap()
         .config_mut()
         .set_interrupts(Arc::new(NoIrq));
-    let h = H {
+    let mut h = H {
         f,
         mem,
         disk,
@@ -143,6 +155,7 @@ fn harness(disk: Arc<RamDisk>, serial: &str, features: u32) -> H {
     h.w(legacy::QUEUE_SEL, 2, 0);
     assert_eq!(h.r(legacy::QUEUE_NUM, 2), QS);
     h.w(legacy::QUEUE_PFN, 4, RING >> 12);
+    post(&mut h);
     h.w(legacy::STATUS, 1, 7);
     h
 }
@@ -560,26 +573,27 @@ fn many_requests_in_flight_complete() {
 #[test]
 fn contiguous_requests_are_merged() {
     let disk = RamDisk::new(1 << 20, false);
-    let mut h = harness(disk.clone(), "s", F_ALL);
-    for i in 0..8u64 {
-        let hdr = DATA + 32 * i;
+    let mut h = harness_posted(disk.clone(), "s", F_ALL, |h| {
+        for i in 0..8u64 {
+            let hdr = DATA + 32 * i;
+            h.mem.write_obj(req::IN, GuestAddress(hdr)).unwrap();
+            h.mem.write_obj(10 + i, GuestAddress(hdr + 8)).unwrap();
+            h.post_quiet(&[
+                (hdr, 16, false),
+                (DATA + 0x1000 + 512 * i, 512, true),
+                (DATA + 0x800 + i, 1, true),
+            ]);
+        }
+        // Not contiguous with the run: its own request.
+        let hdr = DATA + 0x400;
         h.mem.write_obj(req::IN, GuestAddress(hdr)).unwrap();
-        h.mem.write_obj(10 + i, GuestAddress(hdr + 8)).unwrap();
+        h.mem.write_obj(100u64, GuestAddress(hdr + 8)).unwrap();
         h.post_quiet(&[
             (hdr, 16, false),
-            (DATA + 0x1000 + 512 * i, 512, true),
-            (DATA + 0x800 + i, 1, true),
+            (DATA + 0x3000, 512, true),
+            (DATA + 0x808, 1, true),
         ]);
-    }
-    // Not contiguous with the run: its own request.
-    let hdr = DATA + 0x400;
-    h.mem.write_obj(req::IN, GuestAddress(hdr)).unwrap();
-    h.mem.write_obj(100u64, GuestAddress(hdr + 8)).unwrap();
-    h.post_quiet(&[
-        (hdr, 16, false),
-        (DATA + 0x3000, 512, true),
-        (DATA + 0x808, 1, true),
-    ]);
+    });
     h.w(legacy::QUEUE_NOTIFY, 2, 0);
     h.wait_used(9);
     for i in 0..8u64 {
