@@ -573,7 +573,7 @@ fn many_requests_in_flight_complete() {
 #[test]
 fn contiguous_requests_are_merged() {
     let disk = RamDisk::new(1 << 20, false);
-    let mut h = harness_posted(disk.clone(), "s", F_ALL, |h| {
+    let h = harness_posted(disk.clone(), "s", F_ALL, |h| {
         for i in 0..8u64 {
             let hdr = DATA + 32 * i;
             h.mem.write_obj(req::IN, GuestAddress(hdr)).unwrap();
