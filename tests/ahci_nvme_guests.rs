@@ -372,8 +372,8 @@ fn nvme_expected(before: &[u8], lbasz: usize) -> Vec<u8> {
             _ => (at, len.max(lbasz)),
         });
     for (at, len) in writes.chain([last]) {
-        for o in at..at + len {
-            d[o] = nvme_io_pattern(o as u64);
+        for (o, b) in d[at..at + len].iter_mut().enumerate() {
+            *b = nvme_io_pattern((at + o) as u64);
         }
     }
     d[DEALLOC].fill(0);

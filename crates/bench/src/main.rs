@@ -8,6 +8,7 @@ mod boot;
 mod net;
 mod pio;
 mod proc;
+mod storage;
 mod virtio;
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use anyhow::{bail, Context, Result};
 const USAGE: &str = "\
 usage: bhyve-bench [--runs N] [--iterations N] [--reqs N] [--seqreqs N]
                    [--frames N] [--rxframes N] [--dir DIR] [boot] [pio] [blk] [net]
+                   [ahci] [nvme]
 
 boot  time from process start to the first serial byte of the `hello`
       PVH test guest, and peak RSS: our bhyve vs qemu-system-x86_64
@@ -30,6 +32,11 @@ blk   virtio-blk 4 KiB random read/write IOPS at QD 1 and 32 (--reqs
 net   virtio-net frames/s, transmit (--frames, default 100000) to and
       receive (--rxframes, default 100000) from a tap the bench
       creates, our bhyve vs QEMU virtio-net-pci (root)
+ahci  AHCI 4 KiB random read IOPS at QD 1 and 32 (NCQ; --reqs requests
+      each), our bhyve's ahci vs QEMU -M pc ahci + ide-hd, same guest
+      (ahci_io bench=1) and O_DIRECT file (in --dir)
+nvme  the same for NVMe: our bhyve's nvme vs QEMU's nvme (nvme_io
+      bench=1, one I/O queue pair)
 
 Without a benchmark name: boot and pio. BHYVE (default: the bhyve next
 to this binary) and QEMU (default: qemu-system-x86_64) select the
@@ -84,7 +91,7 @@ fn main() -> Result<()> {
             "--frames" => frames = number(args.next()),
             "--rxframes" => rxframes = number(args.next()),
             "--dir" => dir = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
-            "boot" | "pio" | "blk" | "net" => what.push(a),
+            "boot" | "pio" | "blk" | "net" | "ahci" | "nvme" => what.push(a),
             _ => usage(),
         }
     }
@@ -108,6 +115,15 @@ fn main() -> Result<()> {
                 virtio::run_blk(&bhyve, &qemu, &work, &p)?
             }
             "net" => net::run_net(&bhyve, &qemu, &work, runs, frames, rxframes)?,
+            "ahci" | "nvme" => {
+                let ctl = if w == "ahci" {
+                    storage::Controller::Ahci
+                } else {
+                    storage::Controller::Nvme
+                };
+                let d = dir.clone().unwrap_or_else(|| work.clone());
+                storage::run(ctl, &bhyve, &qemu, &work, &d, runs, reqs)?
+            }
             _ => unreachable!(),
         }
     }

@@ -23,7 +23,7 @@ use crate::median;
 const MEM_MIB: u32 = 64;
 /// Size of the benchmark disk: large enough that random 4 KiB reads
 /// mostly miss any cache below O_DIRECT.
-const DISK_MIB: u64 = 256;
+pub(crate) const DISK_MIB: u64 = 256;
 /// A guest that has not finished by then is hung.
 const DEADLINE: Duration = Duration::from_secs(600);
 
@@ -290,7 +290,7 @@ pub const BLK_PHASES: &[&str] = &[
 
 /// Writes the benchmark disk with non-zero data, so reads hit allocated
 /// blocks (holes and unwritten extents read back without I/O).
-fn make_disk(path: &Path) -> Result<()> {
+pub(crate) fn make_disk(path: &Path) -> Result<()> {
     let mut f =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut chunk = vec![0u8; 1 << 20];
