@@ -43,7 +43,8 @@ fn labr(r: &Run) -> Vec<String> {
 /// as non-rotational, NCQ and TRIM; a pattern written with fsync and
 /// read back after dropping the page cache matches the host file by
 /// hash; `blkdiscard` (DSM TRIM) punches a hole in it; sr0 mounts an ISO
-/// 9660 image xorriso made in L1 and a file on it matches by hash.
+/// 9660 image xorriso made in L1 and a file on it matches by hash; the
+/// interrupts came through the HBA's MSI vector.
 #[test]
 fn linux_ahci_disk_and_cdrom() {
     let script = r#"
@@ -131,6 +132,15 @@ cat bhyve.err
             .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
     };
     assert!(num("ncq") > 1, "NCQ not in use: {lines:?}");
+    // libahci took our single MSI vector, and it counted interrupts.
+    let p = bhyve_lab::PciIrqs::parse(&r.console, "0000:00:04.0")
+        .unwrap_or_else(|| panic!("no pci-irqs line\n{}", r.explain()));
+    assert_eq!(p.caps, vec![bhyve_lab::PciIrqs::MSI], "{p:?}");
+    assert_eq!(p.msi_modes, vec!["msi".to_string()], "{p:?}");
+    assert!(
+        p.irqs.iter().all(|(c, _)| c.starts_with("PCI-MSI")) && p.total() > 0,
+        "{p:?}"
+    );
     assert!(num("discard") > 0, "no TRIM: {lines:?}");
     let want = r.result("want").unwrap();
     r.expect("file", &want);
