@@ -156,3 +156,235 @@ cat bhyve.err
         "no hole punched: {before} KiB -> {after} KiB"
     );
 }
+
+// ---- nvme, e1000 and the PCI uart (Linux's nvme, e1000 and 8250_pci) ----
+
+/// The generic kernel with nvme and e1000 (the cloud kernel has no
+/// e1000; 8250_pci is built into both), iperf3 and ethtool.
+fn nic_images() -> &'static GuestImages {
+    static IMAGES: OnceLock<Result<GuestImages, String>> = OnceLock::new();
+    IMAGES
+        .get_or_init(|| {
+            GuestImages::prepare_kernel_with(
+                &lab_dir(),
+                "linux-image-amd64",
+                &["nvme", "e1000"],
+                &[bhyve_lab::Program::Iperf3, bhyve_lab::Program::Ethtool],
+            )
+            .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the guest images could not be built: {e}"))
+}
+
+/// Fails unless every line of `want` is among the guest's `LABR` lines.
+fn expect_labr(r: &Run, want: &[&str]) -> Vec<String> {
+    let lines = labr(r);
+    for w in want {
+        assert!(
+            lines.iter().any(|l| l == w),
+            "{w:?} not in {lines:?}\n{}",
+            r.explain()
+        );
+    }
+    lines
+}
+
+/// Linux's nvme driver on `-s 4,nvme,FILE,maxq=4,ser=…,eui64=…` with two
+/// vCPUs: the model, serial and EUI-64 we configured; one I/O queue per
+/// CPU (Linux asks for 2, `maxq` allows 4), each moving data (writes and
+/// O_DIRECT reads pinned to each CPU; every I/O queue's MSI-X vector
+/// counted interrupts); the pattern matches the host file by hash after
+/// bhyve exits, and `blkdiscard` (DSM deallocate) punches a hole in it.
+#[test]
+fn linux_nvme_io_queues_hashes_and_discard() {
+    let script = r#"
+i=0; while [ ! -e /sys/block/nvme0n1 ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
+c=/sys/class/nvme/nvme0 b=/sys/block/nvme0n1
+echo "LABR size $(cat $b/size)"
+echo "LABR model $(cat $c/model)"
+echo "LABR serial $(cat $c/serial)"
+echo "LABR eui $(cat $b/eui)"
+echo "LABR mq $(ls $b/mq | wc -l)"
+echo "LABR discard $(cat $b/queue/discard_max_bytes)"
+yes bhyve-nvme | head -c 4194304 >/tmp/p
+taskset 1 dd if=/tmp/p of=/dev/nvme0n1 bs=64k seek=16 count=32 oflag=direct 2>/dev/null; a=$?
+taskset 2 dd if=/tmp/p of=/dev/nvme0n1 bs=64k skip=32 seek=48 count=32 oflag=direct 2>/dev/null
+echo "LABR write $a$?"
+for m in 1 2; do
+echo "LABR readback$m $(taskset $m dd if=/dev/nvme0n1 bs=64k skip=16 count=64 iflag=direct 2>/dev/null | sha256sum | cut -c1-64)"
+done
+blkdiscard -o 8388608 -l 4194304 /dev/nvme0n1
+echo "LABR blkdiscard $?"
+sync
+awk '/nvme0q/ {s=0; for (i=2; i<=NF && $i ~ /^[0-9]+$/; i++) s+=$i; print "LABR irq " $NF " " s}' /proc/interrupts
+lab-pci-irqs 0000:00:04.0
+echo "LABR done"
+"#;
+    let r = run_on(
+        nic_images(),
+        script,
+        "lab.end=poweroff",
+        r#"
+img=$TMPDIR/nvme-$$.img
+dd if=/dev/urandom of=$img bs=1M count=16 2>/dev/null
+result du_before $(du -k $img | cut -f1)
+$BHYVE -A -c 2 -m 256M -s 0,hostbridge \
+    -s "4,nvme,$img,maxq=4,ser=LABNVME42,eui64=0x0123456789abcdef" \
+    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
+    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-nvme >console.log 2>bhyve.err </dev/null
+result bhyve $?
+result want $(yes bhyve-nvme | head -c 4194304 | sha256sum | cut -c1-64)
+result file $(dd if=$img bs=65536 skip=16 count=64 2>/dev/null | sha256sum | cut -c1-64)
+result hole_nonzero $(dd if=$img bs=1M skip=8 count=4 2>/dev/null | tr -d '\0' | wc -c)
+result du_after $(du -k $img | cut -f1)
+result size $(stat -c %s $img)
+rm -f $img
+cat bhyve.err
+"#,
+    );
+    r.expect_console("LABR done");
+    r.expect("bhyve", "1");
+    let lines = expect_labr(
+        &r,
+        &[
+            "size 32768",
+            "model bhyve-NVMe",
+            "serial LABNVME42",
+            "eui 01 23 45 67 89 ab cd ef",
+            "write 00",
+            "blkdiscard 0",
+        ],
+    );
+    let want = r.result("want").unwrap();
+    r.expect("file", &want);
+    for m in [1, 2] {
+        assert!(
+            lines.contains(&format!("readback{m} {want}")),
+            "readback on CPU mask {m}: {lines:?}"
+        );
+    }
+    let num = |key: &str| -> u64 {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
+    };
+    assert!(num("mq ") >= 2, "fewer than 2 hardware queues: {lines:?}");
+    assert!(num("discard ") > 0, "no discard: {lines:?}");
+    // nvme0q0 is the admin queue; every I/O queue must have interrupted.
+    let io_irqs: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("irq nvme0q"))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(q, _)| *q != "0")
+        .map(|(_, n)| n.parse().unwrap_or(0))
+        .collect();
+    assert!(
+        io_irqs.len() >= 2 && io_irqs.iter().all(|&n| n > 0),
+        "I/O queue interrupts {io_irqs:?}: {lines:?}\n{}",
+        r.explain()
+    );
+    eprintln!("nvme I/O queue interrupts: {io_irqs:?}");
+    let p = bhyve_lab::PciIrqs::parse(&r.console, "0000:00:04.0").expect("pci-irqs line");
+    assert!(p.caps.contains(&bhyve_lab::PciIrqs::MSIX), "{p:?}");
+    assert!(
+        p.msi_modes.len() >= 3 && p.msi_modes.iter().all(|m| m == "msix"),
+        "{p:?}"
+    );
+    r.expect("hole_nonzero", "0");
+    r.expect("size", "16777216");
+    let before: u64 = r.result("du_before").unwrap().parse().unwrap();
+    let after: u64 = r.result("du_after").unwrap().parse().unwrap();
+    assert!(
+        after + 4096 <= before,
+        "no hole punched: {before} KiB -> {after} KiB"
+    );
+}
+
+/// Linux's e1000 driver on `-s 3,e1000,tap3,mac=…`: `ethtool -i` and the
+/// sysfs driver link name e1000, the MAC is the configured one, the link
+/// comes up, L2 pings L1's end of the tap (small and full-size frames)
+/// and iperf3 runs TCP for 5 s each way against a server in L1 (TSO and
+/// checksum offload in Linux's default settings); the figures are
+/// printed, not judged.
+#[test]
+fn linux_e1000_ping_iperf3_and_ethtool() {
+    let script = r#"
+i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
+n=/sys/class/net/eth0
+echo "LABR mac $(cat $n/address)"
+echo "LABR driver $(basename $(readlink $n/device/driver))"
+ethtool -i eth0 | sed 's/^/LABR ethtool /'
+ethtool -k eth0 | grep -E '^(tcp-seg|tx-check)' | sed 's/^/LABR offload /'
+ip link set eth0 up
+ip addr add 10.77.3.2/24 dev eth0
+i=0; while [ "$(cat $n/carrier)" != 1 ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
+echo "LABR carrier $(cat $n/carrier)"
+ping -c 3 -W 5 10.77.3.1 >/dev/null && echo "LABR ping ok"
+ping -c 3 -W 5 -s 1472 10.77.3.1 >/dev/null && echo "LABR bigping ok"
+for r in "" -R; do
+iperf3 -c 10.77.3.1 -t 5 -f m $r >/tmp/o 2>&1
+echo "LABR iperf$r status $?"
+grep -E 'receiver|error' /tmp/o | sed "s/^/LABR iperf$r /"
+done
+lab-pci-irqs 0000:00:03.0
+echo "LABR done"
+"#;
+    let r = run_on(
+        nic_images(),
+        script,
+        "lab.end=poweroff",
+        r#"
+(
+    i=0
+    while [ ! -e /sys/class/net/tap3 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+    ip addr add 10.77.3.1/24 dev tap3 && ip link set tap3 up
+) &
+iperf3 -s >iperf-server.log 2>&1 &
+srv=$!
+$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 3,e1000,tap3,mac=02:be:fa:e1:00:42 \
+    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
+    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-e1000 >console.log 2>bhyve.err </dev/null
+result bhyve $?
+kill $srv
+cat bhyve.err
+"#,
+    );
+    r.expect_console("LABR done");
+    r.expect("bhyve", "1");
+    let lines = expect_labr(
+        &r,
+        &[
+            "mac 02:be:fa:e1:00:42",
+            "driver e1000",
+            "ethtool driver: e1000",
+            "ethtool bus-info: 0000:00:03.0",
+            "carrier 1",
+            "ping ok",
+            "bigping ok",
+            "iperf status 0",
+            "iperf-R status 0",
+        ],
+    );
+    for dir in ["iperf ", "iperf-R "] {
+        let rate = lines
+            .iter()
+            .filter(|l| l.starts_with(dir) && l.ends_with("receiver"))
+            .find_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let at = w.iter().position(|x| *x == "Mbits/sec")?;
+                w[at - 1].parse::<f64>().ok()
+            })
+            .unwrap_or_else(|| panic!("no {dir}receiver line: {lines:?}\n{}", r.explain()));
+        assert!(rate > 0.0, "{dir}{rate} Mbit/s");
+        let way = if dir == "iperf " { "up" } else { "down" };
+        eprintln!("iperf3 over e1000, {way}: {rate} Mbit/s");
+    }
+    for l in lines.iter().filter(|l| l.starts_with("offload ")) {
+        eprintln!("e1000 {l}");
+    }
+    // Linux's e1000 has no MSI support: INTx on the I/O APIC.
+    let p = bhyve_lab::PciIrqs::parse(&r.console, "0000:00:03.0").expect("pci-irqs line");
+    assert!(p.total() > 0, "no interrupt counted: {p:?}");
+}
