@@ -276,8 +276,7 @@ impl Ahci {
     /// A port's PxIS changed: the HBA's IS bit and an interrupt when the
     /// port has an enabled cause and the bit was not already pending.
     fn port_intr(&mut self, p: usize) {
-        let port = &mut self.ports[p];
-        port.raised = false;
+        let port = &self.ports[p];
         if port.is & port.ie == 0 || self.is & (1 << p) != 0 {
             return;
         }
@@ -365,7 +364,7 @@ impl Ahci {
         }
     }
 
-    /// The ports' drives (tests, fuzzing).
+    /// How many ports the HBA reports (CAP.NP + 1).
     pub fn ports(&self) -> usize {
         self.ports.len()
     }

@@ -173,8 +173,6 @@ pub(super) struct Port {
     /// Bumped by resets: completions of older commands are dropped.
     pub gen: u64,
     inflight: Vec<Option<Inflight>>,
-    /// PxIS gained bits since the HBA last looked.
-    pub raised: bool,
 }
 
 /// Everything a command handler reaches.
@@ -214,7 +212,6 @@ impl Port {
             media_event: true,
             gen: 0,
             inflight: (0..32).map(|_| None).collect(),
-            raised: false,
         };
         p.hba_reset(mem);
         p
@@ -441,10 +438,7 @@ impl Port {
         if let Some(a) = self.fb().checked_add(off) {
             let _ = mem.write_slice(fis, GuestAddress(a));
         }
-        if !self.is & irq != 0 {
-            self.is |= irq;
-            self.raised = true;
-        }
+        self.is |= irq;
     }
 
     pub fn pio_setup(&mut self, mem: &GuestMemoryMmap) {
