@@ -483,6 +483,90 @@ rm -rf "$top"
     irq.check(&r, "0000:00:03.0");
 }
 
+/// Linux key codes the uinput keyboard presses: B, H, Y, V, E.
+const KEYS: [u16; 5] = [48, 35, 21, 47, 18];
+
+/// virtio-input with a real evdev device: in L1, `lab-uinput-keys`
+/// (crates/lab/src/uinput_keys.c) creates a keyboard through uinput;
+/// bhyve passes its /dev/input/eventN through (`-s 4,virtio-input,PATH`);
+/// in L2, Linux's virtio_input offers it as an input device with the
+/// host device's name and IDs (ID_NAME, ID_DEVIDS from EVIOCGNAME and
+/// EVIOCGID), the guest opens it and only then are the keys pressed in L1:
+/// every press arrives, in order, as an EV_KEY event.
+#[test]
+fn linux_virtio_input_gets_host_evdev_keys() {
+    let tool = bhyve_lab::tools::uinput_keys(&lab().work_dir().join("tools")).unwrap();
+    let script = r#"
+dev= sys=
+for e in /sys/class/input/event*; do
+    [ "$(cat $e/device/name)" = "bhyve-lab keys" ] && dev=/dev/input/${e##*/} sys=$e/device
+done
+echo "LABR input ${dev:-none}"
+[ -n "$dev" ] || exit 1
+echo "LABR ids $(cat $sys/id/bustype) $(cat $sys/id/vendor) $(cat $sys/id/product)"
+exec 3<"$dev"
+echo LAB-INPUT-READY
+n=0
+while [ $n -lt 5 ]; do
+    set -- $(dd bs=24 count=1 <&3 2>/dev/null | od -An -tu2 -j16 -N6)
+    [ "${1:-}" = 1 ] && [ "${3:-}" = 1 ] && { echo "LABR key $2"; n=$((n + 1)); }
+done
+lab-pci-irqs 0000:00:04.0
+"#;
+    let keys: Vec<String> = KEYS.iter().map(u16::to_string).collect();
+    let r = run_on(
+        virtio_images(),
+        script,
+        "lab.end=poweroff",
+        &format!(
+            "UINPUT={}\nKEYS='{}'\n{}",
+            shell_quote(&tool.display().to_string()),
+            keys.join(" "),
+            r#"
+trig=$TMPDIR/keys-go-$$
+$UINPUT "$trig" $KEYS >uinput.out 2>&1 &
+upid=$!
+wait_for uinput.out EVDEV 30 || { cat uinput.out; exit 1; }
+ev=$(sed -n 's/^EVDEV //p' uinput.out)
+result evdev "$ev"
+$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 4,virtio-input,"$ev" -s 31,lpc -l com1,stdio \
+    -o boot.kernel="$BZIMAGE" -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-input \
+    >console.log 2>bhyve.err </dev/null &
+pid=$!
+wait_for console.log LAB-INPUT-READY 240 && touch "$trig"
+wait_for uinput.out SENT 60 && result sent yes
+for i in $(seq 1200); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && { result stuck yes; kill -KILL $pid; }
+wait $pid
+result bhyve $?
+kill $upid
+cat bhyve.err uinput.out
+"#
+        ),
+    );
+    assert!(
+        r.result("evdev")
+            .is_some_and(|e| e.starts_with("/dev/input/event")),
+        "{}",
+        r.explain()
+    );
+    r.expect_console(&marker(1));
+    r.expect_console("LABR input /dev/input/event");
+    // BUS_VIRTUAL, and the IDs lab-uinput-keys gave its device.
+    r.expect_console("LABR ids 0006 1af4 4b42");
+    r.expect("sent", "yes");
+    let got: Vec<String> = r
+        .console
+        .lines()
+        .filter_map(|l| l.trim_end().split_once("LABR key "))
+        .map(|(_, k)| k.to_string())
+        .collect();
+    assert_eq!(got, keys, "{}", r.explain());
+    Irq::MsiX.check(&r, "0000:00:04.0");
+    assert!(r.result("stuck").is_none(), "{}", r.explain());
+    r.expect("bhyve", "1");
+}
+
 /// (transport, irq, extra bhyve flags) of each run.
 const RUNS: &[(&str, &str, &str)] = &[
     ("legacy", "intx", ""),
