@@ -315,3 +315,15 @@ fn ipxe_virtio_net_gets_a_dhcp_lease() {
     );
     eprintln!("iPXE leased {ip} over virtio-net in the lab");
 }
+
+/// iPXE's e1000 driver (`pxe-e1000.rom`, run by SeaBIOS from the fw_cfg
+/// file named after our 82545EM's ID) gets a DHCP lease over our e1000.
+#[test]
+fn ipxe_e1000_gets_a_dhcp_lease() {
+    let ip = ipxe_dhcp_lease(
+        "e1000",
+        "/usr/lib/ipxe/qemu/pxe-e1000.rom",
+        "pci8086,100f.rom",
+    );
+    eprintln!("iPXE leased {ip} over e1000 in the lab");
+}
