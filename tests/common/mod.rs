@@ -85,5 +85,6 @@ pub fn kernel_opt(p: &Path) -> String {
     format!("boot.kernel={}", p.display())
 }
 
+pub mod ipxe;
 pub mod net;
 pub mod vm;

@@ -46,12 +46,12 @@ impl Running {
         self.out.lock().unwrap().clone()
     }
 
+    pub fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
     pub fn report(&self) -> String {
-        format!(
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout(),
-            self.err.lock().unwrap()
-        )
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr())
     }
 }
 
