@@ -2,7 +2,7 @@
 //! real hardware virtualization: our bhyve inside the lab's L1 (KVM on
 //! emulated AMD-V, see crates/lab) booting Debian's generic kernel (L2;
 //! the cloud kernel has no ahci) with its ahci/libata, sd, sr and isofs
-//! drivers (and, appended by their authors, nvme and e1000).
+//! drivers (and nvme, e1000 and 8250_pci for the PCI uart).
 //!
 //! One L1 boot serves every test of this file (lab_common).
 
@@ -387,4 +387,70 @@ cat bhyve.err
     // Linux's e1000 has no MSI support: INTx on the I/O APIC.
     let p = bhyve_lab::PciIrqs::parse(&r.console, "0000:00:03.0").expect("pci-irqs line");
     assert!(p.total() > 0, "no interrupt counted: {p:?}");
+}
+
+/// Linux's 8250_pci binds our PCI 16550 (131f:2000, its SIIG 1-port
+/// entry) and gives it a ttyS; L2 writes a line to that tty, L1 (a client
+/// of `tcp=127.0.0.1:7905`) reads it and sends it back prefixed, and L2
+/// reads the echo: bytes both ways through the backend, with interrupts.
+#[test]
+fn linux_8250_pci_tty_echoes_through_tcp() {
+    let script = r#"
+p=/sys/bus/pci/devices/0000:00:05.0
+i=0; while [ ! -d $p/tty ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
+t=$(ls $p/tty)
+echo "LABR ids $(cat $p/vendor) $(cat $p/device)"
+echo "LABR driver $(basename $(readlink $p/driver))"
+echo "LABR uart $(cat /sys/class/tty/$t/type 2>/dev/null)"
+exec 3<>/dev/$t
+stty 115200 raw -echo <&3
+echo "hello from L2 on $t" >&3
+read -t 60 l <&3
+echo "LABR got $l"
+lab-pci-irqs 0000:00:05.0
+exec 3<&-
+echo "LABR done"
+"#;
+    let r = run_on(
+        nic_images(),
+        script,
+        "lab.end=poweroff",
+        r#"
+# L1's loopback is down until someone needs it.
+ip link set lo up
+$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 5,uart,tcp=127.0.0.1:7905 \
+    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
+    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-uart >console.log 2>bhyve.err </dev/null &
+vm=$!
+for i in $(seq 100); do
+    { exec 5<>/dev/tcp/127.0.0.1/7905; } 2>/dev/null && break
+    sleep 0.1
+done
+if read -r -t 200 line <&5; then
+    result l1_got "$line"
+    printf 'echo: %s\n' "$line" >&5
+fi
+wait $vm
+result bhyve $?
+exec 5<&-
+cat bhyve.err
+"#,
+    );
+    r.expect_console("LABR done");
+    r.expect("bhyve", "1");
+    let lines = expect_labr(&r, &["ids 0x131f 0x2000", "driver serial", "uart 4"]);
+    let got = r.result("l1_got").unwrap_or_default();
+    assert!(
+        got.starts_with("hello from L2 on ttyS"),
+        "L1 read {got:?}\n{}",
+        r.explain()
+    );
+    eprintln!("8250_pci: L1 read {got:?} and L2 read the echo");
+    assert!(
+        lines.contains(&format!("got echo: {got}")),
+        "L2 did not read L1's echo: {lines:?}\n{}",
+        r.explain()
+    );
+    let p = bhyve_lab::PciIrqs::parse(&r.console, "0000:00:05.0").expect("pci-irqs line");
+    assert!(p.msi_modes.is_empty() && p.total() > 0, "{p:?}");
 }
