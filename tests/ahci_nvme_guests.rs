@@ -8,93 +8,15 @@
 mod common;
 
 use std::ops::Range;
-use std::path::Path;
-use std::process::{Command, Stdio};
 
 use bhyve_testguests::{ahci_io_pattern, fnv1a, nvme_io_pattern, PASS_STATUS};
+use common::disk::*;
+use common::vm::*;
 use common::*;
 
 const SECTOR: u64 = 512;
 const DISK_BYTES: usize = 16 << 20;
 const CD_BYTES: usize = 2 << 20;
-
-/// QEMU + KVM present (the QEMU cross-checks are skipped otherwise).
-fn qemu_available() -> bool {
-    let ok = Path::new("/dev/kvm").exists()
-        && Command::new("qemu-system-x86_64")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: qemu-system-x86_64 or /dev/kvm not available");
-    }
-    ok
-}
-
-/// Runs `guest` under QEMU q35 with `extra` arguments; (exit status,
-/// serial output).
-fn qemu(guest: &Path, cmdline: &str, extra: &[&str]) -> (Option<i32>, String) {
-    let child = Command::new("qemu-system-x86_64")
-        .args(["-M", "q35", "-enable-kvm", "-m", "256", "-nographic"])
-        .args(["-no-reboot", "-display", "none", "-monitor", "none"])
-        .args(["-net", "none", "-serial", "stdio"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel"])
-        .arg(guest)
-        .args(["-append", cmdline])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let o = wait_deadline(child);
-    (o.status.code(), format!("{}{}", stdout(&o), stderr(&o)))
-}
-
-/// The guest's own lines (`NAME: …`), without firmware noise.
-fn lines<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
-    let prefix = format!("{name}: ");
-    out.lines().filter(|l| l.starts_with(&prefix)).collect()
-}
-
-/// Deterministic incompressible bytes (xorshift64).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
-/// Whether `r` of the file is one hole (SEEK_HOLE/SEEK_DATA).
-fn is_hole(f: &std::fs::File, r: Range<usize>) -> bool {
-    use std::os::fd::AsRawFd;
-    let fd = f.as_raw_fd();
-    // SAFETY: lseek on a file descriptor we own; no memory involved.
-    let (hole, data) = unsafe {
-        (
-            libc::lseek(fd, r.start as i64, libc::SEEK_HOLE),
-            libc::lseek(fd, r.start as i64, libc::SEEK_DATA),
-        )
-    };
-    hole == r.start as i64 && (data < 0 || data >= r.end as i64)
-}
-
-/// The first byte where `got` differs from `want`, as a panic message.
-fn compare(what: &str, got: &[u8], want: &[u8], before: &[u8], raw: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: size\n{raw}");
-    if let Some(i) = (0..want.len()).find(|&i| got[i] != want[i]) {
-        panic!(
-            "{what}: byte {i:#x} is {:#x}, expected {:#x} (before {:#x})\n{raw}",
-            got[i], want[i], before[i]
-        );
-    }
-}
 
 // ---- AHCI -------------------------------------------------------------------
 
@@ -153,27 +75,12 @@ fn ahci_io_disk_and_cd() {
     let cd = noise(CD_BYTES, 99);
     let disk = s.file("disk.img", &before);
     let iso = s.file("cd.iso", &cd);
-    let kernel = kernel_opt(&s.guest("ahci_io"));
     let dev = format!(
         "3,ahci,hd:{},ser=AHCISER1,model=BHYVE TEST DISK,cd:{},ser=CDSER2",
         disk.display(),
         iso.display()
     );
-    let o = s.run(&[
-        "-l",
-        "com1,stdio",
-        "-l",
-        "pc-testdev",
-        "-s",
-        "0,hostbridge",
-        "-s",
-        &dev,
-        "-m",
-        "256M",
-        "-o",
-        &kernel,
-        "vm0",
-    ]);
+    let o = s.run_guest("ahci_io", &[&dev], None);
     let out = stdout(&o);
     let raw = format!("{out}{}", stderr(&o));
     assert_eq!(o.status.code(), Some(PASS_STATUS), "{raw}");
@@ -243,7 +150,7 @@ fn ahci_io_disk_and_cd() {
         "ahci_io: 0x2 ports passed".into(),
         "ahci_io: done".into(),
     ]);
-    assert_eq!(lines(&out, "ahci_io"), want, "{raw}");
+    assert_eq!(own_lines(&out, "ahci_io"), want, "{raw}");
 }
 
 /// Two 8 MiB disks on one HBA (ports 0 and 1), bad PRDTs skipped: both
@@ -253,25 +160,8 @@ fn ahci_io_two_disks() {
     let s = Scratch::new("ahci-io-two");
     let befores = [noise(DISK_BYTES / 2, 5), noise(DISK_BYTES / 2, 6)];
     let disks = [s.file("a.img", &befores[0]), s.file("b.img", &befores[1])];
-    let kernel = kernel_opt(&s.guest("ahci_io"));
     let dev = format!("4,ahci,hd:{},hd:{}", disks[0].display(), disks[1].display());
-    let o = s.run(&[
-        "-l",
-        "com1,stdio",
-        "-l",
-        "pc-testdev",
-        "-s",
-        "0,hostbridge",
-        "-s",
-        &dev,
-        "-m",
-        "256M",
-        "-o",
-        &kernel,
-        "-o",
-        "boot.cmdline=badprdt=0",
-        "vm0",
-    ]);
+    let o = s.run_guest("ahci_io", &[&dev], Some("badprdt=0"));
     let out = stdout(&o);
     let raw = format!("{out}{}", stderr(&o));
     assert_eq!(o.status.code(), Some(PASS_STATUS), "{raw}");
@@ -279,7 +169,7 @@ fn ahci_io_two_disks() {
         let after = std::fs::read(disk).unwrap();
         compare("ahci disk", &after, &ahci_expected(before), before, &raw);
     }
-    let l = lines(&out, "ahci_io");
+    let l = own_lines(&out, "ahci_io");
     assert_eq!(l[0], "ahci_io: function 0x4 0x0 id 8086:2821", "{raw}");
     for port in 0..2 {
         let want = format!("ahci_io: port {port:#x} ncq write 0x20 commands outstanding ok");
@@ -309,7 +199,7 @@ fn ahci_io_under_qemu() {
         disk.display()
     );
     let cdrom = format!("if=none,id=c,file={},format=raw,media=cdrom", iso.display());
-    let (st, out) = qemu(
+    let (st, out) = run_qemu(
         &guest,
         "badprdt=0",
         &[
@@ -332,7 +222,7 @@ fn ahci_io_under_qemu() {
         &before,
         &out,
     );
-    let l = lines(&out, "ahci_io");
+    let l = own_lines(&out, "ahci_io");
     for want in atapi_reads(&cd, 1) {
         assert!(l.contains(&want.as_str()), "{want}\n{out}");
     }
@@ -384,26 +274,8 @@ fn nvme_run(tag: &str, opts: &str, cmdline: &str) -> (String, String, Vec<u8>, V
     let s = Scratch::new(tag);
     let before = noise(DISK_BYTES, 0x77 + opts.len() as u64);
     let disk = s.file("nvme.img", &before);
-    let kernel = kernel_opt(&s.guest("nvme_io"));
     let dev = format!("3,nvme,{}{opts}", disk.display());
-    let cmdline = format!("boot.cmdline={cmdline}");
-    let o = s.run(&[
-        "-l",
-        "com1,stdio",
-        "-l",
-        "pc-testdev",
-        "-s",
-        "0,hostbridge",
-        "-s",
-        &dev,
-        "-m",
-        "256M",
-        "-o",
-        &kernel,
-        "-o",
-        &cmdline,
-        "vm0",
-    ]);
+    let o = s.run_guest("nvme_io", &[&dev], Some(cmdline));
     let out = stdout(&o);
     let raw = format!("{out}{}", stderr(&o));
     assert_eq!(o.status.code(), Some(PASS_STATUS), "{raw}");
@@ -459,7 +331,7 @@ fn nvme_io_four_queues() {
     .into_iter()
     .map(|l| format!("nvme_io: {l}"))
     .collect();
-    assert_eq!(lines(&out, "nvme_io"), want, "{raw}");
+    assert_eq!(own_lines(&out, "nvme_io"), want, "{raw}");
 }
 
 /// 4 KiB sectors, more queues than granted, small queues filled (7
@@ -478,7 +350,7 @@ fn nvme_io_small_queues_4k_sectors() {
         &before,
         &raw,
     );
-    let l = lines(&out, "nvme_io");
+    let l = own_lines(&out, "nvme_io");
     for want in [
         "nvme_io: namespace 1 size 0x1000 lba format 0x0 of 0x1 data 0x1000 meta 0x0",
         "nvme_io: queues requested 0x6 granted sq 0x2 cq 0x2",
@@ -508,7 +380,7 @@ fn nvme_io_under_qemu() {
         "if=none,id=n,file={},format=raw,discard=unmap",
         disk.display()
     );
-    let (st, out) = qemu(
+    let (st, out) = run_qemu(
         &guest,
         "queues=4",
         &["-drive", &drive, "-device", "nvme,serial=QSER,drive=n"],
@@ -522,7 +394,7 @@ fn nvme_io_under_qemu() {
         &before,
         &out,
     );
-    let l = lines(&out, "nvme_io");
+    let l = own_lines(&out, "nvme_io");
     for want in [
         "nvme_io: serial QSER",
         "nvme_io: 0x4 queue pairs of 0x40 entries",

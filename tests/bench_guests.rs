@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::vm::guest_args;
 use common::*;
 
 /// (name, count, unit, bytes, tsc, kicks) of each `BENCH` line; panics
@@ -22,29 +23,10 @@ fn bench_lines(out: &str) -> Vec<(String, u64, String, u64, u64, u64)> {
         .collect()
 }
 
-#[test]
-fn virtio_blk_bench_reports_every_phase() {
-    let s = Scratch::new("bench-blk");
-    let guest = s.guest("virtio_blk_bench");
-    let disk = s.file("disk.img", &vec![0x5a; 8 << 20]);
-    let slot = format!("4,virtio-blk,{}", disk.display());
-    let o = s.run(&[
-        "-m",
-        "64M",
-        "-l",
-        "com1,stdio",
-        "-l",
-        "pc-testdev",
-        "-s",
-        "0,hostbridge",
-        "-s",
-        &slot,
-        "-o",
-        &kernel_opt(&guest),
-        "-o",
-        "boot.cmdline=reqs=40 seqreqs=3",
-        "vm",
-    ]);
+/// Runs bench guest `name` with `slot` to its pass status; its output.
+fn run_bench(s: &Scratch, name: &str, slot: &str, cmdline: &str) -> String {
+    let args = guest_args(&s.guest(name), "64M", &[slot], Some(cmdline), "vm");
+    let o = s.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let out = stdout(&o);
     assert_eq!(
         o.status.code(),
@@ -52,6 +34,15 @@ fn virtio_blk_bench_reports_every_phase() {
         "stdout: {out}\nstderr: {}",
         stderr(&o)
     );
+    out
+}
+
+#[test]
+fn virtio_blk_bench_reports_every_phase() {
+    let s = Scratch::new("bench-blk");
+    let disk = s.file("disk.img", &vec![0x5a; 8 << 20]);
+    let slot = format!("4,virtio-blk,{}", disk.display());
+    let out = run_bench(&s, "virtio_blk_bench", &slot, "reqs=40 seqreqs=3");
     let lines = bench_lines(&out);
     let names: Vec<&str> = lines.iter().map(|l| l.0.as_str()).collect();
     assert_eq!(
@@ -97,33 +88,9 @@ fn virtio_net_bench_reports_its_frames() {
         return;
     }
     let s = Scratch::new("bench-net");
-    let guest = s.guest("virtio_net_bench");
     let tap = format!("bbt{}", std::process::id() % 100_000);
     let slot = format!("5,virtio-net,{tap}");
-    let o = s.run(&[
-        "-m",
-        "64M",
-        "-l",
-        "com1,stdio",
-        "-l",
-        "pc-testdev",
-        "-s",
-        "0,hostbridge",
-        "-s",
-        &slot,
-        "-o",
-        &kernel_opt(&guest),
-        "-o",
-        "boot.cmdline=frames=500 rxframes=5",
-        "vm",
-    ]);
-    let out = stdout(&o);
-    assert_eq!(
-        o.status.code(),
-        Some(33),
-        "stdout: {out}\nstderr: {}",
-        stderr(&o)
-    );
+    let out = run_bench(&s, "virtio_net_bench", &slot, "frames=500 rxframes=5");
     let lines = bench_lines(&out);
     assert_eq!(lines.len(), 2, "{out}");
     let (name, count, unit, bytes, tsc, kicks) = &lines[0];

@@ -6,76 +6,24 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use bhyve_testguests::{exit_status, EXIT_BAD_CMDLINE, EXIT_FAIL, PASS_STATUS};
+use common::disk::*;
+use common::vm::*;
 use common::*;
-
-/// QEMU + KVM present (the QEMU cross-checks are skipped otherwise).
-fn qemu_available() -> bool {
-    let ok = Path::new("/dev/kvm").exists()
-        && Command::new("qemu-system-x86_64")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: qemu-system-x86_64 or /dev/kvm not available");
-    }
-    ok
-}
-
-/// Runs `guest` under QEMU q35 (SeaBIOS assigns the BARs) with `extra`
-/// arguments; (exit status, serial output).
-fn qemu(guest: &Path, cmdline: &str, extra: &[&str]) -> (Option<i32>, String) {
-    let child = Command::new("qemu-system-x86_64")
-        .args(["-M", "q35", "-enable-kvm", "-m", "256", "-nographic"])
-        .args(["-no-reboot", "-display", "none", "-monitor", "none"])
-        .args(["-net", "none", "-serial", "stdio"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel"])
-        .arg(guest)
-        .args(["-append", cmdline])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let o = wait_deadline(child);
-    (o.status.code(), format!("{}{}", stdout(&o), stderr(&o)))
-}
-
-/// The guest's own lines (`NAME: …`), without firmware noise.
-fn lines<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
-    let prefix = format!("{name}: ");
-    out.lines().filter(|l| l.starts_with(&prefix)).collect()
-}
 
 #[test]
 fn c_runtime_under_bhyve() {
     let s = Scratch::new("c-runtime");
-    let kernel = kernel_opt(&s.guest("c_runtime"));
-    let o = s.run(&[
-        "-l",
-        "com1,stdio",
-        "-l",
-        "pc-testdev",
-        "-s",
-        "0,hostbridge",
-        "-s",
-        "3,virtio-rnd",
-        "-m",
-        "256M",
-        "-o",
-        &kernel,
-        "-o",
-        "boot.cmdline=a=b echo=word num=0x2a",
-        "vm0",
-    ]);
+    let o = s.run_guest(
+        "c_runtime",
+        &["3,virtio-rnd"],
+        Some("a=b echo=word num=0x2a"),
+    );
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(PASS_STATUS), "{out}{}", stderr(&o));
     assert_eq!(
-        lines(&out, "c_runtime"),
+        own_lines(&out, "c_runtime"),
         [
             "c_runtime: hello from C at CPL3",
             "c_runtime: format beef 123456789abc -42 -5000000000 4000000000 \
@@ -126,9 +74,9 @@ fn c_runtime_under_qemu() {
         return;
     }
     let s = Scratch::new("c-runtime-qemu");
-    let (st, out) = qemu(&s.guest("c_runtime"), "num=5", &[]);
+    let (st, out) = run_qemu(&s.guest("c_runtime"), "num=5", &[]);
     assert_eq!(st, Some(PASS_STATUS), "{out}");
-    let l = lines(&out, "c_runtime");
+    let l = own_lines(&out, "c_runtime");
     assert!(l.contains(&"c_runtime: no echo"), "{out}");
     assert!(l.contains(&"c_runtime: num 5"), "{out}");
     assert!(l.contains(&"c_runtime: pci 0 8086:29c0"), "{out}");
@@ -145,19 +93,6 @@ const PATTERN_WRITES: [(u64, u64); 4] = [(8, 8), (1000, 128), (3001, 64), (16383
 const DISCARD: (u64, u64) = (4096, 2048);
 const ZEROES: (u64, u64) = (8192, 2048);
 const ZEROES_UNMAP: (u64, u64) = (10240, 2048);
-
-/// Deterministic incompressible bytes (xorshift64).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
 
 fn byte_range((sector, n): (u64, u64)) -> std::ops::Range<usize> {
     (sector * SECTOR) as usize..((sector + n) * SECTOR) as usize
@@ -230,20 +165,6 @@ fn blk_expected(transport: &str, before: &[u8], after: &[u8], ro: &[u8]) -> Vec<
     .collect()
 }
 
-/// Whether [start, end) of the file is one hole (SEEK_HOLE/SEEK_DATA).
-fn is_hole(f: &std::fs::File, r: std::ops::Range<usize>) -> bool {
-    use std::os::fd::AsRawFd;
-    let fd = f.as_raw_fd();
-    // SAFETY: lseek on a file descriptor we own; no memory involved.
-    let (hole, data) = unsafe {
-        (
-            libc::lseek(fd, r.start as i64, libc::SEEK_HOLE),
-            libc::lseek(fd, r.start as i64, libc::SEEK_DATA),
-        )
-    };
-    hole == r.start as i64 && (data < 0 || data >= r.end as i64)
-}
-
 fn blk_run(transport: &str) {
     use std::os::unix::fs::MetadataExt;
     let s = Scratch::new(&format!("blk-io-{transport}"));
@@ -252,29 +173,10 @@ fn blk_run(transport: &str) {
     let disk = s.file("disk.img", &before);
     let ro_disk = s.file("ro.img", &ro);
     let blocks_before = std::fs::metadata(&disk).unwrap().blocks();
-    let kernel = kernel_opt(&s.guest("virtio_blk_io"));
     let blk = format!("3,virtio-blk,{},ser=TESTSERIAL42", disk.display());
     let blk_ro = format!("4,virtio-blk,{},ro", ro_disk.display());
-    let cmdline = format!("boot.cmdline=transport={transport}");
-    let o = s.run(&[
-        "-l",
-        "com1,stdio",
-        "-l",
-        "pc-testdev",
-        "-s",
-        "0,hostbridge",
-        "-s",
-        &blk,
-        "-s",
-        &blk_ro,
-        "-m",
-        "256M",
-        "-o",
-        &kernel,
-        "-o",
-        &cmdline,
-        "vm0",
-    ]);
+    let cmdline = format!("transport={transport}");
+    let o = s.run_guest("virtio_blk_io", &[&blk, &blk_ro], Some(&cmdline));
     let out = stdout(&o);
     let raw = format!("{out}{}", stderr(&o));
     assert_eq!(o.status.code(), Some(PASS_STATUS), "{raw}");
@@ -282,13 +184,8 @@ fn blk_run(transport: &str) {
     // Byte for byte on the host, after bhyve exited.
     let after = std::fs::read(&disk).unwrap();
     assert_eq!(after.len(), DISK_BYTES);
-    let expect = expected_disk(&before);
-    if let Some(i) = (0..DISK_BYTES).find(|&i| after[i] != expect[i]) {
-        panic!(
-            "{transport}: disk byte {i:#x} is {:#x}, expected {:#x} (before {:#x})\n{raw}",
-            after[i], expect[i], before[i]
-        );
-    }
+    let what = format!("{transport}: disk");
+    compare(&what, &after, &expected_disk(&before), &before, &raw);
     assert_eq!(std::fs::read(&ro_disk).unwrap(), ro, "the ro disk changed");
     // Discard and write-zeroes with UNMAP punch holes.
     let f = std::fs::File::open(&disk).unwrap();
@@ -305,7 +202,7 @@ fn blk_run(transport: &str) {
         "{transport}: st_blocks {blocks_before} → {blocks_after}"
     );
 
-    let mut got = lines(&out, "virtio_blk_io");
+    let mut got = own_lines(&out, "virtio_blk_io");
     let topology = got
         .iter()
         .position(|l| l.starts_with("virtio_blk_io: topology exp "));
@@ -373,7 +270,7 @@ fn virtio_blk_io_under_qemu() {
             "file={},if=none,id=d0,format=raw,discard=unmap",
             disk.display()
         );
-        let (st, out) = qemu(
+        let (st, out) = run_qemu(
             &guest,
             &format!("transport={transport}"),
             &[
@@ -444,29 +341,12 @@ fn console_run(transport: &str, names: &[&str], use_port: usize, txlen: usize, r
         .map(|(n, p)| format!("{n}={}", p.display()))
         .collect();
     let dev = format!("3,virtio-console,{}", spec.join(","));
-    let kernel = kernel_opt(&s.guest("virtio_console_io"));
     let cmdline = format!(
-        "boot.cmdline=transport={transport} port={} txlen={txlen} rxlen={rxlen}",
+        "transport={transport} port={} txlen={txlen} rxlen={rxlen}",
         names[use_port]
     );
     let child = s
-        .command(&[
-            "-l",
-            "com1,stdio",
-            "-l",
-            "pc-testdev",
-            "-s",
-            "0,hostbridge",
-            "-s",
-            &dev,
-            "-m",
-            "256M",
-            "-o",
-            &kernel,
-            "-o",
-            &cmdline,
-            "vm0",
-        ])
+        .guest_command("virtio_console_io", &[&dev], Some(&cmdline))
         .spawn()
         .unwrap();
     let rx = noise(rxlen, 0x5eed + rxlen as u64);
@@ -520,7 +400,7 @@ fn console_run(transport: &str, names: &[&str], use_port: usize, txlen: usize, r
         .into_iter()
         .map(|l| format!("virtio_console_io: {l}"))
         .collect();
-    assert_eq!(lines(&out, "virtio_console_io"), want, "{raw}");
+    assert_eq!(own_lines(&out, "virtio_console_io"), want, "{raw}");
 }
 
 #[test]
@@ -555,7 +435,7 @@ fn virtio_console_io_under_qemu() {
         let rx = noise(4096, 3);
         let rx2 = rx.clone();
         let client = std::thread::spawn(move || console_client(&sock, 3000, &rx2));
-        let (st, out) = qemu(
+        let (st, out) = run_qemu(
             &guest,
             &format!("transport={transport}"),
             &[

@@ -85,6 +85,7 @@ pub fn kernel_opt(p: &Path) -> String {
     format!("boot.kernel={}", p.display())
 }
 
+pub mod disk;
 pub mod ipxe;
 pub mod net;
 pub mod vm;

@@ -3,10 +3,10 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use super::kernel_opt;
+use super::{kernel_opt, stderr, stdout, wait_deadline, Scratch};
 
 /// A bhyve child whose stdout is collected as it comes; killed on drop.
 pub struct Running {
@@ -71,26 +71,46 @@ pub enum Vmm {
     Qemu,
 }
 
+/// bhyve's arguments for test guest `guest` in VM `vm`: `mem` of RAM,
+/// COM1 on stdio, pc-testdev, a hostbridge in slot 0 and `slots`.
+pub fn guest_args(
+    guest: &Path,
+    mem: &str,
+    slots: &[&str],
+    cmdline: Option<&str>,
+    vm: &str,
+) -> Vec<String> {
+    let mut a: Vec<String> = ["-m", mem, "-l", "com1,stdio", "-l", "pc-testdev"]
+        .map(str::to_owned)
+        .to_vec();
+    for slot in ["0,hostbridge"].iter().chain(slots) {
+        a.extend(["-s".to_owned(), slot.to_string()]);
+    }
+    a.extend(["-o".to_owned(), kernel_opt(guest)]);
+    if let Some(c) = cmdline {
+        a.extend(["-o".to_owned(), format!("boot.cmdline={c}")]);
+    }
+    a.push(vm.to_owned());
+    a
+}
+
 pub fn bhyve_args(guest: &Path, slot: &str, cmdline: &str) -> Vec<String> {
-    [
-        "-m",
-        "128M",
-        "-l",
-        "com1,stdio",
-        "-l",
-        "pc-testdev",
-        "-s",
-        "0,hostbridge",
-        "-s",
-        slot,
-        "-o",
-        &kernel_opt(guest),
-        "-o",
-        &format!("boot.cmdline={cmdline}"),
-        "vm",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    guest_args(guest, "128M", &[slot], Some(cmdline), "vm")
+}
+
+impl Scratch {
+    /// bhyve running test guest `name` in VM `vm0` with 256 MiB (see
+    /// [`guest_args`]).
+    pub fn guest_command(&self, name: &str, slots: &[&str], cmdline: Option<&str>) -> Command {
+        let args = guest_args(&self.guest(name), "256M", slots, cmdline, "vm0");
+        self.command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// [`Scratch::guest_command`] run to completion (killed after
+    /// [`super::DEADLINE`]).
+    pub fn run_guest(&self, name: &str, slots: &[&str], cmdline: Option<&str>) -> Output {
+        wait_deadline(self.guest_command(name, slots, cmdline).spawn().unwrap())
+    }
 }
 
 /// QEMU q35 (SeaBIOS assigns the BARs), the guest as a PVH kernel.
@@ -123,18 +143,30 @@ pub fn qemu_args(guest: &Path, cmdline: &str) -> Vec<String> {
     a
 }
 
-/// QEMU + KVM present (the QEMU cross-checks are skipped otherwise).
-pub fn qemu_available() -> bool {
-    let ok = Path::new("/dev/kvm").exists()
-        && Command::new("qemu-system-x86_64")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: qemu-system-x86_64 or /dev/kvm not available");
-    }
-    ok
+// Not every test that shares this module runs QEMU.
+#[allow(unused_imports)]
+pub use bhyve_testguests::qemu_available;
+
+/// Runs `guest` under QEMU ([`qemu_args`]) with `extra` arguments to
+/// completion; (exit status, serial output and QEMU's stderr).
+pub fn run_qemu(guest: &Path, cmdline: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let child = Command::new("qemu-system-x86_64")
+        .args(qemu_args(guest, cmdline))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = wait_deadline(child);
+    (o.status.code(), format!("{}{}", stdout(&o), stderr(&o)))
+}
+
+/// The guest's own lines (`NAME: …`), without firmware noise: unlike
+/// [`guest_lines`], a line must start with the guest's name.
+pub fn own_lines<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    let prefix = format!("{name}: ");
+    out.lines().filter(|l| l.starts_with(&prefix)).collect()
 }
 
 /// The guest's lines (`NAME: …\n`), cut free of firmware text that may

@@ -496,6 +496,21 @@ pub const fn exit_status(v: u32) -> i32 {
 /// The exit status of a guest that passed: `exit_status(EXIT_PASS)`.
 pub const PASS_STATUS: i32 = exit_status(EXIT_PASS);
 
+/// Whether QEMU with KVM is here to run the guests as the yardstick
+/// (tests skip their QEMU cross-checks otherwise, saying so on stderr).
+pub fn qemu_available() -> bool {
+    let ok = Path::new("/dev/kvm").exists()
+        && std::process::Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: qemu-system-x86_64 or /dev/kvm not available");
+    }
+    ok
+}
+
 /// The image of guest `name`.
 pub fn guest_bytes(name: &str) -> Option<&'static [u8]> {
     TABLE.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)

@@ -7,21 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bhyve_testguests::{
-    exit_status, fnv1a, write_guest, EXIT_BAD_CMDLINE, EXIT_PASS, EXIT_SMP_TIMEOUT,
+    exit_status, fnv1a, qemu_available, write_guest, EXIT_BAD_CMDLINE, EXIT_PASS, EXIT_SMP_TIMEOUT,
 };
-
-fn qemu_available() -> bool {
-    let ok = Path::new("/dev/kvm").exists()
-        && Command::new("qemu-system-x86_64")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: qemu-system-x86_64 or /dev/kvm not available");
-    }
-    ok
-}
 
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bhyve-tg-qemu-{}-{tag}", std::process::id()));
