@@ -99,14 +99,7 @@ pub fn ahci_device(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cfg(pairs: &[(&str, &str)]) -> Config {
-        let mut c = Config::with_defaults();
-        for (k, v) in pairs {
-            c.set(k, v).unwrap();
-        }
-        c
-    }
+    use crate::testutil::config as cfg;
 
     #[test]
     fn ports_and_identify_overrides() {

@@ -61,14 +61,7 @@ pub fn e1000_device(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cfg(pairs: &[(&str, &str)]) -> Config {
-        let mut c = Config::with_defaults();
-        for (k, v) in pairs {
-            c.set(k, v).unwrap();
-        }
-        c
-    }
+    use crate::testutil::config as cfg;
 
     #[test]
     fn mac_and_backend() {

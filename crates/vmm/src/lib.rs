@@ -22,6 +22,8 @@ pub mod platform;
 pub mod signals;
 pub mod stats;
 pub mod store;
+#[cfg(test)]
+mod testutil;
 pub mod uart_pci;
 pub mod vcpu;
 pub mod virtio;

@@ -431,12 +431,7 @@ mod tests {
     use vm_memory::GuestMemoryMmap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Config {
-        let mut c = Config::with_defaults();
-        c.set("name", "t").unwrap();
-        for (k, v) in pairs {
-            c.set(k, v).unwrap();
-        }
-        c
+        crate::testutil::config(&[&[("name", "t")], pairs].concat())
     }
 
     fn err(pairs: &[(&str, &str)]) -> (String, i32) {

@@ -218,14 +218,7 @@ pub fn nvme_device(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cfg(pairs: &[(&str, &str)]) -> Config {
-        let mut c = Config::with_defaults();
-        for (k, v) in pairs {
-            c.set(k, v).unwrap();
-        }
-        c
-    }
+    use crate::testutil::config as cfg;
 
     #[test]
     fn options_as_bhyve_parses_them() {

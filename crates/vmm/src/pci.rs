@@ -503,14 +503,7 @@ impl PciPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cfg(pairs: &[(&str, &str)]) -> Config {
-        let mut c = Config::with_defaults();
-        for (k, v) in pairs {
-            c.set(k, v).unwrap();
-        }
-        c
-    }
+    use crate::testutil::config as cfg;
 
     #[test]
     fn ids_from_configuration() {
