@@ -495,6 +495,16 @@ const KEYS: [u16; 5] = [48, 35, 21, 47, 18];
 /// every press arrives, in order, as an EV_KEY event.
 #[test]
 fn linux_virtio_input_gets_host_evdev_keys() {
+    virtio_input(Irq::MsiX);
+}
+
+/// The same with `-W`.
+#[test]
+fn linux_virtio_input_with_w() {
+    virtio_input(Irq::Msi);
+}
+
+fn virtio_input(irq: Irq) {
     let tool = bhyve_lab::tools::uinput_keys(&lab().work_dir().join("tools")).unwrap();
     let script = r#"
 dev= sys=
@@ -519,7 +529,8 @@ lab-pci-irqs 0000:00:04.0
         script,
         "lab.end=poweroff",
         &format!(
-            "UINPUT={}\nKEYS='{}'\n{}",
+            "{}UINPUT={}\nKEYS='{}'\n{}",
+            irq.vars(),
             shell_quote(&tool.display().to_string()),
             keys.join(" "),
             r#"
@@ -529,7 +540,7 @@ upid=$!
 wait_for uinput.out EVDEV 30 || { cat uinput.out; exit 1; }
 ev=$(sed -n 's/^EVDEV //p' uinput.out)
 result evdev "$ev"
-$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 4,virtio-input,"$ev" -s 31,lpc -l com1,stdio \
+$BHYVE -A $W -c 1 -m 256M -s 0,hostbridge -s 4,virtio-input,"$ev" -s 31,lpc -l com1,stdio \
     -o boot.kernel="$BZIMAGE" -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-input \
     >console.log 2>bhyve.err </dev/null &
 pid=$!
@@ -562,7 +573,7 @@ cat bhyve.err uinput.out
         .map(|(_, k)| k.to_string())
         .collect();
     assert_eq!(got, keys, "{}", r.explain());
-    Irq::MsiX.check(&r, "0000:00:04.0");
+    irq.check(&r, "0000:00:04.0");
     assert!(r.result("stuck").is_none(), "{}", r.explain());
     r.expect("bhyve", "1");
 }
