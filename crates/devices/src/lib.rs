@@ -26,6 +26,7 @@ pub mod post;
 pub mod ps2kbd;
 pub mod ps2mouse;
 pub mod reset;
+pub mod ramdisk;
 pub mod rtc;
 #[cfg(test)]
 mod testutil;

@@ -20,7 +20,6 @@ pub mod ata;
 mod atapi;
 mod port;
 pub mod prdt;
-mod ramdisk;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -37,7 +36,6 @@ use crate::pci::{le_value, put_le, PciDevice};
 
 pub use ata::Ident;
 use port::{Completion, Ctx, Port};
-pub use ramdisk::RamDisk;
 
 pub const VENDOR_INTEL: u16 = 0x8086;
 pub const DEVICE_ICH8_AHCI: u16 = 0x2821;

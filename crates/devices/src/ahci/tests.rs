@@ -12,6 +12,7 @@ use super::port::*;
 use super::*;
 use crate::blockif::BlockOp;
 use crate::pci::{MsiMessage, PciInterrupts};
+use crate::ramdisk::{Completion, Options, RamDisk};
 
 const MEM: usize = 8 << 20;
 pub(super) const DATA: u64 = 0x40_0000;
@@ -71,7 +72,11 @@ impl Hba {
         let mut disks = Vec::new();
         let mut drives = Vec::new();
         for &(n, atapi, size, info) in ports {
-            let d = Arc::new(RamDisk::new(size, info).unwrap());
+            let worker = Options {
+                completion: Completion::Worker,
+                strict: false,
+            };
+            let d = RamDisk::new(vec![0; size], info, worker).unwrap();
             d.with_data(|v| {
                 for (i, b) in v.iter_mut().enumerate() {
                     *b = (i / 512) as u8 ^ (i as u8);
@@ -454,7 +459,7 @@ fn flush_completes_after_the_backend() {
     assert_eq!(h.r(pbase(0) + P_CI), 3 << 5);
     h.disks[0].hold(false);
     h.wait("both done", |h| h.r(pbase(0) + P_CI) == 0);
-    assert_eq!(h.disks[0].log()[0].0, BlockOp::Flush);
+    assert_eq!(h.disks[0].executed()[0].0, BlockOp::Flush);
     // CHECK POWER MODE answered "active" in the count.
     assert_eq!(h.read_mem(fb(0) + 0x40 + 12, 1), vec![0xff]);
 }
@@ -480,7 +485,7 @@ fn trim_through_dsm_and_send_fpdma() {
     assert!(pattern(&h.disks[0], 100 * 512, 512).iter().all(|b| *b == 0));
     assert_ne!(pattern(&h.disks[0], 14 * 512, 512), vec![0; 512]);
     let discards = h.disks[0]
-        .log()
+        .executed()
         .iter()
         .filter(|l| l.0 == BlockOp::Discard)
         .count();
@@ -516,7 +521,7 @@ fn trim_refused_without_delete() {
     let mut f = fis(ata::DSM, 0, 1);
     f[3] = 1;
     assert_eq!(h.run(0, 0, &f, &[], &[(DATA, 512)]), ABORT);
-    assert!(h.disks[0].log().is_empty());
+    assert!(h.disks[0].executed().is_empty());
 }
 
 #[test]
@@ -570,7 +575,7 @@ fn bad_prdts_and_tables() {
     assert_eq!(h.prdbc(0, 5), 4096);
     assert_eq!(h.read_mem(DATA, 4096), pattern(&h.disks[0], 0, 4096));
     let reads = h.disks[0]
-        .log()
+        .executed()
         .iter()
         .filter(|l| l.0 == BlockOp::Read)
         .count();
@@ -663,7 +668,7 @@ fn reset_drops_in_flight_completions() {
     assert_eq!(h.r(pbase(0) + P_SIG), SIG_ATA);
     h.w(pbase(0) + P_IS, u32::MAX);
     h.disks[0].hold(false);
-    h.wait("request ran", |h| !h.disks[0].log().is_empty());
+    h.wait("request ran", |h| !h.disks[0].executed().is_empty());
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(h.r(pbase(0) + P_IS), 0, "stale completion ignored");
     // The port works after the reset.

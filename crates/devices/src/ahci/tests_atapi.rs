@@ -3,7 +3,7 @@
 use super::ata;
 use super::port::*;
 use super::tests::{fis, Hba, DATA};
-use super::RamDisk;
+use crate::ramdisk::RamDisk;
 
 /// A CD of `blocks` 2048-byte blocks on port 1.
 fn cd(blocks: usize) -> Hba {
@@ -77,9 +77,9 @@ fn capacity_and_reads() {
     // After REQUEST SENSE the sense is gone.
     assert_eq!(sense(&h), (0, 0));
     // A zero-length read succeeds without I/O.
-    let n = h.disks[0].log().len();
+    let n = h.disks[0].executed().len();
     assert_eq!(packet(&h, 4, &[0x28], 2048) & 0xff, 0x50);
-    assert_eq!(h.disks[0].log().len(), n);
+    assert_eq!(h.disks[0].executed().len(), n);
 }
 
 #[test]

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{ram, Cursor, NoIrq};
-use crate::ahci::{Ahci, Drive, Ident, RamDisk, ABAR};
+use crate::ahci::{Ahci, Drive, Ident, ABAR};
 use crate::blockif::BlockOp;
 use crate::pci::PciDevice;
+use crate::ramdisk::{Completion, Options, RamDisk};
 
 const DISK: usize = 256 << 10;
 const CD: usize = 64 << 10;
@@ -41,13 +42,16 @@ fn exercise(data: &[u8]) -> Vec<(BlockOp, u64, u64)> {
         revision: "1".into(),
         nmrr: 1,
     };
+    let worker = Options {
+        completion: Completion::Worker,
+        strict: false,
+    };
     let (Ok(disk), Ok(cd)) = (
-        RamDisk::new(DISK, RamDisk::info_rw()),
-        RamDisk::new(CD, RamDisk::info_rw()),
+        RamDisk::new(vec![0; DISK], RamDisk::info_rw(), worker),
+        RamDisk::new(vec![0; CD], RamDisk::info_rw(), worker),
     ) else {
         return Vec::new();
     };
-    let (disk, cd) = (Arc::new(disk), Arc::new(cd));
     let drives = vec![
         (0, Drive::new(disk.clone(), false, ident("D"))),
         (1, Drive::new(cd.clone(), true, ident("C"))),
@@ -108,7 +112,7 @@ fn exercise(data: &[u8]) -> Vec<(BlockOp, u64, u64)> {
     f.lock().unwrap_or_else(|e| e.into_inner()).reset();
     drain(&[&disk, &cd]);
     for (d, size) in [(&disk, DISK), (&cd, CD)] {
-        for (op, off, len) in d.log() {
+        for (op, off, len) in d.executed() {
             assert!(
                 off.checked_add(len).is_some_and(|e| e <= size as u64),
                 "{op:?} at {off:#x}+{len:#x} outside a {size:#x}-byte disk"
@@ -116,7 +120,7 @@ fn exercise(data: &[u8]) -> Vec<(BlockOp, u64, u64)> {
         }
     }
     drop_hba(f);
-    disk.log()
+    disk.executed()
 }
 
 /// Waits (boundedly) until the disks' queues are empty; they are not

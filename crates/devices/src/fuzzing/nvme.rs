@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use vm_memory::{Bytes, GuestAddress};
 
-use super::blk::RamDisk;
+use super::blk::checking_disk;
 use super::{ram, Cursor, NoIrq, RAM};
 use crate::nvme::{NvmeParams, NvmePci, REG_BAR};
 use crate::pci::PciDevice;
 
-/// Input: the disk's options byte (see [`RamDisk::new`]), a parameters
+/// Input: the disk's options byte (see [`super::blk::disk_info`]), a parameters
 /// byte (maxq, qsz, ioslots), then operations of 7 bytes (op, a u16, a
 /// u32). All of the input is also guest RAM.
 pub fn nvme_controller(data: &[u8]) {
@@ -22,7 +22,9 @@ pub fn nvme_controller(data: &[u8]) {
         return;
     };
     let mem = ram(data);
-    let disk = RamDisk::new(opts);
+    let Ok(disk) = checking_disk(opts) else {
+        return;
+    };
     let mut p = NvmeParams::bhyve_defaults(4, 0);
     p.max_queues = u16::from(pb & 3) + 1;
     p.queue_entries = [2, 4, 16, 2048][usize::from((pb >> 2) & 3)];
@@ -88,12 +90,7 @@ pub fn nvme_controller(data: &[u8]) {
     }
     f.lock().unwrap_or_else(|e| e.into_inner()).reset();
     drop_function(f);
-    let violation = disk
-        .violation
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    if let Some(v) = violation {
+    if let Some(v) = disk.take_violation() {
         panic!("nvme asked the backend for something it must not: {v}");
     }
 }

@@ -2,24 +2,26 @@
 //! the transport, and arbitrary CDBs and UNMAP parameter lists straight
 //! into the command set, whose answers are checked against the LUN.
 
-use super::blk::RamDisk;
+use super::blk::{checking_disk, disk_info};
 use super::driver::Machine;
 use super::Cursor;
-use crate::blockif::{BlockIo, BlockOp};
+use crate::blockif::BlockOp;
 use crate::virtio::scsi::target::{self, Action, LunInfo, MAX_TRANSFER_BYTES, MAX_UNMAP_BYTES};
 use crate::virtio::scsi::{ScsiLun, VirtioScsi};
 
 const CONTROLQ: usize = 0;
 const REQUESTQ: usize = 2;
 
-/// Input: the disk's options byte (see [`RamDisk::new`]; 0x10 adds LUN
+/// Input: the disk's options byte (see [`disk_info`]; 0x10 adds LUN
 /// 1 over the same disk), then the driver program of [`Machine`]
 /// (queue 0 control, 1 events, 2 requests; the configuration writes
 /// reach cdb_size and sense_size).
 pub fn virtio_scsi(data: &[u8]) {
     let mut c = Cursor(data);
     let Some(opts) = c.u8() else { return };
-    let disk = RamDisk::new(opts);
+    let Ok(disk) = checking_disk(opts) else {
+        return;
+    };
     let mut luns = vec![ScsiLun {
         lun: 0,
         backend: disk.clone(),
@@ -40,11 +42,7 @@ pub fn virtio_scsi(data: &[u8]) {
         m.wait_answered(&[CONTROLQ, REQUESTQ], || {});
     }
     m.finish();
-    let v = disk
-        .violation
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
+    let v = disk.take_violation();
     assert!(
         v.is_none(),
         "virtio-scsi asked the disk for {}",
@@ -62,7 +60,7 @@ pub fn scsi_cdb(data: &[u8]) {
     let cdb = c.take(n.into()).to_vec();
     let param = c.rest();
     let lun = LunInfo {
-        info: RamDisk::new(opts).info(),
+        info: disk_info(opts),
         serial: "fuzz-serial".into(),
     };
     let present = opts & 0x10 == 0;

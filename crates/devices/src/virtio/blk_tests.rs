@@ -1,14 +1,14 @@
 //! virtio-blk driven through the legacy transport as a driver would,
 //! over an in-memory backend whose completions can be held back.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
-use crate::blockif::{BlockDone, BlockInfo, BlockIo, BlockRequest};
 use crate::pci::{MsiMessage, PciDevice, PciInterrupts};
+use crate::ramdisk::{racing_disk, RamDisk};
 use crate::virtio::pci::{IrqMode, VirtioPci, LEGACY_BAR};
 use crate::virtio::transport::legacy;
 
@@ -22,97 +22,6 @@ impl PciInterrupts for NoIrq {
     fn set_intx(&self, _: bool) {}
     fn route_msi(&self, _: u16, _: Option<MsiMessage>) {}
     fn fire_msi(&self, _: u16) {}
-}
-
-/// A RAM disk; `hold` keeps completions back until released.
-struct RamDisk(Arc<Disk>);
-
-impl std::ops::Deref for RamDisk {
-    type Target = Disk;
-    fn deref(&self) -> &Disk {
-        &self.0
-    }
-}
-
-struct Disk {
-    data: Mutex<Vec<u8>>,
-    info: BlockInfo,
-    hold: Mutex<bool>,
-    cv: Condvar,
-    ops: Mutex<Vec<(BlockOp, u64, u64, bool)>>,
-}
-
-impl RamDisk {
-    fn new(size: usize, ro: bool) -> Arc<RamDisk> {
-        Arc::new(RamDisk(Arc::new(Disk {
-            data: Mutex::new((0..size).map(|i| (i / 512) as u8).collect()),
-            info: BlockInfo {
-                size: size as u64,
-                sector_size: 512,
-                physical_sector_size: 4096,
-                physical_sector_offset: 0,
-                read_only: ro,
-                can_delete: !ro,
-            },
-            hold: Mutex::new(false),
-            cv: Condvar::new(),
-            ops: Mutex::new(Vec::new()),
-        })))
-    }
-
-    fn release(&self) {
-        *self.hold.lock().unwrap() = false;
-        self.cv.notify_all();
-    }
-}
-
-fn exec(d: &Disk, r: &mut BlockRequest) -> std::io::Result<u64> {
-    let mut data = d.data.lock().unwrap();
-    let off = r.offset as usize;
-    match (&r.op, &r.buffers) {
-        (BlockOp::Read | BlockOp::Write, BlockBuffers::Guest { mem, segs }) => {
-            let mut at = off;
-            for &(a, l) in segs {
-                let l = l as usize;
-                let res = if r.op == BlockOp::Read {
-                    mem.write_slice(&data[at..at + l], a)
-                } else {
-                    mem.read_slice(&mut data[at..at + l], a)
-                };
-                res.map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
-                at += l;
-            }
-            Ok((at - off) as u64)
-        }
-        (BlockOp::Discard | BlockOp::WriteZeroes { .. }, _) => {
-            data[off..off + r.len as usize].fill(0);
-            Ok(r.len)
-        }
-        (BlockOp::Flush, _) => Ok(0),
-        _ => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
-    }
-}
-
-impl BlockIo for RamDisk {
-    fn info(&self) -> BlockInfo {
-        self.info
-    }
-    fn submit(&self, mut r: BlockRequest, done: BlockDone) {
-        self.ops
-            .lock()
-            .unwrap()
-            .push((r.op, r.offset, r.len, r.fua));
-        let me = self.0.clone();
-        std::thread::spawn(move || {
-            let mut h = me.hold.lock().unwrap();
-            while *h {
-                h = me.cv.wait(h).unwrap();
-            }
-            drop(h);
-            let res = exec(&me, &mut r);
-            done(r, res);
-        });
-    }
 }
 
 struct H {
@@ -130,12 +39,7 @@ fn harness(disk: Arc<RamDisk>, serial: &str, features: u32) -> H {
 /// [`harness`], with `post` filling the ring before DRIVER_OK: the worker's
 /// first look at the ring then sees every chain at once (posting after
 /// DRIVER_OK races with that look).
-fn harness_posted(
-    disk: Arc<RamDisk>,
-    serial: &str,
-    features: u32,
-    post: impl FnOnce(&mut H),
-) -> H {
+fn harness_posted(disk: Arc<RamDisk>, serial: &str, features: u32, post: impl FnOnce(&mut H)) -> H {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
     let dev = VirtioBlk::new(disk.clone(), serial);
     let f = VirtioPci::new_shared(Box::new(dev), mem.clone(), IrqMode::MsiX, None).unwrap();
@@ -270,7 +174,7 @@ const F_ALL: u32 = (features::SEG_MAX
 
 #[test]
 fn identity_features_and_config() {
-    let h = harness(RamDisk::new(1 << 20, false), "s", F_ALL);
+    let h = harness(racing_disk(1 << 20, false), "s", F_ALL);
     let mut id = [0u8; 4];
     h.f.lock().unwrap().config().read(0, &mut id);
     assert_eq!(u32::from_le_bytes(id), 0x1001_1af4);
@@ -288,7 +192,7 @@ fn identity_features_and_config() {
     assert_eq!(h.cfg(44, 4), 8, "discard alignment in sectors");
     assert_eq!(h.cfg(56, 1), 1);
     assert_eq!(h.cfg(58, 4), 0, "past the end reads as zero");
-    let ro = harness(RamDisk::new(4096, true), "s", 0);
+    let ro = harness(racing_disk(4096, true), "s", 0);
     let hf = ro.r(legacy::HOST_FEATURES, 4);
     assert_ne!(hf & features::RO, 0);
     assert_eq!(hf & (features::DISCARD | features::WRITE_ZEROES), 0);
@@ -296,7 +200,7 @@ fn identity_features_and_config() {
 
 #[test]
 fn write_read_flush_and_get_id() {
-    let mut h = harness(RamDisk::new(1 << 20, false), "BHYVE-D5EC-1A86-9C8F", F_ALL);
+    let mut h = harness(racing_disk(1 << 20, false), "BHYVE-D5EC-1A86-9C8F", F_ALL);
     let pat: Vec<u8> = (0..1536u32).map(|i| (i * 7 + 3) as u8).collect();
     h.mem.write_slice(&pat[..512], GuestAddress(DATA)).unwrap();
     h.mem
@@ -308,9 +212,9 @@ fn write_read_flush_and_get_id() {
         &[(DATA, 512, false), (DATA + 0x3000, 1024, false)],
     );
     assert_eq!((st, len), (req::S_OK, 1));
-    assert_eq!(&h.disk.data.lock().unwrap()[5120..5120 + 1536], &pat[..]);
+    assert_eq!(h.disk.with_data(|d| d[5120..5120 + 1536].to_vec()), pat);
     assert!(
-        !h.disk.ops.lock().unwrap()[0].3,
+        !h.disk.submitted()[0].3,
         "FLUSH negotiated: no write-through"
     );
     let (st, len) = h.request(req::IN, 10, &[(DATA + 0x8000, 1536, true)]);
@@ -332,14 +236,14 @@ fn write_read_flush_and_get_id() {
 
 #[test]
 fn without_flush_feature_writes_are_write_through() {
-    let mut h = harness(RamDisk::new(1 << 16, false), "s", 0);
+    let mut h = harness(racing_disk(1 << 16, false), "s", 0);
     assert_eq!(h.request(req::OUT, 0, &[(DATA, 512, false)]).0, req::S_OK);
-    assert!(h.disk.ops.lock().unwrap()[0].3);
+    assert!(h.disk.submitted()[0].3);
 }
 
 #[test]
 fn refused_requests() {
-    let mut h = harness(RamDisk::new(1 << 16, false), "s", 0);
+    let mut h = harness(racing_disk(1 << 16, false), "s", 0);
     let cap = (1u64 << 16) / 512;
     // Past the end, straddling it, and a sector count that overflows.
     assert_eq!(
@@ -385,7 +289,7 @@ fn refused_requests() {
         (st, len) == (req::S_IOERR, 1) || (st, len) == (0xff, 0),
         "{st} {len}"
     );
-    let n = h.disk.ops.lock().unwrap().len();
+    let n = h.disk.submitted().len();
     assert_eq!(n, 1, "only the out-of-RAM read reached the backend");
     // Header split across descriptors still parses; a short one does not.
     h.mem.write_obj(req::FLUSH, GuestAddress(DATA)).unwrap();
@@ -420,7 +324,7 @@ fn refused_requests() {
 
 #[test]
 fn read_only_refuses_writes() {
-    let mut h = harness(RamDisk::new(1 << 16, true), "s", 0);
+    let mut h = harness(racing_disk(1 << 16, true), "s", 0);
     assert_eq!(
         h.request(req::OUT, 0, &[(DATA, 512, false)]).0,
         req::S_IOERR
@@ -430,7 +334,7 @@ fn read_only_refuses_writes() {
 
 #[test]
 fn discard_and_write_zeroes() {
-    let mut h = harness(RamDisk::new(1 << 16, false), "s", F_ALL);
+    let mut h = harness(racing_disk(1 << 16, false), "s", F_ALL);
     let seg = DATA + 0x1000;
     let put = |h: &H, sector: u64, n: u32, flags: u32| {
         h.mem.write_obj(sector, GuestAddress(seg)).unwrap();
@@ -439,26 +343,21 @@ fn discard_and_write_zeroes() {
     };
     put(&h, 2, 3, 0);
     assert_eq!(h.request(req::DISCARD, 0, &[(seg, 16, false)]).0, req::S_OK);
-    {
-        let d = h.disk.data.lock().unwrap();
+    h.disk.with_data(|d| {
         assert!(d[1024..2560].iter().all(|&b| b == 0));
         assert_eq!(d[2560], 5);
         assert_eq!(d[1023], 1);
-    }
+    });
     put(&h, 8, 1, req::WRITE_ZEROES_UNMAP);
     assert_eq!(
         h.request(req::WRITE_ZEROES, 0, &[(seg, 16, false)]).0,
         req::S_OK
     );
-    assert!(h.disk.data.lock().unwrap()[4096..4608]
-        .iter()
-        .all(|&b| b == 0));
-    assert!(h.disk.ops.lock().unwrap().contains(&(
-        BlockOp::WriteZeroes { unmap: true },
-        4096,
-        512,
-        false
-    )));
+    assert!(h.disk.with_data(|d| d[4096..4608].iter().all(|&b| b == 0)));
+    assert!(h
+        .disk
+        .submitted()
+        .contains(&(BlockOp::WriteZeroes { unmap: true }, 4096, 512, false)));
     // UNMAP on a discard, unknown flags, two ranges, out of range.
     put(&h, 0, 1, 1);
     assert_eq!(
@@ -489,9 +388,9 @@ fn discard_and_write_zeroes() {
 
 #[test]
 fn reset_with_requests_in_flight() {
-    let disk = RamDisk::new(1 << 16, false);
+    let disk = racing_disk(1 << 16, false);
     let mut h = harness(disk.clone(), "s", F_ALL);
-    *disk.hold.lock().unwrap() = true;
+    disk.hold(true);
     let status = DATA + 0x500;
     h.mem.write_obj(req::IN, GuestAddress(DATA)).unwrap();
     h.mem.write_obj(0u64, GuestAddress(DATA + 8)).unwrap();
@@ -504,13 +403,13 @@ fn reset_with_requests_in_flight() {
         ]);
     }
     let t = Instant::now();
-    while disk.ops.lock().unwrap().len() < 4 {
+    while disk.submitted().len() < 4 {
         assert!(t.elapsed() < Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(1));
     }
     h.w(legacy::STATUS, 1, 0);
     assert_eq!(h.r(legacy::STATUS, 1), 0);
-    disk.release();
+    disk.hold(false);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(h.used_idx(), 0, "nothing reached the ring after reset");
     assert_eq!(h.mem.read_obj::<u8>(GuestAddress(status)).unwrap(), 0xff);
@@ -534,9 +433,9 @@ fn reset_with_requests_in_flight() {
 
 #[test]
 fn many_requests_in_flight_complete() {
-    let disk = RamDisk::new(1 << 20, false);
+    let disk = racing_disk(1 << 20, false);
     let mut h = harness(disk.clone(), "s", F_ALL);
-    *disk.hold.lock().unwrap() = true;
+    disk.hold(true);
     h.mem.write_obj(req::IN, GuestAddress(DATA)).unwrap();
     h.mem.write_obj(0u64, GuestAddress(DATA + 8)).unwrap();
     // 40 requests of 3 descriptors: the ring wraps its descriptor table.
@@ -548,14 +447,14 @@ fn many_requests_in_flight_complete() {
         ]);
     }
     let t = Instant::now();
-    while disk.ops.lock().unwrap().len() < 40 {
+    while disk.submitted().len() < 40 {
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "not all in flight at once"
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    disk.release();
+    disk.hold(false);
     h.wait_used(40);
     for i in 0..40u64 {
         assert_eq!(
@@ -572,7 +471,7 @@ fn many_requests_in_flight_complete() {
 /// status. A read of another place breaks the run.
 #[test]
 fn contiguous_requests_are_merged() {
-    let disk = RamDisk::new(1 << 20, false);
+    let disk = racing_disk(1 << 20, false);
     let h = harness_posted(disk.clone(), "s", F_ALL, |h| {
         for i in 0..8u64 {
             let hdr = DATA + 32 * i;
@@ -614,7 +513,7 @@ fn contiguous_requests_are_merged() {
         .read_slice(&mut b, GuestAddress(DATA + 0x3000))
         .unwrap();
     assert!(b.iter().all(|&x| x == 100));
-    let ops = disk.ops.lock().unwrap().clone();
+    let ops = disk.submitted();
     let reads: Vec<u64> = ops
         .iter()
         .filter(|o| o.0 == BlockOp::Read)

@@ -1,113 +1,38 @@
 //! A small NVMe host driver over fake guest memory, and a RAM disk that
 //! can hold requests, for the controller tests.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::blockif::{BlockBuffers, BlockDone, BlockInfo, BlockIo, BlockOp, BlockRequest};
+use crate::blockif::BlockInfo;
 use crate::nvme::regs::{self, CC, CSTS};
 use crate::nvme::spec::{admin, Command, Status};
 use crate::nvme::{NvmeParams, NvmePci, MSIX_BAR, REG_BAR};
 use crate::pci::{MsiMessage, PciDevice, PciInterrupts};
+use crate::ramdisk::{sector_bytes, Completion, Options, RamDisk};
 
 pub(super) const MEM: usize = 8 << 20;
 pub(super) const ASQ: u64 = 0x10000;
 pub(super) const ACQ: u64 = 0x20000;
 pub(super) const DATA: u64 = 0x400000;
 
-/// A RAM disk that completes at once, or holds requests until released.
-pub(super) struct Disk {
-    pub(super) info: BlockInfo,
-    pub(super) data: Mutex<Vec<u8>>,
-    pub(super) hold: AtomicBool,
-    pub(super) held: Mutex<VecDeque<(BlockRequest, BlockDone)>>,
-    pub(super) ops: Mutex<Vec<(BlockOp, u64, u64, bool)>>,
-}
-
-impl Disk {
-    pub(super) fn new(size: usize, can_delete: bool, read_only: bool) -> Arc<Disk> {
-        Arc::new(Disk {
-            info: BlockInfo {
-                size: size as u64,
-                sector_size: 512,
-                physical_sector_size: 512,
-                physical_sector_offset: 0,
-                read_only,
-                can_delete,
-            },
-            data: Mutex::new((0..size).map(|i| (i / 512) as u8).collect()),
-            hold: AtomicBool::new(false),
-            held: Mutex::new(VecDeque::new()),
-            ops: Mutex::new(Vec::new()),
-        })
-    }
-
-    pub(super) fn exec(&self, r: &BlockRequest) -> std::io::Result<u64> {
-        let mut d = self.data.lock().unwrap();
-        let end = (r.offset + r.len) as usize;
-        assert!(end <= d.len(), "request past the end");
-        match (&r.op, &r.buffers) {
-            (BlockOp::Read | BlockOp::Write, BlockBuffers::Guest { mem, segs }) => {
-                assert_eq!(r.buffers.len(), r.len);
-                let mut at = r.offset as usize;
-                for &(a, l) in segs {
-                    let l = l as usize;
-                    let res = if r.op == BlockOp::Read {
-                        mem.write_slice(&d[at..at + l], a)
-                    } else {
-                        mem.read_slice(&mut d[at..at + l], a)
-                    };
-                    if res.is_err() {
-                        return Err(std::io::Error::from_raw_os_error(libc::EFAULT));
-                    }
-                    at += l;
-                }
-            }
-            (BlockOp::Discard | BlockOp::WriteZeroes { .. }, _) => {
-                d[r.offset as usize..end].fill(0)
-            }
-            (BlockOp::Flush, _) => {}
-            _ => panic!("{:?} without buffers", r.op),
-        }
-        Ok(r.len)
-    }
-
-    pub(super) fn release(&self, n: usize) {
-        for _ in 0..n {
-            let Some((r, done)) = self.held.lock().unwrap().pop_front() else {
-                return;
-            };
-            let res = self.exec(&r);
-            done(r, res);
-        }
-    }
-
-    pub(super) fn held(&self) -> usize {
-        self.held.lock().unwrap().len()
-    }
-}
-
-impl BlockIo for Disk {
-    fn info(&self) -> BlockInfo {
-        self.info
-    }
-
-    fn submit(&self, req: BlockRequest, done: BlockDone) {
-        self.ops
-            .lock()
-            .unwrap()
-            .push((req.op, req.offset, req.len, req.fua));
-        if self.hold.load(Ordering::SeqCst) {
-            self.held.lock().unwrap().push_back((req, done));
-            return;
-        }
-        let r = self.exec(&req);
-        done(req, r);
-    }
+/// A RAM disk of [`sector_bytes`] that completes at once, or holds
+/// requests until released; it flags requests no controller should make
+/// (checked when the [`Drv`] goes).
+pub(super) fn ram_disk(size: usize, can_delete: bool, read_only: bool) -> Arc<RamDisk> {
+    let info = BlockInfo {
+        read_only,
+        can_delete,
+        ..RamDisk::info_rw()
+    };
+    let strict = Options {
+        completion: Completion::Inline,
+        strict: true,
+    };
+    RamDisk::new(sector_bytes(size), info, strict).unwrap()
 }
 
 #[derive(Default)]
@@ -136,7 +61,7 @@ pub(super) struct Queue {
 pub(super) struct Drv {
     pub(super) f: Arc<Mutex<NvmePci>>,
     pub(super) mem: GuestMemoryMmap,
-    pub(super) disk: Arc<Disk>,
+    pub(super) disk: Arc<RamDisk>,
     pub(super) irqs: Arc<Irqs>,
     pub(super) sqs: Vec<Option<Queue>>,
     pub(super) cqs: Vec<Option<Queue>>,
@@ -152,8 +77,17 @@ pub(super) struct Cqe {
     pub(super) status: Status,
 }
 
+impl Drop for Drv {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let v = self.disk.take_violation();
+            assert!(v.is_none(), "the controller asked the disk for {v:?}");
+        }
+    }
+}
+
 impl Drv {
-    pub(super) fn new(params: NvmeParams, disk: Arc<Disk>) -> Drv {
+    pub(super) fn new(params: NvmeParams, disk: Arc<RamDisk>) -> Drv {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
         let f = NvmePci::new_shared(params, disk.clone(), mem.clone()).unwrap();
         let irqs = Arc::new(Irqs::default());
@@ -172,7 +106,7 @@ impl Drv {
     pub(super) fn default() -> Drv {
         Drv::new(
             NvmeParams::bhyve_defaults(4, 0),
-            Disk::new(1 << 20, true, false),
+            ram_disk(1 << 20, true, false),
         )
     }
 

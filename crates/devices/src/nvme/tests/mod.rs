@@ -35,7 +35,7 @@ fn identify_controller_and_namespace() {
     p.serial = "MYSERIAL".into();
     p.eui64 = 0x1122_3344_5566_7788;
     p.sector_size = 4096;
-    let mut d = Drv::new(p, Disk::new(1 << 20, true, false));
+    let mut d = Drv::new(p, ram_disk(1 << 20, true, false));
     d.enable();
     let (s, c) = d.identify(1, 0);
     assert_eq!(s, Status::SUCCESS);
@@ -73,7 +73,7 @@ fn identify_controller_and_namespace() {
 fn number_of_queues_honours_maxq() {
     let mut p = NvmeParams::bhyve_defaults(4, 0);
     p.max_queues = 4;
-    let mut d = Drv::new(p, Disk::new(1 << 20, true, false));
+    let mut d = Drv::new(p, ram_disk(1 << 20, true, false));
     d.enable();
     let c = d.admin(Command {
         opc: admin::SET_FEATURES,
@@ -216,8 +216,8 @@ fn reads_and_writes_through_prp_lists() {
     }
     assert_eq!(d.rw(1, io::WRITE, 100, 40, prp1, list), Status::SUCCESS);
     assert_eq!(
-        &d.disk.data.lock().unwrap()[100 * 512..140 * 512],
-        &pattern[..]
+        d.disk.with_data(|v| v[100 * 512..140 * 512].to_vec()),
+        pattern
     );
     // Read it back through queue 2 into one contiguous buffer.
     let buf = 0x700000u64;
@@ -387,10 +387,10 @@ fn full_completion_queue_stalls_submission() {
 fn ioslots_bound_commands_in_flight() {
     let mut p = NvmeParams::bhyve_defaults(4, 0);
     p.ioslots = 2;
-    let mut d = Drv::new(p, Disk::new(1 << 20, true, false));
+    let mut d = Drv::new(p, ram_disk(1 << 20, true, false));
     d.enable();
     d.create_pair(1, 16, 0);
-    d.disk.hold.store(true, Ordering::SeqCst);
+    d.disk.hold(true);
     for i in 0..5 {
         d.put(
             1,
@@ -404,11 +404,11 @@ fn ioslots_bound_commands_in_flight() {
     }
     d.ring(1);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while d.disk.held() < 2 && Instant::now() < deadline {
+    while d.disk.queued() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(d.disk.held(), 2);
+    assert_eq!(d.disk.queued(), 2);
     let mut done = 0;
     while done < 5 {
         d.disk.release(1);
@@ -417,7 +417,7 @@ fn ioslots_bound_commands_in_flight() {
             done += 1;
             d.consume(1);
         }
-        assert!(d.disk.held() <= 2);
+        assert!(d.disk.queued() <= 2);
     }
     assert_eq!(d.f.lock().unwrap().debug_state().0, 0);
 }
@@ -453,12 +453,11 @@ fn flush_dsm_and_write_zeroes() {
         },
     );
     assert_eq!(c.status, Status::SUCCESS);
-    {
-        let data = d.disk.data.lock().unwrap();
+    d.disk.with_data(|data| {
         assert!(data[16 * 512..24 * 512].iter().all(|b| *b == 0));
         assert!(data[1000 * 512..1004 * 512].iter().all(|b| *b == 0));
         assert_eq!(data[24 * 512], 24);
-    }
+    });
     // A range past the end fails the whole command.
     d.mem.write_obj(5000u64, GuestAddress(DATA + 8)).unwrap();
     let c = d.io(
@@ -482,10 +481,10 @@ fn flush_dsm_and_write_zeroes() {
         },
     );
     assert_eq!(c.status, Status::SUCCESS);
-    assert!(d.disk.data.lock().unwrap()[40 * 512..44 * 512]
-        .iter()
-        .all(|b| *b == 0));
-    let ops = d.disk.ops.lock().unwrap().clone();
+    assert!(d
+        .disk
+        .with_data(|v| v[40 * 512..44 * 512].iter().all(|b| *b == 0)));
+    let ops = d.disk.submitted();
     assert_eq!(ops[0].0, BlockOp::Flush);
     assert_eq!(ops[1], (BlockOp::Discard, 16 * 512, 8 * 512, false));
     assert_eq!(ops[2], (BlockOp::Discard, 1000 * 512, 4 * 512, false));
@@ -503,7 +502,7 @@ fn dsm_follows_the_option() {
     ] {
         let mut p = NvmeParams::bhyve_defaults(4, 0);
         p.dsm = dsm;
-        let mut d = Drv::new(p, Disk::new(1 << 20, can_delete, false));
+        let mut d = Drv::new(p, ram_disk(1 << 20, can_delete, false));
         d.enable();
         let (_, c) = d.identify(1, 0);
         assert_eq!(c[520] & 4 != 0, offered, "{dsm:?} {can_delete}");
@@ -528,9 +527,7 @@ fn dsm_follows_the_option() {
         // No discard reaches a backend that cannot.
         let discards = d
             .disk
-            .ops
-            .lock()
-            .unwrap()
+            .submitted()
             .iter()
             .filter(|o| o.0 == BlockOp::Discard)
             .count();
@@ -563,7 +560,7 @@ fn features_and_write_cache() {
     assert_eq!(d.rw(1, io::WRITE, 0, 1, DATA, 0), Status::SUCCESS);
     assert_eq!(set(&mut d, feat::VOLATILE_WC, 0), Status::SUCCESS);
     assert_eq!(d.rw(1, io::WRITE, 0, 1, DATA, 0), Status::SUCCESS);
-    let ops = d.disk.ops.lock().unwrap().clone();
+    let ops = d.disk.submitted();
     assert_eq!(
         (ops[0].3, ops[1].3),
         (false, true),
@@ -665,7 +662,7 @@ fn logs_abort_and_async_events() {
         ..Default::default()
     });
     assert_eq!(c.status, Status::SUCCESS);
-    assert!(d.disk.data.lock().unwrap().iter().all(|b| *b == 0));
+    assert!(d.disk.with_data(|v| v.iter().all(|b| *b == 0)));
 }
 
 #[test]
@@ -702,7 +699,7 @@ fn shutdown_disable_and_intx() {
     let cc = d.r32(CC);
     d.w32(CC, cc | (1 << 14));
     assert_eq!((d.r32(CSTS) >> 2) & 3, 2);
-    assert_eq!(d.disk.ops.lock().unwrap().last().unwrap().0, BlockOp::Flush);
+    assert_eq!(d.disk.submitted().last().unwrap().0, BlockOp::Flush);
     // Disable: not ready, queues gone, doorbells ignored.
     d.w32(CC, 0);
     assert_eq!(d.r32(CSTS), 0);
@@ -726,7 +723,7 @@ fn shutdown_disable_and_intx() {
 fn read_only_namespace() {
     let mut d = Drv::new(
         NvmeParams::bhyve_defaults(4, 0),
-        Disk::new(1 << 20, false, true),
+        ram_disk(1 << 20, false, true),
     );
     d.enable();
     let (_, n) = d.identify(0, 1);

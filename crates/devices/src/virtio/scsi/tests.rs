@@ -3,102 +3,27 @@
 //! be held back, task management on the control queue, and malformed
 //! chains.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use vm_memory::{Bytes, GuestAddress};
 
 use super::target::op;
 use super::*;
-use crate::blockif::{BlockDone, BlockInfo, BlockIo, BlockRequest};
+use crate::ramdisk::{racing_disk, RamDisk};
 use crate::virtio::test_driver::Driver;
 
 const DISK: usize = 1 << 20;
 const REQ_LEN: u32 = 51;
 const RESP_LEN: u32 = 108;
 
-struct Disk {
-    data: Mutex<Vec<u8>>,
-    info: BlockInfo,
-    hold: Mutex<bool>,
-    cv: Condvar,
-    ops: Mutex<Vec<(BlockOp, u64, u64)>>,
-}
-
-struct RamDisk(Arc<Disk>);
-
-impl RamDisk {
-    fn new(ro: bool) -> Arc<RamDisk> {
-        Arc::new(RamDisk(Arc::new(Disk {
-            data: Mutex::new((0..DISK).map(|i| (i / 512) as u8).collect()),
-            info: BlockInfo {
-                size: DISK as u64,
-                sector_size: 512,
-                physical_sector_size: 4096,
-                physical_sector_offset: 0,
-                read_only: ro,
-                can_delete: !ro,
-            },
-            hold: Mutex::new(false),
-            cv: Condvar::new(),
-            ops: Mutex::new(Vec::new()),
-        })))
-    }
-
-    fn set_hold(&self, on: bool) {
-        *self.0.hold.lock().unwrap() = on;
-        self.0.cv.notify_all();
-    }
-}
-
-fn exec(d: &Disk, r: &BlockRequest) -> std::io::Result<u64> {
-    let mut data = d.data.lock().unwrap();
-    let off = r.offset as usize;
-    match (&r.op, &r.buffers) {
-        (BlockOp::Read | BlockOp::Write, BlockBuffers::Guest { mem, segs }) => {
-            let mut at = off;
-            for &(a, l) in segs {
-                let l = l as usize;
-                let res = if r.op == BlockOp::Read {
-                    mem.write_slice(&data[at..at + l], a)
-                } else {
-                    mem.read_slice(&mut data[at..at + l], a)
-                };
-                res.map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
-                at += l;
-            }
-            Ok((at - off) as u64)
-        }
-        (BlockOp::Discard | BlockOp::WriteZeroes { .. }, _) => {
-            data[off..off + r.len as usize].fill(0);
-            Ok(r.len)
-        }
-        (BlockOp::Flush, _) => Ok(0),
-        _ => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
-    }
-}
-
-impl BlockIo for RamDisk {
-    fn info(&self) -> BlockInfo {
-        self.0.info
-    }
-    fn submit(&self, r: BlockRequest, done: BlockDone) {
-        self.0.ops.lock().unwrap().push((r.op, r.offset, r.len));
-        let me = self.0.clone();
-        std::thread::spawn(move || {
-            let mut h = me.hold.lock().unwrap();
-            while *h {
-                h = me.cv.wait(h).unwrap();
-            }
-            drop(h);
-            let res = exec(&me, &r);
-            done(r, res);
-        });
-    }
+/// What the LUN was asked: (op, offset, len).
+fn ops(disk: &RamDisk) -> Vec<(BlockOp, u64, u64)> {
+    disk.submitted().iter().map(|o| (o.0, o.1, o.2)).collect()
 }
 
 fn setup(ro: bool) -> (Driver, Arc<RamDisk>) {
-    let disk = RamDisk::new(ro);
+    let disk = racing_disk(DISK, ro);
     let dev = VirtioScsi::new(vec![ScsiLun {
         lun: 0,
         backend: disk.clone(),
@@ -218,7 +143,7 @@ fn inquiry_write_read_and_capacity() {
     let w = [op::WRITE_10, 0, 0, 0, 0, 5, 0, 0, 2, 0];
     let r = cmd(&mut d, addr(0, 0), &w, &pattern, 0);
     assert_eq!((r.response, r.status, r.used), (resp::OK, 0, RESP_LEN));
-    assert_eq!(&disk.0.data.lock().unwrap()[5 * 512..7 * 512], &pattern[..]);
+    assert_eq!(disk.with_data(|d| d[5 * 512..7 * 512].to_vec()), pattern);
     let rd = [op::READ_10, 0, 0, 0, 0, 5, 0, 0, 2, 0];
     let r = cmd(&mut d, addr(0, 0), &rd, &[], 1024 + 512);
     assert_eq!((r.response, r.status), (resp::OK, 0));
@@ -233,13 +158,7 @@ fn inquiry_write_read_and_capacity() {
         0,
     );
     assert_eq!(r.status, 0);
-    assert!(disk
-        .0
-        .ops
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|o| o.0 == BlockOp::Flush));
+    assert!(ops(&disk).iter().any(|o| o.0 == BlockOp::Flush));
 }
 
 #[test]
@@ -291,7 +210,7 @@ fn read_only_unit_refuses_writes() {
     let w = [op::WRITE_10, 0, 0, 0, 0, 0, 0, 0, 1, 0];
     let r = cmd(&mut d, addr(0, 0), &w, &[0xaa; 512], 0);
     assert_eq!((r.status, r.sense[2], r.sense[12]), (2, 7, 0x27));
-    assert_eq!(disk.0.data.lock().unwrap()[0], 0);
+    assert_eq!(disk.with_data(|d| d[0]), 0);
     let ms = cmd(
         &mut d,
         addr(0, 0),
@@ -314,15 +233,14 @@ fn unmap_and_write_same_discard() {
     let cdb = [op::UNMAP, 0, 0, 0, 0, 0, 0, 0, p.len() as u8, 0];
     let r = cmd(&mut d, addr(0, 0), &cdb, &p, 0);
     assert_eq!((r.response, r.status), (resp::OK, 0), "{r:?}");
-    {
-        let data = disk.0.data.lock().unwrap();
+    disk.with_data(|data| {
         assert!(data[8 * 512..16 * 512].iter().all(|&b| b == 0));
         assert!(data[100 * 512..104 * 512].iter().all(|&b| b == 0));
         assert_eq!(data[16 * 512], 16);
-        let ops = disk.0.ops.lock().unwrap();
-        assert!(ops.contains(&(BlockOp::Discard, 4096, 4096)));
-        assert!(ops.contains(&(BlockOp::Discard, 51200, 2048)));
-    }
+    });
+    let asked = ops(&disk);
+    assert!(asked.contains(&(BlockOp::Discard, 4096, 4096)));
+    assert!(asked.contains(&(BlockOp::Discard, 51200, 2048)));
     // WRITE SAME(16) of a zero block with UNMAP: write-zeroes.
     let mut ws = [0u8; 16];
     ws[0] = op::WRITE_SAME_16;
@@ -331,11 +249,7 @@ fn unmap_and_write_same_discard() {
     ws[13] = 16;
     let r = cmd(&mut d, addr(0, 0), &ws, &[0; 512], 0);
     assert_eq!(r.status, 0, "{r:?}");
-    assert!(disk.0.ops.lock().unwrap().contains(&(
-        BlockOp::WriteZeroes { unmap: true },
-        200 * 512,
-        16 * 512
-    )));
+    assert!(ops(&disk).contains(&(BlockOp::WriteZeroes { unmap: true }, 200 * 512, 16 * 512)));
     // A non-zero pattern is not supported.
     let r = cmd(&mut d, addr(0, 0), &ws, &[1; 512], 0);
     assert_eq!((r.status, r.sense[12]), (2, 0x24));
@@ -426,7 +340,7 @@ fn tmf(sub: u32, lun: [u8; 8]) -> Vec<u8> {
 fn task_management_waits_for_earlier_requests() {
     let (mut d, disk) = setup(false);
     // A READ held in the backend.
-    disk.set_hold(true);
+    disk.hold(true);
     let mut hdr = vec![0u8; REQ_LEN as usize];
     hdr[..8].copy_from_slice(&addr(0, 0));
     hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, 3, 0, 0, 1, 0]);
@@ -457,7 +371,7 @@ fn task_management_waits_for_earlier_requests() {
     assert!(d
         .used_within(CONTROLQ, Duration::from_millis(200))
         .is_none());
-    disk.set_hold(false);
+    disk.hold(false);
     assert_eq!(d.used(REQUESTQ), (head, RESP_LEN + 512));
     assert_eq!(d.used(CONTROLQ).1, 1);
     assert_eq!(d.read(r, 1)[0], resp::FUNCTION_COMPLETE);
@@ -486,7 +400,7 @@ fn task_management_waits_for_earlier_requests() {
 #[test]
 fn reset_with_requests_in_flight() {
     let (mut d, disk) = setup(false);
-    disk.set_hold(true);
+    disk.hold(true);
     let mut hdr = vec![0u8; REQ_LEN as usize];
     hdr[..8].copy_from_slice(&addr(0, 0));
     hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, 3, 0, 0, 1, 0]);
@@ -504,7 +418,7 @@ fn reset_with_requests_in_flight() {
     d.kick(REQUESTQ);
     std::thread::sleep(Duration::from_millis(50));
     d.reset();
-    disk.set_hold(false);
+    disk.hold(false);
     std::thread::sleep(Duration::from_millis(50));
     // The response was dropped: nothing in the used ring.
     assert!(d.used_within(REQUESTQ, Duration::from_millis(50)).is_none());
