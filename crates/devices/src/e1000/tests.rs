@@ -1,8 +1,6 @@
 //! The e1000 driven through its PCI interface, as a driver would, with a
 //! datagram socketpair as the backend (the test holds the host side).
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +11,7 @@ use super::regs::*;
 use super::*;
 use crate::pci::{MsiMessage, PciInterrupts};
 use crate::timer::ManualClock;
+use crate::virtio::net::sock::{socketpair, SockBackend};
 
 const MAC: [u8; 6] = [0x58, 0x9c, 0xfc, 0x0a, 0x0b, 0x0c];
 const TX_RING: u64 = 0x10000;
@@ -37,87 +36,16 @@ impl PciInterrupts for Irq {
     }
 }
 
-struct Sock(OwnedFd);
-
-fn cvt(n: isize) -> io::Result<usize> {
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-impl Sock {
-    fn pair() -> (Sock, Sock) {
-        let mut fds = [0; 2];
-        // SAFETY: fds has room for two descriptors.
-        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) };
-        assert_eq!(r, 0);
-        // SAFETY: socketpair returned two fresh descriptors we now own.
-        unsafe {
-            (
-                Sock(OwnedFd::from_raw_fd(fds[0])),
-                Sock(OwnedFd::from_raw_fd(fds[1])),
-            )
-        }
-    }
-
-    fn recv_timeout(&self, d: Duration) -> Option<Vec<u8>> {
-        let end = Instant::now() + d;
-        let mut b = vec![0u8; 70000];
-        while Instant::now() < end {
-            if let Ok(n) = self.recv(&mut b) {
-                b.truncate(n);
-                return Some(b);
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        None
-    }
-}
-
-impl NetBackend for Sock {
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-    fn offload_features(&self) -> u64 {
-        0
-    }
-    fn set_offloads(&self, _: u64) -> io::Result<()> {
-        Ok(())
-    }
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: buf is valid for its length.
-        cvt(unsafe {
-            libc::recv(
-                self.0.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        })
-    }
-    fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        // SAFETY: frame is valid for its length.
-        cvt(unsafe {
-            libc::send(
-                self.0.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                libc::MSG_DONTWAIT,
-            )
-        })
-    }
-    fn poll_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
+fn sock_pair() -> (SockBackend, SockBackend) {
+    let (a, b) = socketpair(None).unwrap();
+    (SockBackend::new(a, false, 0), SockBackend::new(b, false, 0))
 }
 
 struct Nic {
     dev: Arc<Mutex<E1000>>,
     mem: GuestMemoryMmap,
     irq: Arc<Irq>,
-    host: Option<Sock>,
+    host: Option<SockBackend>,
     clock: Arc<ManualClock>,
 }
 
@@ -125,7 +53,7 @@ impl Nic {
     fn new(with_backend: bool) -> Nic {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let (host, backend) = if with_backend {
-            let (a, b) = Sock::pair();
+            let (a, b) = sock_pair();
             (Some(a), Some(Arc::new(b) as Arc<dyn NetBackend>))
         } else {
             (None, None)

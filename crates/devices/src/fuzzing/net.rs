@@ -2,14 +2,14 @@
 //! frames, and arbitrary receive buffers for frames the input injects,
 //! over a datagram socketpair backend (the host side is ours).
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::driver::Machine;
 use super::Cursor;
-use crate::virtio::net::{features, NetBackend, VirtioNet};
+use crate::virtio::net::sock::{socketpair, SockBackend};
+use crate::virtio::net::{features, VirtioNet};
 
 const RXQ: usize = 0;
 const TXQ: usize = 1;
@@ -17,72 +17,6 @@ const TXQ: usize = 1;
 const MAX_FRAMES: usize = 8;
 /// How long injected frames may wait for receive buffers.
 const RX_GRACE: Duration = Duration::from_millis(20);
-
-struct SockBackend {
-    fd: OwnedFd,
-    vnet: bool,
-}
-
-fn cvt(n: isize) -> io::Result<usize> {
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-impl NetBackend for SockBackend {
-    fn has_vnet_hdr(&self) -> bool {
-        self.vnet
-    }
-    fn offload_features(&self) -> u64 {
-        features::CSUM
-            | features::GUEST_CSUM
-            | features::HOST_TSO4
-            | features::HOST_TSO6
-            | features::GUEST_TSO4
-            | features::GUEST_TSO6
-    }
-    fn set_offloads(&self, _: u64) -> io::Result<()> {
-        Ok(())
-    }
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: buf is valid for its length.
-        cvt(unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        })
-    }
-    fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        // SAFETY: frame is valid for its length.
-        cvt(unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                libc::MSG_DONTWAIT,
-            )
-        })
-    }
-    fn poll_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-fn socketpair() -> Option<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for the two descriptors.
-    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) };
-    if r != 0 {
-        return None;
-    }
-    // SAFETY: both descriptors are fresh and owned here.
-    Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
 
 /// Bytes waiting to be read on `fd`.
 fn pending(fd: RawFd) -> usize {
@@ -111,7 +45,7 @@ pub fn virtio_net(data: &[u8]) {
     let (Some(flags), Some(mtu), Some(nframes)) = (c.u8(), c.u16(), c.u8()) else {
         return;
     };
-    let Some((dev_fd, host)) = socketpair() else {
+    let Ok((dev_fd, host)) = socketpair(None) else {
         return;
     };
     for _ in 0..usize::from(nframes).min(MAX_FRAMES) {
@@ -128,10 +62,13 @@ pub fn virtio_net(data: &[u8]) {
         };
     }
     let dev_raw = dev_fd.as_raw_fd();
-    let backend = Arc::new(SockBackend {
-        fd: dev_fd,
-        vnet: flags & 1 != 0,
-    });
+    let offloads = features::CSUM
+        | features::GUEST_CSUM
+        | features::HOST_TSO4
+        | features::HOST_TSO6
+        | features::GUEST_TSO4
+        | features::GUEST_TSO6;
+    let backend = Arc::new(SockBackend::new(dev_fd, flags & 1 != 0, offloads));
     let mtu = (flags & 2 != 0).then_some(mtu.max(46));
     let dev = VirtioNet::new([0x58, 0x9c, 0xfc, 0, 0, 1], mtu, Some(backend));
     let Some(mut m) = Machine::start(Box::new(dev), &mut c) else {

@@ -13,6 +13,7 @@
 //! can only make a frame be dropped.
 
 mod rx;
+pub mod sock;
 #[cfg(test)]
 mod tests;
 mod tx;

@@ -4,7 +4,7 @@
 //! hostile chains.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use super::sock::{self, SockBackend};
 use super::*;
 use crate::virtio::{ActiveQueues, VirtioInterrupt, F_VERSION_1};
 
@@ -23,81 +24,13 @@ const DATA: u64 = 0x100000;
 const F_WRITE: u16 = 2;
 const F_NEXT: u16 = 1;
 
-/// A backend over one end of a SOCK_DGRAM socketpair (message
-/// boundaries are frames); the test holds the other end.
-struct SockBackend {
-    fd: OwnedFd,
-    vnet: bool,
-    offloads: Mutex<Option<u64>>,
-}
+/// The offloads the socketpair backend offers.
+const OFFLOADS: u64 =
+    features::CSUM | features::GUEST_CSUM | features::HOST_TSO4 | features::GUEST_TSO4;
 
-fn cvt(n: isize) -> io::Result<usize> {
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-impl NetBackend for SockBackend {
-    fn has_vnet_hdr(&self) -> bool {
-        self.vnet
-    }
-    fn offload_features(&self) -> u64 {
-        features::CSUM | features::GUEST_CSUM | features::HOST_TSO4 | features::GUEST_TSO4
-    }
-    fn set_offloads(&self, f: u64) -> io::Result<()> {
-        *self.offloads.lock().unwrap() = Some(f);
-        Ok(())
-    }
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: buf is valid for its length.
-        cvt(unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        })
-    }
-    fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        // SAFETY: frame is valid for its length.
-        cvt(unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                libc::MSG_DONTWAIT,
-            )
-        })
-    }
-    fn poll_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
+/// Room for a few 64 KiB frames on the test side.
 fn socketpair() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for the two descriptors.
-    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) };
-    assert_eq!(r, 0);
-    // Room for a few 64 KiB frames on the test side.
-    let sz: libc::c_int = 1 << 20;
-    for fd in fds {
-        // SAFETY: sets an int option from a live int.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&sz as *const libc::c_int).cast(),
-                4,
-            )
-        };
-    }
-    // SAFETY: both descriptors are fresh and owned here.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    sock::socketpair(Some(1 << 20)).unwrap()
 }
 
 #[derive(Default)]
@@ -134,11 +67,7 @@ impl Rig {
     fn new(vnet: bool, mtu: Option<u16>, features: u64) -> Rig {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
         let (a, b) = socketpair();
-        let backend = Arc::new(SockBackend {
-            fd: a,
-            vnet,
-            offloads: Mutex::new(None),
-        });
+        let backend = Arc::new(SockBackend::new(a, vnet, OFFLOADS));
         Rig::with_backend(mem, backend, b, mtu, features)
     }
 
@@ -341,11 +270,7 @@ fn mac_and_mtu_parsing_follow_bhyve() {
 #[test]
 fn config_space_and_features() {
     let (a, _b) = socketpair();
-    let be = Arc::new(SockBackend {
-        fd: a,
-        vnet: true,
-        offloads: Mutex::new(None),
-    });
+    let be = Arc::new(SockBackend::new(a, true, OFFLOADS));
     let mut d = VirtioNet::new([0x58, 0x9c, 0xfc, 1, 2, 3], Some(9000), Some(be));
     assert_eq!(d.device_type(), types::NET);
     assert_eq!(d.pci_class(), (2, 0, 0));
