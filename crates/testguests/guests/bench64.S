@@ -2,16 +2,15 @@
  * bench64.S: the shared part of the virtio benchmark guests
  * (virtio_blk_bench, virtio_net_bench). Included once, after common.h.
  *
- * Entry: the PVH 32-bit entry builds an identity map of the low 4 GiB
- * (2 MiB user pages), enters long mode and IRETs to the guest's
- * `bench_main` at CPL3 with IOPL 3 and interrupts off. Everything after
- * that runs at CPL3: port I/O (PCI mechanism #1, the legacy virtio BAR,
- * COM1, isa-debug-exit) works through IOPL 3 and a TSS whose I/O bitmap
- * allows every port, and rdtsc through CR4.TSD being clear. Why CPL3: the benchmark loop must cost the same on any
- * KVM; on software-assisted ones (guest CPL0 emulated) a CPL0 loop would
- * measure the emulator instead of the VMM. No IDT: a fault
- * triple-faults the guest (the VMM exits with status 3), which the
- * bench reports as a failure.
+ * Entry: entry64.S (identity map of the low 4 GiB, long mode) enters
+ * the guest's `bench_main` at CPL3 with IOPL 3 and interrupts off, after
+ * bench_entry kept the command line. Everything after that runs at
+ * CPL3: port I/O (PCI mechanism #1, the legacy virtio BAR, COM1,
+ * isa-debug-exit) and rdtsc work there (see entry64.S). Why CPL3: the
+ * benchmark loop must cost the same on any KVM; on software-assisted
+ * ones (guest CPL0 emulated) a CPL0 loop would measure the emulator
+ * instead of the VMM. No IDT: a fault triple-faults the guest (the VMM
+ * exits with status 3), which the bench reports as a failure.
  *
  * Transport: the legacy virtio PCI interface (I/O BAR 0), which every
  * transitional device has, QEMU's and bhyve's alike. Queues are used
@@ -71,90 +70,21 @@
 #define P_IDLE          64      /* 0, or receive mode: see vq_run */
 #define P_GENERIC_BYTES 72      /* device-specific fields may follow */
 
-#define GDT_CODE64      0x08
-#define GDT_DATA        0x10
-#define GDT_UCODE64     0x1b
-#define GDT_UDATA       0x23
-#define GDT_TSS         0x28
-#define RFLAGS_USER     0x3002  /* IOPL 3, IF clear */
-/* The TSS's I/O permission bitmap allows every port too: CPL3 port I/O
-   must not depend on IOPL alone (a hypervisor may not let a guest's
-   user mode run with IOPL 3, then the bitmap decides). */
-#define TSS_IOMAP       104
-#define TSS_BYTES       (TSS_IOMAP + 8192 + 1)
-
-        PVH_NOTE(pvh_start)
-        .code32
-        .section .text.start, "ax"
-        .globl pvh_start
-pvh_start:
-        cli
-        movl $stack32_top, %esp
-        cmpl $HVM_START_MAGIC, (%ebx)
-        jne 1f
-        cmpl $0, 28(%ebx)       /* command line above 4 GiB: ignore */
-        jne 1f
-        movl 24(%ebx), %eax
-        movl %eax, cmdline
-1:      movl $pd, %edi          /* 2048 PDEs: 4 GiB, present|rw|user|2M */
-        xorl %ecx, %ecx
-2:      movl %ecx, %eax
-        shll $21, %eax
-        orl $0x87, %eax
-        movl %eax, (%edi,%ecx,8)
-        movl %ecx, %eax
-        shrl $11, %eax
-        movl %eax, 4(%edi,%ecx,8)
-        incl %ecx
-        cmpl $2048, %ecx
-        jb 2b
-        xorl %ecx, %ecx
-3:      movl %ecx, %eax
-        shll $12, %eax
-        addl $(pd + 7), %eax
-        movl %eax, pdpt(,%ecx,8)
-        incl %ecx
-        cmpl $4, %ecx
-        jb 3b
-        movl $(pdpt + 7), pml4
-        movl $pml4, %eax
-        movl %eax, %cr3
-        movl %cr4, %eax
-        orl $0x20, %eax         /* PAE */
-        andl $~4, %eax          /* TSD clear: rdtsc at CPL3 */
-        movl %eax, %cr4
-        movl $0xc0000080, %ecx  /* EFER.LME */
-        rdmsr
-        orl $0x100, %eax
-        wrmsr
-        movl %cr0, %eax
-        orl $0x80000001, %eax
-        movl %eax, %cr0
-        movl $tss, %eax         /* the TSS descriptor's base */
-        movw %ax, gdt_tss + 2
-        shrl $16, %eax
-        movb %al, gdt_tss + 4
-        movb %ah, gdt_tss + 7
-        movl $stack32_top, tss + 4      /* rsp0 */
-        movw $TSS_IOMAP, tss + 0x66
-        movb $0xff, tss + TSS_IOMAP + 8192
-        lgdt gdtr
-        ljmpl $GDT_CODE64, $1f
-        .code64
-1:      movl $GDT_DATA, %eax
-        movl %eax, %ds
-        movl %eax, %es
-        movl %eax, %ss
-        movw $GDT_TSS, %ax
-        ltr %ax
-        pushq $GDT_UDATA
-        pushq $ustack_top
-        pushq $RFLAGS_USER
-        pushq $GDT_UCODE64
-        pushq $bench_main
-        iretq
+#define ENTRY64_USER bench_entry
+#include "entry64.S"
 
         .text
+/* bench_entry: %rdi = hvm_start_info; keeps the command line for opt_dec
+   (one below 4 GiB) and runs the guest's bench_main. */
+bench_entry:
+        cmpl $HVM_START_MAGIC, (%rdi)
+        jne 1f
+        cmpl $0, 28(%rdi)       /* command line above 4 GiB: ignore */
+        jne 1f
+        movl 24(%rdi), %eax
+        movl %eax, cmdline(%rip)
+1:      jmp bench_main
+
 /* --- command line ------------------------------------------------------ */
 
 /* opt_dec: %rdi = "key=", %rsi = default: the decimal value after the
@@ -565,18 +495,6 @@ s_bad_head:     .asciz "bench: descriptor head out of range\n"
 
         .data
         .balign 8
-gdt:    .quad 0
-        .quad 0x00af9a000000ffff        /* 0x08: 64-bit code, DPL 0 */
-        .quad 0x00cf92000000ffff        /* 0x10: data, DPL 0 */
-        .quad 0x00affa000000ffff        /* 0x18: 64-bit code, DPL 3 */
-        .quad 0x00cff2000000ffff        /* 0x20: data, DPL 3 */
-gdt_tss:                                /* 0x28: 64-bit TSS, base set at entry */
-        .word TSS_BYTES - 1, 0
-        .byte 0, 0x89, 0, 0
-        .quad 0
-gdt_end:
-gdtr:   .word gdt_end - gdt - 1
-        .long gdt
 cmdline: .long 0
         .balign 8
 kicks:  .quad 0                 /* doorbells rung in this phase */
@@ -584,16 +502,6 @@ last_done: .quad 0              /* TSC of the last completion */
 vio_base: .word 0
 
         .bss
-        .balign 4096
-tss:    .space TSS_BYTES
-        .balign 4096
-pml4:   .space 4096
-pdpt:   .space 4096
-pd:     .space 4 * 4096
-        .space 4096
-stack32_top:
-        .space 16384
-ustack_top:
 decbuf: .space 24
 decbuf_end:
         .balign 2

@@ -1,130 +1,22 @@
 /*
  * crt64.S: the entry of the C test guests.
  *
- * The PVH 32-bit entry identity-maps the low 4 GiB (2 MiB user pages),
- * enters long mode and IRETs to tg_start(start_info) at CPL3 with IOPL 3
- * and interrupts off; tg_start (tg.c) runs the guest's main. Everything
- * in C runs at CPL3: port I/O through IOPL 3 and a TSS whose I/O bitmap
- * allows every port (a hypervisor may not honour IOPL at CPL3), rdtsc
- * through CR4.TSD clear. The payload runs at CPL3 so that it costs the
- * same on every KVM (software-assisted ones emulate guest CPL0).
- *
- * No IDT: any fault triple-faults the guest (bhyve exits 3). The page
- * tables are user pages too, so tg_map (tg.c) can add mappings above
- * 4 GiB from CPL3 (new entries in not-present slots need no TLB flush).
+ * entry64.S enters tg_start(start_info) (tg.c) at CPL3 with IOPL 3 and
+ * interrupts off, through user_entry; tg_start runs the guest's main.
+ * Everything in C runs at CPL3 (see entry64.S for why and how), and
+ * tg_map (tg.c) adds mappings above 4 GiB to entry64.S's user page
+ * tables.
  */
 #include "common.h"
 
-#define GDT_CODE64      0x08
-#define GDT_DATA        0x10
-#define GDT_UCODE64     0x1b
-#define GDT_UDATA       0x23
-#define GDT_TSS         0x28
-#define RFLAGS_USER     0x3002  /* IOPL 3, IF clear */
-#define TSS_IOMAP       104
-#define TSS_BYTES       (TSS_IOMAP + 8192 + 1)
-
-        PVH_NOTE(pvh_start)
-        .code32
-        .section .text.start, "ax"
-        .globl pvh_start
-pvh_start:
-        cli
-        movl $kstack_top, %esp
-        movl %ebx, %esi         /* start_info, checked by tg_start */
-        movl $tg_pd, %edi       /* 2048 PDEs: 4 GiB, present|rw|user|2M */
-        xorl %ecx, %ecx
-1:      movl %ecx, %eax
-        shll $21, %eax
-        orl $0x87, %eax
-        movl %eax, (%edi,%ecx,8)
-        movl %ecx, %eax
-        shrl $11, %eax
-        movl %eax, 4(%edi,%ecx,8)
-        incl %ecx
-        cmpl $2048, %ecx
-        jb 1b
-        xorl %ecx, %ecx
-2:      movl %ecx, %eax
-        shll $12, %eax
-        addl $(tg_pd + 7), %eax
-        movl %eax, tg_pdpt(,%ecx,8)
-        incl %ecx
-        cmpl $4, %ecx
-        jb 2b
-        movl $(tg_pdpt + 7), tg_pml4
-        movl $tg_pml4, %eax
-        movl %eax, %cr3
-        movl %cr4, %eax
-        orl $0x20, %eax         /* PAE */
-        andl $~4, %eax          /* TSD clear: rdtsc at CPL3 */
-        movl %eax, %cr4
-        movl $0xc0000080, %ecx  /* EFER.LME */
-        rdmsr
-        orl $0x100, %eax
-        wrmsr
-        movl %cr0, %eax
-        orl $0x80000001, %eax   /* PG | PE */
-        movl %eax, %cr0
-        movl $tss, %eax         /* the TSS descriptor's base */
-        movw %ax, gdt_tss + 2
-        shrl $16, %eax
-        movb %al, gdt_tss + 4
-        movb %ah, gdt_tss + 7
-        movl $kstack_top, tss + 4       /* rsp0 */
-        movw $TSS_IOMAP, tss + 0x66
-        movb $0xff, tss + TSS_IOMAP + 8192
-        lgdt gdtr
-        ljmpl $GDT_CODE64, $3f
-        .code64
-3:      movl $GDT_DATA, %eax
-        movl %eax, %ds
-        movl %eax, %es
-        movl %eax, %ss
-        movw $GDT_TSS, %ax
-        ltr %ax
-        movl %esi, %edi         /* tg_start's argument */
-        pushq $GDT_UDATA
-        pushq $ustack_top
-        pushq $RFLAGS_USER
-        pushq $GDT_UCODE64
-        pushq $user_entry
-        iretq
+#define ENTRY64_USER user_entry
+#include "entry64.S"
 
         .text
 /* The call aligns the stack as the SysV ABI expects at a function entry. */
 user_entry:
         call tg_start
         ud2
-
-        .data
-        .balign 8
-gdt:    .quad 0
-        .quad 0x00af9a000000ffff        /* 0x08: 64-bit code, DPL 0 */
-        .quad 0x00cf92000000ffff        /* 0x10: data, DPL 0 */
-        .quad 0x00affa000000ffff        /* 0x18: 64-bit code, DPL 3 */
-        .quad 0x00cff2000000ffff        /* 0x20: data, DPL 3 */
-gdt_tss:                                /* 0x28: 64-bit TSS, base set at entry */
-        .word TSS_BYTES - 1, 0
-        .byte 0, 0x89, 0, 0
-        .quad 0
-gdt_end:
-gdtr:   .word gdt_end - gdt - 1
-        .long gdt
-
-        .bss
-        .balign 4096
-tss:    .space TSS_BYTES
-        .balign 4096
-        .globl tg_pml4, tg_pdpt, tg_pd
-tg_pml4: .space 4096
-tg_pdpt: .space 4096
-tg_pd:  .space 4 * 4096
-        .space 4096
-kstack_top:
-        .balign 16
-        .space 65536
-ustack_top:
 
 /* No executable stack (silences ld). */
         .section .note.GNU-stack, "", @progbits
