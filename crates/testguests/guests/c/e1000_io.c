@@ -15,6 +15,7 @@
  */
 #include "tg.h"
 #include "pci.h"
+#include "frame.h"
 
 /* Registers (Intel's 8254x developer's manual, section 13). */
 #define CTRL 0x0000
@@ -75,10 +76,6 @@
 
 #define NTXD 64
 #define NRXD 64
-#define ETHERTYPE 0x88b5
-#define ETH_HDR 14
-#define MAX_FRAME 1514
-#define RX_SEQ0 0x1000
 /* The offloaded frames' payload rules use these sequence numbers. */
 #define UDP_SEQ 0x2000
 #define TSO_SEQ 0x3000
@@ -102,8 +99,6 @@ struct rxd {
 
 static u64 regs;
 static u8 mac[6];
-static const u8 broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-static const u8 host_mac[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x01 };
 static volatile struct txd *txr;
 static volatile struct rxd *rxr;
 static u32 tx_tail, rx_next;
@@ -112,34 +107,6 @@ static u32 rx_bsize;
 
 static u32 rd(u32 r) { return mmio_read32(regs + r); }
 static void wr(u32 r, u32 v) { mmio_write32(regs + r, v); }
-
-static u32 frame_len(u32 seq, u32 maxlen) { return 60 + (seq * 331) % (maxlen - 59); }
-static u8 pattern(u32 seq, u32 i) { return (u8)(seq * 7 + i * 13 + (i >> 8)); }
-
-/* The frame rule shared with virtio_net_io and the host test. */
-static void fill_frame(u8 *f, u32 len, u32 seq, const u8 *dst, const u8 *src)
-{
-	memcpy(f, dst, 6);
-	memcpy(f + 6, src, 6);
-	f[12] = ETHERTYPE >> 8;
-	f[13] = ETHERTYPE & 0xff;
-	f[14] = seq;
-	f[15] = seq >> 8;
-	f[16] = seq >> 16;
-	f[17] = seq >> 24;
-	for (u32 i = 18; i < len; i++)
-		f[i] = pattern(seq, i);
-}
-
-static void mac_text(const u8 *m, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (int i = 0; i < 6; i++) {
-		out[i * 3] = hex[m[i] >> 4];
-		out[i * 3 + 1] = hex[m[i] & 15];
-		out[i * 3 + 2] = i == 5 ? 0 : ':';
-	}
-}
 
 static u16 eeprom_word(u32 addr)
 {
