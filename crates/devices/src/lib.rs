@@ -25,8 +25,8 @@ pub mod pctestdev;
 pub mod post;
 pub mod ps2kbd;
 pub mod ps2mouse;
-pub mod reset;
 pub mod ramdisk;
+pub mod reset;
 pub mod rtc;
 #[cfg(test)]
 mod testutil;

@@ -172,11 +172,7 @@ fn scsi_spec(cfg: &Config, node: &str) -> Result<BlkSpec, MachineError> {
 }
 
 /// The block-device-options of `node` for the backing store `path`.
-pub(crate) fn block_spec(
-    cfg: &Config,
-    node: &str,
-    path: String,
-) -> Result<BlkSpec, MachineError> {
+pub(crate) fn block_spec(cfg: &Config, node: &str, path: String) -> Result<BlkSpec, MachineError> {
     let flag = |k: &str| {
         cfg.get_bool_default(&format!("{node}.{k}"), false)
             .map_err(|e| MachineError::new(format!("{k}: {e}")))
