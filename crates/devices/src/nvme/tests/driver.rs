@@ -41,6 +41,39 @@ pub(super) struct Irqs {
     pub(super) intx: AtomicBool,
 }
 
+impl Irqs {
+    /// Whether every vector in `want` fired within a few seconds: the
+    /// device posts a completion before it signals it, so a driver that
+    /// polls the CQ can see the entry first.
+    pub(super) fn wait_fired(&self, want: &[u16]) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if want.iter().all(|v| self.fired.lock().unwrap().contains(v)) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+impl Irqs {
+    /// Whether the INTx line reaches `level` within a few seconds (the
+    /// same ordering as [`Irqs::wait_fired`]).
+    pub(super) fn wait_intx(&self, level: bool) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.intx.load(Ordering::SeqCst) != level {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        true
+    }
+}
+
 impl PciInterrupts for Irqs {
     fn set_intx(&self, asserted: bool) {
         self.intx.store(asserted, Ordering::SeqCst);

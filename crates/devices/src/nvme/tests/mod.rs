@@ -231,10 +231,10 @@ fn reads_and_writes_through_prp_lists() {
     d.mem.read_slice(&mut back, GuestAddress(buf)).unwrap();
     assert_eq!(back, pattern);
     // Each queue signalled its own vector.
-    let fired = d.irqs.fired.lock().unwrap().clone();
     assert!(
-        fired.contains(&0) && fired.contains(&1) && fired.contains(&2),
-        "{fired:?}"
+        d.irqs.wait_fired(&[0, 1, 2]),
+        "{:?}",
+        d.irqs.fired.lock().unwrap()
     );
     // SMART counts the commands.
     let c = d.admin(Command {
@@ -681,7 +681,7 @@ fn shutdown_disable_and_intx() {
     );
     d.ring(1);
     assert_eq!(d.reap(1).cid, cid);
-    assert!(d.irqs.intx.load(Ordering::SeqCst));
+    assert!(d.irqs.wait_intx(true));
     d.consume(1);
     assert!(!d.irqs.intx.load(Ordering::SeqCst));
     // Masked through INTMS.
