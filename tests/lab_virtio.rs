@@ -318,7 +318,7 @@ lab-pci-irqs 0000:00:04.0
         "lab.end=poweroff",
         &(irq.vars().to_owned()
             + r#"
-dir=$(mktemp -d /run/vtcon.XXXXXX)
+dir=$(mktemp -d)
 $BHYVE -A $W -c 1 -m 256M -s 0,hostbridge -s 4,virtio-console,port1=$dir/p1.sock,org.bhyve.test=$dir/p2.sock \
     -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
     -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-vtcon >console.log 2>bhyve.err </dev/null &

@@ -68,8 +68,9 @@ mount --bind /sys /host/sys
 mount --bind /dev /host/dev
 mkdir -p /host/dev/shm
 mount -t tmpfs tmpfs /host/dev/shm
-# Scratch space on /run (jobs get TMPDIR=/run/tmp). The host's /tmp stays
-# visible, read-only: the workspace may live there.
+# Scratch space on /run (each job gets its own directory there, see
+# below). The host's /tmp stays visible, read-only: the workspace may
+# live there.
 mount -t tmpfs tmpfs /host/run
 mkdir -p /host/run/tmp
 chmod 1777 /host/run/tmp
@@ -87,12 +88,21 @@ while :; do
         echo "lab-l1: job ${d##*/} (${secs} s)" >/dev/console
         (
             exec 3>&-
+            # Each job's scratch (TMPDIR, bhyve's run dir with the guests'
+            # memory files) goes with it: a guest killed with SIGKILL
+            # leaves its memory file, and /run is a tmpfs shared by every
+            # job of this L1.
+            scratch=/run/job-${d##*/}
+            mkdir -p "/host$scratch/tmp"
+            chmod 1777 "/host$scratch/tmp"
             chroot /host /usr/bin/env -i \
                 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-                HOME=/root TERM=dumb TMPDIR=/run/tmp LAB_JOB="$j" LAB_WORK="$work" \
+                HOME=/root TERM=dumb TMPDIR="$scratch/tmp" \
+                BHYVE_RUNDIR="$scratch/bhyve" LAB_JOB="$j" LAB_WORK="$work" \
                 /usr/bin/timeout -s KILL "$secs" /bin/bash "$j/script" \
                 >"$d/out" 2>&1 </dev/null
             echo $? >"$d/status.tmp"
+            rm -rf "/host$scratch"
             mv "$d/status.tmp" "$d/status"
         ) &
     done

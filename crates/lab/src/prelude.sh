@@ -5,7 +5,8 @@
 set -u
 # Named VMs and guest memory on L1's tmpfs (memory files are mmap'ed; the
 # 9p work share is for results).
-export BHYVE_RUNDIR=/run/bhyve-lab-$$
+# L1's job runner gives each job its own, removed when the job ends.
+export BHYVE_RUNDIR=${BHYVE_RUNDIR:-/run/bhyve-lab-$$}
 mkdir -p "$BHYVE_RUNDIR"
 # bhyve's diagnostics (a triple fault's registers, …) in its stderr.
 export BHYVE_LOG=info
