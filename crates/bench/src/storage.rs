@@ -9,9 +9,7 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::virtio::{
-    check_lines, first_then_second, make_disk, parse, run_guest, rundir, tsc_hz, Table, DISK_MIB,
-};
+use crate::virtio::{alternating_runs, make_disk, rundir, tsc_hz, DISK_MIB};
 
 /// The C guests' heap starts at 16 MiB and needs 48 MiB; QEMU's
 /// firmware keeps a little at the top of RAM.
@@ -117,21 +115,15 @@ pub fn run(
     let result = (|| {
         let cmdline = format!("bench=1 reqs={reqs}");
         let hz = tsc_hz();
-        let mut t = Table::default();
         let slot = ctl.slot(&disk);
         let dev = ctl.qemu_devices(&disk);
-        for run in 0..runs.max(1) {
-            for ours in first_then_second(run) {
-                let (mut c, who) = if ours {
-                    (bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot), "bhyve")
-                } else {
-                    (qemu_cmd(qemu, &guest, &cmdline, &dev), "qemu")
-                };
-                let lines = parse(&run_guest(&mut c, who, None)?)?;
-                check_lines(who, &lines, PHASES)?;
-                t.add(&lines, hz, ours);
+        let mut t = alternating_runs(runs, hz, PHASES, |ours| {
+            if ours {
+                bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot)
+            } else {
+                qemu_cmd(qemu, &guest, &cmdline, &dev)
             }
-        }
+        })?;
         println!(
             "{}: `{}` ({cmdline}), {DISK_MIB} MiB raw file, O_DIRECT (bhyve nocache, \
              qemu cache=none), TSC {:.0} MHz, median of {} runs",

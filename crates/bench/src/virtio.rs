@@ -270,6 +270,28 @@ pub(crate) fn first_then_second(run: usize) -> [bool; 2] {
     [ours_first, !ours_first]
 }
 
+/// Runs the guest `runs` times under each VMM, alternating who goes
+/// first (what one run leaves behind — disk writeback, a cold cache —
+/// must not always fall on the same VMM), checks each run reported
+/// exactly `phases`, and tabulates them. `command(ours)` builds the run.
+pub(crate) fn alternating_runs(
+    runs: usize,
+    hz: f64,
+    phases: &[&str],
+    mut command: impl FnMut(bool) -> Command,
+) -> Result<Table> {
+    let mut t = Table::default();
+    for run in 0..runs.max(1) {
+        for ours in first_then_second(run) {
+            let who = if ours { "bhyve" } else { "qemu" };
+            let lines = parse(&run_guest(&mut command(ours), who, None)?)?;
+            check_lines(who, &lines, phases)?;
+            t.add(&lines, hz, ours);
+        }
+    }
+    Ok(t)
+}
+
 /// Checks that a run reported exactly the expected phases.
 pub(crate) fn check_lines(who: &str, lines: &[BenchLine], expected: &[&str]) -> Result<()> {
     let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
@@ -328,7 +350,6 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
         let rundir = rundir(work);
         let cmdline = format!("reqs={} seqreqs={}", p.reqs, p.seqreqs);
         let hz = tsc_hz();
-        let mut t = Table::default();
         let slot = format!("4,virtio-blk,{},nocache", disk.display());
         let dev = [
             "-drive".to_string(),
@@ -336,20 +357,13 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
             "-device".to_string(),
             "virtio-blk-pci,drive=d".to_string(),
         ];
-        for run in 0..p.runs.max(1) {
-            // Alternate who goes first: what one run leaves behind (disk
-            // writeback, a cold cache) must not always fall on the same VMM.
-            for ours in first_then_second(run) {
-                let (mut c, who) = if ours {
-                    (bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot), "bhyve")
-                } else {
-                    (qemu_cmd(qemu, &guest, &cmdline, &dev), "qemu")
-                };
-                let lines = parse(&run_guest(&mut c, who, None)?)?;
-                check_lines(who, &lines, BLK_PHASES)?;
-                t.add(&lines, hz, ours);
+        let mut t = alternating_runs(p.runs, hz, BLK_PHASES, |ours| {
+            if ours {
+                bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot)
+            } else {
+                qemu_cmd(qemu, &guest, &cmdline, &dev)
             }
-        }
+        })?;
         println!(
             "blk: `virtio_blk_bench` ({cmdline}), {DISK_MIB} MiB raw file, O_DIRECT \
              (bhyve nocache, qemu cache=none), TSC {:.0} MHz, median of {} runs",
