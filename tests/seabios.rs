@@ -14,9 +14,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::seabios::{seabios_args, BIOS};
 use common::*;
 
-const BIOS: &str = "/usr/share/seabios/bios.bin";
 const UUID: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
 
 fn le32(d: &[u8], at: usize) -> usize {
@@ -31,41 +31,23 @@ fn seabios_boots_and_finds_our_platform() {
     );
     let s = Scratch::new("seabios");
     let log = s.dir.join("debugcon.log");
-    let rom = format!("bootrom,{BIOS},fwcfg=qemu");
-    let debugcon = format!("debugcon,{}", log.display());
-    let mut child = s
-        .command(&[
-            "-A",
-            "-c",
-            "2",
-            "-m",
-            "256M",
-            "-U",
-            UUID,
-            "-s",
-            "0,hostbridge",
-            "-o",
-            "pci.0.0.0.pcireg.vendor=0x8086",
-            "-o",
-            "pci.0.0.0.pcireg.device=0x1237",
+    let mut args: Vec<String> = ["-A", "-c", "2", "-m", "256M", "-U", UUID]
+        .map(String::from)
+        .to_vec();
+    args.extend(seabios_args(BIOS, &["3,virtio-rnd".into()], &log));
+    // QEMU's subsystem IDs on the host bridge too, as docs/STATUS.md says.
+    args.extend(
+        [
             "-o",
             "pci.0.0.0.pcireg.subvendor=0x1af4",
             "-o",
             "pci.0.0.0.pcireg.subdevice=0x1100",
-            "-s",
-            "3,virtio-rnd",
-            "-s",
-            "31,lpc",
-            "-o",
-            "pm.base=0x600",
-            "-l",
-            &rom,
-            "-l",
-            &debugcon,
             "seabios",
-        ])
-        .spawn()
-        .unwrap();
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = s.command(&args).spawn().unwrap();
     let start = Instant::now();
     let text = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -90,32 +72,33 @@ fn seabios_boots_and_finds_our_platform() {
     let out = wait_deadline(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 
-    for want in [
-        "Running on QEMU (i440fx)",
-        "Found QEMU fw_cfg",
-        "QEMU fw_cfg DMA interface supported",
-        // Our etc/e820: 640 KiB, then RAM from 1 MiB to 256 MiB.
-        "qemu/e820: addr 0x0000000000000000 len 0x00000000000a0000 [RAM]",
-        "qemu/e820: addr 0x0000000000100000 len 0x000000000ff00000 [RAM]",
-        "e0000000 - 00000000f0000000 = 2 RESERVED",
-        "Found 3 PCI devices",
-        "PCI: init bdf=00:00.0 id=8086:1237",
-        // virtio-rnd's BARs, sized and placed by SeaBIOS: the legacy
-        // I/O registers, the MSI-X table and the modern registers.
-        "PCI: init bdf=00:03.0 id=1af4:1005",
-        "PCI: map device bdf=00:03.0  bar 0, addr 0000c000, size 00000020 [io]",
-        "PCI: map device bdf=00:03.0  bar 1, addr",
-        "size 00002000 [mem]",
-        "PCI: map device bdf=00:03.0  bar 4, addr",
-        "size 00004000 [mem]",
-        "PCI: init bdf=00:1f.0 id=8086:7000",
-        "PIIX3/PIIX4 init",
-        "Found 2 cpu(s)",
-        &format!("Machine UUID {UUID}"),
-        "No bootable device",
-    ] {
-        assert!(text.contains(want), "missing {want:?} in:\n{text}");
-    }
+    expect_log(
+        &text,
+        &[
+            "Running on QEMU (i440fx)",
+            "Found QEMU fw_cfg",
+            "QEMU fw_cfg DMA interface supported",
+            // Our etc/e820: 640 KiB, then RAM from 1 MiB to 256 MiB.
+            "qemu/e820: addr 0x0000000000000000 len 0x00000000000a0000 [RAM]",
+            "qemu/e820: addr 0x0000000000100000 len 0x000000000ff00000 [RAM]",
+            "e0000000 - 00000000f0000000 = 2 RESERVED",
+            "Found 3 PCI devices",
+            "PCI: init bdf=00:00.0 id=8086:1237",
+            // virtio-rnd's BARs, sized and placed by SeaBIOS: the legacy
+            // I/O registers, the MSI-X table and the modern registers.
+            "PCI: init bdf=00:03.0 id=1af4:1005",
+            "PCI: map device bdf=00:03.0  bar 0, addr 0000c000, size 00000020 [io]",
+            "PCI: map device bdf=00:03.0  bar 1, addr",
+            "size 00002000 [mem]",
+            "PCI: map device bdf=00:03.0  bar 4, addr",
+            "size 00004000 [mem]",
+            "PCI: init bdf=00:1f.0 id=8086:7000",
+            "PIIX3/PIIX4 init",
+            "Found 2 cpu(s)",
+            &format!("Machine UUID {UUID}"),
+            "No bootable device",
+        ],
+    );
     for bad in ["WARNING - internal error", "Unable to unlock ram"] {
         assert!(!text.contains(bad), "{bad:?} in:\n{text}");
     }
@@ -200,78 +183,65 @@ fn boot_disk(msg: &[u8]) -> Vec<u8> {
     d
 }
 
-/// Boots SeaBIOS on the i440FX identities with `slots` (`-s` arguments)
-/// and pc-testdev; returns the exit status and SeaBIOS's debug log.
-fn boot_seabios(s: &Scratch, vm: &str, slots: &[String]) -> (Option<i32>, String, String) {
-    boot_seabios_rom(s, vm, slots, BIOS)
+/// Fails unless SeaBIOS's log `text` holds every line of `want`.
+fn expect_log(text: &str, want: &[&str]) {
+    for w in want {
+        assert!(text.contains(w), "missing {w:?} in:\n{text}");
+    }
 }
 
-/// [`boot_seabios`] with another SeaBIOS image (`bios`).
-fn boot_seabios_rom(
-    s: &Scratch,
-    vm: &str,
-    slots: &[String],
-    bios: &str,
-) -> (Option<i32>, String, String) {
+/// Boots SeaBIOS (`bios`) with the `-s` `slots` and pc-testdev, as the
+/// named VM `vm`: the boot sector of [`boot_disk`] must run to its exit
+/// through pc-testdev (0x21), and SeaBIOS's debug log must hold every
+/// line of `want`. Returns the log.
+fn seabios_boots(s: &Scratch, vm: &str, bios: &str, slots: &[String], want: &[&str]) -> String {
     assert!(
         Path::new(bios).exists(),
         "{bios} is missing: apt-get install seabios"
     );
     let log = s.dir.join(format!("{vm}-debugcon.log"));
-    let rom = format!("bootrom,{bios},fwcfg=qemu");
-    let debugcon = format!("debugcon,{}", log.display());
-    let mut args: Vec<&str> = vec![
-        "-A",
-        "-m",
-        "128M",
-        "-s",
-        "0,hostbridge",
-        "-o",
-        "pci.0.0.0.pcireg.vendor=0x8086",
-        "-o",
-        "pci.0.0.0.pcireg.device=0x1237",
-    ];
-    for sl in slots {
-        args.extend(["-s", sl.as_str()]);
-    }
-    args.extend([
-        "-s",
-        "31,lpc",
-        "-o",
-        "pm.base=0x600",
-        "-l",
-        &rom,
-        "-l",
-        &debugcon,
-        "-l",
-        "pc-testdev",
-        vm,
-    ]);
-    let out = s.run(&args);
+    let mut args = vec!["-A".to_string(), "-m".into(), "128M".into()];
+    args.extend(seabios_args(bios, slots, &log));
+    args.extend(["-l", "pc-testdev", vm].map(String::from));
+    let out = s.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    (out.status.code(), text, stderr(&out))
+    assert_eq!(
+        out.status.code(),
+        Some((0x21 << 1) | 1),
+        "{}\n{text}",
+        stderr(&out)
+    );
+    expect_log(&text, want);
+    text
+}
+
+/// bhyve refuses the `-s` `slot`: status 4 before any guest runs.
+/// Returns its stderr.
+fn expect_refused(s: &Scratch, slot: &str) -> String {
+    let out = s.run(&["-s", slot, "-l", "pc-testdev", "x"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    err
 }
 
 #[test]
 fn seabios_boots_from_a_virtio_blk_disk() {
     let s = Scratch::new("seabios-blk");
     let img = s.file("disk.img", &boot_disk(BOOT_MSG));
-    let (status, text, err) = boot_seabios(
+    seabios_boots(
         &s,
         "seabios-blk",
+        BIOS,
         &[format!("4,virtio-blk,{}", img.display())],
+        &[
+            "PCI: init bdf=00:04.0 id=1af4:1001",
+            "found virtio-blk at 00:04.0",
+            "Searching bootorder for: /pci@i0cf8/*@4",
+            "Booting from Hard Disk...",
+            "Booting from 0000:7c00",
+            "virtio-blk boot sector ran\nsector 2 read through INT 13h\n",
+        ],
     );
-    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
-    for want in [
-        "PCI: init bdf=00:04.0 id=1af4:1001",
-        "found virtio-blk at 00:04.0",
-        "Searching bootorder for: /pci@i0cf8/*@4",
-        "Booting from Hard Disk...",
-        "Booting from 0000:7c00",
-        "virtio-blk boot sector ran\nsector 2 read through INT 13h\n",
-    ] {
-        assert!(text.contains(want), "missing {want:?} in:\n{text}");
-    }
 }
 
 /// `bootindex`: two virtio-blk disks, the second with `bootindex=1`.
@@ -282,26 +252,23 @@ fn seabios_follows_bootindex() {
     let s = Scratch::new("seabios-bootindex");
     let a = s.file("a.img", &boot_disk(b"disk A boot sector ran\n\0"));
     let b = s.file("b.img", &boot_disk(b"disk B boot sector ran\n\0"));
-    let (status, text, err) = boot_seabios(
+    let text = seabios_boots(
         &s,
         "seabios-bootindex",
+        BIOS,
         &[
             format!("4,virtio-blk,{}", a.display()),
             format!("5,virtio-blk,{},bootindex=1", b.display()),
         ],
+        &[
+            "Searching bootorder for: /pci@i0cf8/*@5",
+            "disk B boot sector ran\nsector 2 read through INT 13h\n",
+        ],
     );
-    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
-    for want in [
-        "Searching bootorder for: /pci@i0cf8/*@5",
-        "disk B boot sector ran\nsector 2 read through INT 13h\n",
-    ] {
-        assert!(text.contains(want), "missing {want:?} in:\n{text}");
-    }
     assert!(!text.contains("disk A boot sector ran"), "{text}");
     // A bootindex on a device that cannot boot is refused, not ignored.
-    let out = s.run(&["-s", "3,virtio-rnd,bootindex=1", "-l", "pc-testdev", "x"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains("bootindex"), "{}", stderr(&out));
+    let err = expect_refused(&s, "3,virtio-rnd,bootindex=1");
+    assert!(err.contains("bootindex"), "{err}");
 }
 
 /// SeaBIOS's virtio-scsi driver (request queue only, no control queue)
@@ -313,24 +280,20 @@ fn seabios_follows_bootindex() {
 fn seabios_boots_from_a_virtio_scsi_disk() {
     let s = Scratch::new("seabios-scsi");
     let img = s.file("disk.img", &boot_disk(b"virtio-scsi boot sector ran\n\0"));
-    let (status, text, err) = boot_seabios(
+    seabios_boots(
         &s,
         "seabios-scsi",
+        BIOS,
         &[format!("4,virtio-scsi,{}", img.display())],
+        &[
+            "PCI: init bdf=00:04.0 id=1af4:1004",
+            "found virtio-scsi at 00:04.0",
+            "virtio-scsi vendor='BHYVE' product='VIRTUAL DISK' rev='0001' type=0 removable=0",
+            "Booting from Hard Disk...",
+            "virtio-scsi boot sector ran\nsector 2 read through INT 13h\n",
+        ],
     );
-    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
-    for want in [
-        "PCI: init bdf=00:04.0 id=1af4:1004",
-        "found virtio-scsi at 00:04.0",
-        "virtio-scsi vendor='BHYVE' product='VIRTUAL DISK' rev='0001' type=0 removable=0",
-        "Booting from Hard Disk...",
-        "virtio-scsi boot sector ran\nsector 2 read through INT 13h\n",
-    ] {
-        assert!(text.contains(want), "missing {want:?} in:\n{text}");
-    }
-    let out = s.run(&["-s", "4,virtio-scsi,/dev/cam/ctl", "-l", "pc-testdev", "x"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = expect_refused(&s, "4,virtio-scsi,/dev/cam/ctl");
     assert!(err.contains("Linux has no CAM Target Layer"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
@@ -342,26 +305,24 @@ fn seabios_boots_from_a_virtio_scsi_disk() {
 fn seabios_boots_from_an_ahci_disk() {
     let s = Scratch::new("seabios-ahci");
     let img = s.file("disk.img", &boot_disk(b"ahci boot sector ran\n\0"));
-    let (status, text, err) = boot_seabios(
+    seabios_boots(
         &s,
         "seabios-ahci",
+        BIOS,
         &[format!(
             "4,ahci,cd:{0},hd:{1},hd:{1},model=BHYVE TEST DISK,ser=SER0042,rev=R9",
             s.file("empty.iso", &[0u8; 2048 * 16]).display(),
             img.display()
         )],
+        &[
+            "PCI: init bdf=00:04.0 id=8086:2821",
+            "AHCI controller at 00:04.0",
+            "AHCI/2: BHYVE TEST DISK ATA-",
+            "Hard-Disk (1 MiBytes)",
+            "Booting from Hard Disk...",
+            "ahci boot sector ran\nsector 2 read through INT 13h\n",
+        ],
     );
-    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
-    for want in [
-        "PCI: init bdf=00:04.0 id=8086:2821",
-        "AHCI controller at 00:04.0",
-        "AHCI/2: BHYVE TEST DISK ATA-",
-        "Hard-Disk (1 MiBytes)",
-        "Booting from Hard Disk...",
-        "ahci boot sector ran\nsector 2 read through INT 13h\n",
-    ] {
-        assert!(text.contains(want), "missing {want:?} in:\n{text}");
-    }
 }
 
 /// El Torito from an ATAPI CD-ROM: an ISO 9660 image (xorriso, made
@@ -391,20 +352,18 @@ fn seabios_boots_from_an_ahci_cd() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (status, text, err) = boot_seabios(
+    seabios_boots(
         &s,
         "seabios-ahci-cd",
+        BIOS,
         &[format!("4,ahci-cd,{},model=BHYVE TEST CD", iso.display())],
+        &[
+            "PCI: init bdf=00:04.0 id=8086:2821",
+            "AHCI/0: registering: \"DVD/CD [AHCI/0: BHYVE TEST CD ATAPI-",
+            "Booting from DVD/CD...",
+            "ahci cd boot image ran\nsector 2 read through INT 13h\n",
+        ],
     );
-    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
-    for want in [
-        "PCI: init bdf=00:04.0 id=8086:2821",
-        "AHCI/0: registering: \"DVD/CD [AHCI/0: BHYVE TEST CD ATAPI-",
-        "Booting from DVD/CD...",
-        "ahci cd boot image ran\nsector 2 read through INT 13h\n",
-    ] {
-        assert!(text.contains(want), "missing {want:?} in:\n{text}");
-    }
 }
 
 /// Debian's SeaBIOS with its NVMe driver (bios.bin is built without
@@ -421,20 +380,17 @@ const BIOS_256K: &str = "/usr/share/seabios/bios-256k.bin";
 fn seabios_boots_from_an_nvme_disk() {
     let s = Scratch::new("seabios-nvme");
     let img = s.file("disk.img", &boot_disk(b"nvme boot sector ran\n\0"));
-    let (status, text, err) = boot_seabios_rom(
+    seabios_boots(
         &s,
         "seabios-nvme",
-        &[format!("4,nvme,{},ser=NVMESER42", img.display())],
         BIOS_256K,
+        &[format!("4,nvme,{},ser=NVMESER42", img.display())],
+        &[
+            "PCI: init bdf=00:04.0 id=fb5d:0a0a",
+            "Searching bootorder for: /pci@i0cf8/*@4",
+            "LCHS=2/16/63 s=2048",
+            "Booting from Hard Disk...",
+            "nvme boot sector ran\nsector 2 read through INT 13h\n",
+        ],
     );
-    assert_eq!(status, Some((0x21 << 1) | 1), "{err}\n{text}");
-    for want in [
-        "PCI: init bdf=00:04.0 id=fb5d:0a0a",
-        "Searching bootorder for: /pci@i0cf8/*@4",
-        "LCHS=2/16/63 s=2048",
-        "Booting from Hard Disk...",
-        "nvme boot sector ran\nsector 2 read through INT 13h\n",
-    ] {
-        assert!(text.contains(want), "missing {want:?} in:\n{text}");
-    }
 }

@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 use bhyve_devices::virtio::net::default_mac;
 
 use super::net::{is_root, mac_text, Netns};
+use super::seabios::{seabios_args, BIOS};
 use super::vm::Running;
 use super::{Scratch, BHYVE};
-
-pub const BIOS: &str = "/usr/share/seabios/bios.bin";
 
 /// One NIC under iPXE.
 pub struct IpxeCase<'a> {
@@ -97,28 +96,13 @@ pub fn ipxe_dhcp(c: &IpxeCase) -> Option<Lease> {
     let mac_text = mac_text(&default_mac(3, 0, c.vm));
     let mut bhyve = ns.cmd(&[BHYVE]);
     bhyve
+        .args(["-A", "-c", "1", "-m", "256M"])
+        .args(seabios_args(
+            BIOS,
+            &[format!("3,{},tap0", c.device)],
+            &debugcon,
+        ))
         .args([
-            "-A",
-            "-c",
-            "1",
-            "-m",
-            "256M",
-            "-s",
-            "0,hostbridge",
-            "-o",
-            "pci.0.0.0.pcireg.vendor=0x8086",
-            "-o",
-            "pci.0.0.0.pcireg.device=0x1237",
-            "-s",
-            &format!("3,{},tap0", c.device),
-            "-s",
-            "31,lpc",
-            "-o",
-            "pm.base=0x600",
-            "-l",
-            &format!("bootrom,{BIOS},fwcfg=qemu"),
-            "-l",
-            &format!("debugcon,{}", debugcon.display()),
             "-l",
             "com1,stdio",
             "-o",

@@ -88,4 +88,5 @@ pub fn kernel_opt(p: &Path) -> String {
 pub mod disk;
 pub mod ipxe;
 pub mod net;
+pub mod seabios;
 pub mod vm;
