@@ -10,32 +10,13 @@ mod lab_common;
 
 use std::sync::OnceLock;
 
-use bhyve_lab::{lab_dir, GuestImages};
+use bhyve_lab::{GuestImages, PciIrqs, Program};
 use lab_common::*;
 
 /// Debian's generic kernel with the storage drivers of this file.
 fn hw_images() -> &'static GuestImages {
     static IMAGES: OnceLock<Result<GuestImages, String>> = OnceLock::new();
-    IMAGES
-        .get_or_init(|| {
-            GuestImages::prepare_kernel(
-                &lab_dir(),
-                "linux-image-amd64",
-                &["ahci", "sd_mod", "sr_mod", "isofs"],
-            )
-            .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .unwrap_or_else(|e| panic!("the guest images could not be built: {e}"))
-}
-
-/// The `LABR key value` lines the guest printed.
-fn labr(r: &Run) -> Vec<String> {
-    r.console
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').split_once("LABR "))
-        .map(|(_, v)| v.trim_end().to_string())
-        .collect()
+    generic_kernel_images(&IMAGES, &["ahci", "sd_mod", "sr_mod", "isofs"], &[])
 }
 
 /// Linux's ahci driver on `-s 4,ahci,hd:FILE,…,cd:ISO`: sda shows the
@@ -47,8 +28,9 @@ fn labr(r: &Run) -> Vec<String> {
 /// interrupts came through the HBA's MSI vector.
 #[test]
 fn linux_ahci_disk_and_cdrom() {
-    let script = r#"
-i=0; while { [ ! -e /sys/block/sda ] || [ ! -e /sys/block/sr0 ]; } && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
+    let script = format!(
+        r#"
+i=0; while {{ [ ! -e /sys/block/sda ] || [ ! -e /sys/block/sr0 ]; }} && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
 echo "LABR size $(cat /sys/block/sda/size)"
 echo "LABR model $(cat /sys/block/sda/device/model)"
 echo "LABR rev $(cat /sys/block/sda/device/rev)"
@@ -57,14 +39,7 @@ echo "LABR rotational $(cat /sys/block/sda/queue/rotational)"
 echo "LABR ncq $(cat /sys/block/sda/device/queue_depth)"
 echo "LABR discard $(cat /sys/block/sda/queue/discard_max_bytes)"
 echo "LABR cdmodel $(cat /sys/block/sr0/device/model)"
-yes bhyve-ahci | head -c 4194304 | dd of=/dev/sda bs=65536 seek=16 conv=fsync 2>/dev/null
-echo "LABR write $?"
-sync
-echo 3 >/proc/sys/vm/drop_caches
-echo "LABR readback $(dd if=/dev/sda bs=65536 skip=16 count=64 2>/dev/null | sha256sum | cut -c1-64)"
-blkdiscard -o 8388608 -l 4194304 /dev/sda
-echo "LABR blkdiscard $?"
-sync
+{}
 mkdir -p /mnt/cd
 mount -t iso9660 -o ro /dev/sr0 /mnt/cd
 echo "LABR mount $?"
@@ -72,89 +47,58 @@ echo "LABR cdfile $(sha256sum /mnt/cd/DATA.BIN | cut -c1-64)"
 umount /mnt/cd
 lab-pci-irqs 0000:00:04.0
 echo "LABR done"
-"#;
-    let r = run_on(
-        hw_images(),
-        script,
-        "lab.end=poweroff",
-        r#"
-img=$TMPDIR/ahci-$$.img
-dd if=/dev/urandom of=$img bs=1M count=16 2>/dev/null
-result du_before $(du -k $img | cut -f1)
-cd_dir=$TMPDIR/ahci-cd-$$
+"#,
+        disk::guest_io("/dev/sda", "bhyve-ahci")
+    );
+    let make_iso = r#"cd_dir=$TMPDIR/ahci-cd-$$
 mkdir -p $cd_dir
 head -c 3000000 /dev/urandom >$cd_dir/DATA.BIN
 result cd_want $(sha256sum $cd_dir/DATA.BIN | cut -c1-64)
 iso=$TMPDIR/ahci-$$.iso
 xorriso -as mkisofs -quiet -V LABCD -o $iso $cd_dir
 result xorriso $?
-$BHYVE -A -c 1 -m 256M -s 0,hostbridge \
-    -s "4,ahci,hd:$img,ser=LABSER42,model=LAB AHCI DISK,rev=R42,nmrr=1,cd:$iso" \
-    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
-    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-ahci >console.log 2>bhyve.err </dev/null
-result bhyve $?
-result want $(yes bhyve-ahci | head -c 4194304 | sha256sum | cut -c1-64)
-result file $(dd if=$img bs=65536 skip=16 count=64 2>/dev/null | sha256sum | cut -c1-64)
-result hole_nonzero $(dd if=$img bs=1M skip=8 count=4 2>/dev/null | tr -d '\0' | wc -c)
-result du_after $(du -k $img | cut -f1)
-result size $(stat -c %s $img)
-rm -rf $img $iso $cd_dir
-cat bhyve.err
-"#,
+"#;
+    let boot = bhyve_l2(
+        r#"-c 1 -s "4,ahci,hd:$img,ser=LABSER42,model=LAB AHCI DISK,rev=R42,nmrr=1,cd:$iso""#,
+        "vm-ahci",
     );
+    let job = disk::job(
+        "ahci",
+        "bhyve-ahci",
+        make_iso,
+        &boot,
+        "rm -rf $iso $cd_dir\n",
+    );
+    let r = run_on(hw_images(), &script, "lab.end=poweroff", &job);
     r.expect_console("LABR done");
-    r.expect("bhyve", "1");
+    r.expect_bhyve("1");
     r.expect("xorriso", "0");
-    let lines = labr(&r);
+    let lines = disk::expect_io(
+        &r,
+        &[
+            "size 32768",
+            "model LAB AHCI DISK",
+            "rev R42",
+            "serial LABSER42",
+            "rotational 0",
+            "cdmodel BHYVE DVD-ROM",
+            "mount 0",
+        ],
+    );
     // What Linux saw, for the record (`--nocapture`).
     eprintln!("guest: {lines:?}");
-    for want in [
-        "size 32768",
-        "model LAB AHCI DISK",
-        "rev R42",
-        "serial LABSER42",
-        "rotational 0",
-        "cdmodel BHYVE DVD-ROM",
-        "write 0",
-        "blkdiscard 0",
-        "mount 0",
-    ] {
-        assert!(
-            lines.iter().any(|l| l == want),
-            "{want:?} not in {lines:?}\n{}",
-            r.explain()
-        );
-    }
-    let num = |key: &str| -> u64 {
-        lines
-            .iter()
-            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
-    };
-    assert!(num("ncq") > 1, "NCQ not in use: {lines:?}");
+    assert!(labr_num(&lines, "ncq") > 1, "NCQ not in use: {lines:?}");
     // libahci took our single MSI vector, and it counted interrupts.
-    let p = bhyve_lab::PciIrqs::parse(&r.console, "0000:00:04.0")
-        .unwrap_or_else(|| panic!("no pci-irqs line\n{}", r.explain()));
-    assert_eq!(p.caps, vec![bhyve_lab::PciIrqs::MSI], "{p:?}");
+    let p = r.pci_irqs("0000:00:04.0");
+    assert_eq!(p.caps, vec![PciIrqs::MSI], "{p:?}");
     assert_eq!(p.msi_modes, vec!["msi".to_string()], "{p:?}");
     assert!(
         p.irqs.iter().all(|(c, _)| c.starts_with("PCI-MSI")) && p.total() > 0,
         "{p:?}"
     );
-    assert!(num("discard") > 0, "no TRIM: {lines:?}");
-    let want = r.result("want").unwrap();
-    r.expect("file", &want);
-    assert!(lines.contains(&format!("readback {want}")), "{lines:?}");
+    assert!(labr_num(&lines, "discard") > 0, "no TRIM: {lines:?}");
     let cd = r.result("cd_want").unwrap();
     assert!(lines.contains(&format!("cdfile {cd}")), "{lines:?}");
-    r.expect("hole_nonzero", "0");
-    r.expect("size", "16777216");
-    let before: u64 = r.result("du_before").unwrap().parse().unwrap();
-    let after: u64 = r.result("du_after").unwrap().parse().unwrap();
-    assert!(
-        after + 4096 <= before,
-        "no hole punched: {before} KiB -> {after} KiB"
-    );
 }
 
 // ---- nvme, e1000 and the PCI uart (Linux's nvme, e1000 and 8250_pci) ----
@@ -163,31 +107,11 @@ cat bhyve.err
 /// e1000; 8250_pci is built into both), iperf3 and ethtool.
 fn nic_images() -> &'static GuestImages {
     static IMAGES: OnceLock<Result<GuestImages, String>> = OnceLock::new();
-    IMAGES
-        .get_or_init(|| {
-            GuestImages::prepare_kernel_with(
-                &lab_dir(),
-                "linux-image-amd64",
-                &["nvme", "e1000"],
-                &[bhyve_lab::Program::Iperf3, bhyve_lab::Program::Ethtool],
-            )
-            .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .unwrap_or_else(|e| panic!("the guest images could not be built: {e}"))
-}
-
-/// Fails unless every line of `want` is among the guest's `LABR` lines.
-fn expect_labr(r: &Run, want: &[&str]) -> Vec<String> {
-    let lines = labr(r);
-    for w in want {
-        assert!(
-            lines.iter().any(|l| l == w),
-            "{w:?} not in {lines:?}\n{}",
-            r.explain()
-        );
-    }
-    lines
+    generic_kernel_images(
+        &IMAGES,
+        &["nvme", "e1000"],
+        &[Program::Iperf3, Program::Ethtool],
+    )
 }
 
 /// Linux's nvme driver on `-s 4,nvme,FILE,maxq=4,ser=…,eui64=…` with two
@@ -198,7 +122,7 @@ fn expect_labr(r: &Run, want: &[&str]) -> Vec<String> {
 /// bhyve exits, and `blkdiscard` (DSM deallocate) punches a hole in it.
 #[test]
 fn linux_nvme_io_queues_hashes_and_discard() {
-    let script = r#"
+    let io = r#"
 i=0; while [ ! -e /sys/block/nvme0n1 ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
 c=/sys/class/nvme/nvme0 b=/sys/block/nvme0n1
 echo "LABR size $(cat $b/size)"
@@ -214,64 +138,40 @@ echo "LABR write $a$?"
 for m in 1 2; do
 echo "LABR readback$m $(taskset $m dd if=/dev/nvme0n1 bs=64k skip=16 count=64 iflag=direct 2>/dev/null | sha256sum | cut -c1-64)"
 done
-blkdiscard -o 8388608 -l 4194304 /dev/nvme0n1
-echo "LABR blkdiscard $?"
-sync
-awk '/nvme0q/ {s=0; for (i=2; i<=NF && $i ~ /^[0-9]+$/; i++) s+=$i; print "LABR irq " $NF " " s}' /proc/interrupts
+"#;
+    let irqs = r#"awk '/nvme0q/ {s=0; for (i=2; i<=NF && $i ~ /^[0-9]+$/; i++) s+=$i; print "LABR irq " $NF " " s}' /proc/interrupts
 lab-pci-irqs 0000:00:04.0
 echo "LABR done"
 "#;
-    let r = run_on(
-        nic_images(),
-        script,
-        "lab.end=poweroff",
-        r#"
-img=$TMPDIR/nvme-$$.img
-dd if=/dev/urandom of=$img bs=1M count=16 2>/dev/null
-result du_before $(du -k $img | cut -f1)
-$BHYVE -A -c 2 -m 256M -s 0,hostbridge \
-    -s "4,nvme,$img,maxq=4,ser=LABNVME42,eui64=0x0123456789abcdef" \
-    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
-    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-nvme >console.log 2>bhyve.err </dev/null
-result bhyve $?
-result want $(yes bhyve-nvme | head -c 4194304 | sha256sum | cut -c1-64)
-result file $(dd if=$img bs=65536 skip=16 count=64 2>/dev/null | sha256sum | cut -c1-64)
-result hole_nonzero $(dd if=$img bs=1M skip=8 count=4 2>/dev/null | tr -d '\0' | wc -c)
-result du_after $(du -k $img | cut -f1)
-result size $(stat -c %s $img)
-rm -f $img
-cat bhyve.err
-"#,
+    let script = [io, &disk::guest_discard("/dev/nvme0n1"), irqs].concat();
+    let boot = bhyve_l2(
+        r#"-c 2 -s "4,nvme,$img,maxq=4,ser=LABNVME42,eui64=0x0123456789abcdef""#,
+        "vm-nvme",
     );
+    let job = disk::job("nvme", "bhyve-nvme", "", &boot, "");
+    let r = run_on(nic_images(), &script, "lab.end=poweroff", &job);
     r.expect_console("LABR done");
-    r.expect("bhyve", "1");
-    let lines = expect_labr(
-        &r,
-        &[
-            "size 32768",
-            "model bhyve-NVMe",
-            "serial LABNVME42",
-            "eui 01 23 45 67 89 ab cd ef",
-            "write 00",
-            "blkdiscard 0",
-        ],
-    );
-    let want = r.result("want").unwrap();
-    r.expect("file", &want);
+    r.expect_bhyve("1");
+    let lines = r.expect_labr(&[
+        "size 32768",
+        "model bhyve-NVMe",
+        "serial LABNVME42",
+        "eui 01 23 45 67 89 ab cd ef",
+        "write 00",
+        "blkdiscard 0",
+    ]);
+    let want = disk::expect_file(&r);
     for m in [1, 2] {
         assert!(
             lines.contains(&format!("readback{m} {want}")),
             "readback on CPU mask {m}: {lines:?}"
         );
     }
-    let num = |key: &str| -> u64 {
-        lines
-            .iter()
-            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
-    };
-    assert!(num("mq ") >= 2, "fewer than 2 hardware queues: {lines:?}");
-    assert!(num("discard ") > 0, "no discard: {lines:?}");
+    assert!(
+        labr_num(&lines, "mq ") >= 2,
+        "fewer than 2 hardware queues: {lines:?}"
+    );
+    assert!(labr_num(&lines, "discard ") > 0, "no discard: {lines:?}");
     // nvme0q0 is the admin queue; every I/O queue must have interrupted.
     let io_irqs: Vec<u64> = lines
         .iter()
@@ -286,19 +186,11 @@ cat bhyve.err
         r.explain()
     );
     eprintln!("nvme I/O queue interrupts: {io_irqs:?}");
-    let p = bhyve_lab::PciIrqs::parse(&r.console, "0000:00:04.0").expect("pci-irqs line");
-    assert!(p.caps.contains(&bhyve_lab::PciIrqs::MSIX), "{p:?}");
+    let p = r.pci_irqs("0000:00:04.0");
+    assert!(p.caps.contains(&PciIrqs::MSIX), "{p:?}");
     assert!(
         p.msi_modes.len() >= 3 && p.msi_modes.iter().all(|m| m == "msix"),
         "{p:?}"
-    );
-    r.expect("hole_nonzero", "0");
-    r.expect("size", "16777216");
-    let before: u64 = r.result("du_before").unwrap().parse().unwrap();
-    let after: u64 = r.result("du_after").unwrap().parse().unwrap();
-    assert!(
-        after + 4096 <= before,
-        "no hole punched: {before} KiB -> {after} KiB"
     );
 }
 
@@ -331,10 +223,7 @@ done
 lab-pci-irqs 0000:00:03.0
 echo "LABR done"
 "#;
-    let r = run_on(
-        nic_images(),
-        script,
-        "lab.end=poweroff",
+    let job = format!(
         r#"
 (
     i=0
@@ -343,30 +232,27 @@ echo "LABR done"
 ) &
 iperf3 -s >iperf-server.log 2>&1 &
 srv=$!
-$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 3,e1000,tap3,mac=02:be:fa:e1:00:42 \
-    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
-    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-e1000 >console.log 2>bhyve.err </dev/null
+{}
 result bhyve $?
 kill $srv
 cat bhyve.err
 "#,
+        bhyve_l2("-c 1 -s 3,e1000,tap3,mac=02:be:fa:e1:00:42", "vm-e1000")
     );
+    let r = run_on(nic_images(), script, "lab.end=poweroff", &job);
     r.expect_console("LABR done");
-    r.expect("bhyve", "1");
-    let lines = expect_labr(
-        &r,
-        &[
-            "mac 02:be:fa:e1:00:42",
-            "driver e1000",
-            "ethtool driver: e1000",
-            "ethtool bus-info: 0000:00:03.0",
-            "carrier 1",
-            "ping ok",
-            "bigping ok",
-            "iperf status 0",
-            "iperf-R status 0",
-        ],
-    );
+    r.expect_bhyve("1");
+    let lines = r.expect_labr(&[
+        "mac 02:be:fa:e1:00:42",
+        "driver e1000",
+        "ethtool driver: e1000",
+        "ethtool bus-info: 0000:00:03.0",
+        "carrier 1",
+        "ping ok",
+        "bigping ok",
+        "iperf status 0",
+        "iperf-R status 0",
+    ]);
     for dir in ["iperf ", "iperf-R "] {
         let rate = lines
             .iter()
@@ -385,7 +271,7 @@ cat bhyve.err
         eprintln!("e1000 {l}");
     }
     // Linux's e1000 has no MSI support: INTx on the I/O APIC.
-    let p = bhyve_lab::PciIrqs::parse(&r.console, "0000:00:03.0").expect("pci-irqs line");
+    let p = r.pci_irqs("0000:00:03.0");
     assert!(p.total() > 0, "no interrupt counted: {p:?}");
 }
 
@@ -411,34 +297,30 @@ lab-pci-irqs 0000:00:05.0
 exec 3<&-
 echo "LABR done"
 "#;
-    let r = run_on(
-        nic_images(),
-        script,
-        "lab.end=poweroff",
+    let job = format!(
         r#"
 # L1's loopback is down until someone needs it.
 ip link set lo up
-$BHYVE -A -c 1 -m 256M -s 0,hostbridge -s 5,uart,tcp=127.0.0.1:7905 \
-    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
-    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-uart >console.log 2>bhyve.err </dev/null &
+{} &
 vm=$!
 for i in $(seq 100); do
-    { exec 5<>/dev/tcp/127.0.0.1/7905; } 2>/dev/null && break
+    {{ exec 5<>/dev/tcp/127.0.0.1/7905; }} 2>/dev/null && break
     sleep 0.1
 done
 if read -r -t 200 line <&5; then
     result l1_got "$line"
     printf 'echo: %s\n' "$line" >&5
 fi
-wait $vm
-result bhyve $?
+wait_bhyve $vm
 exec 5<&-
 cat bhyve.err
 "#,
+        bhyve_l2("-c 1 -s 5,uart,tcp=127.0.0.1:7905", "vm-uart")
     );
+    let r = run_on(nic_images(), script, "lab.end=poweroff", &job);
     r.expect_console("LABR done");
-    r.expect("bhyve", "1");
-    let lines = expect_labr(&r, &["ids 0x131f 0x2000", "driver serial", "uart 4"]);
+    r.expect_bhyve("1");
+    let lines = r.expect_labr(&["ids 0x131f 0x2000", "driver serial", "uart 4"]);
     let got = r.result("l1_got").unwrap_or_default();
     assert!(
         got.starts_with("hello from L2 on ttyS"),
@@ -451,6 +333,6 @@ cat bhyve.err
         "L2 did not read L1's echo: {lines:?}\n{}",
         r.explain()
     );
-    let p = bhyve_lab::PciIrqs::parse(&r.console, "0000:00:05.0").expect("pci-irqs line");
+    let p = r.pci_irqs("0000:00:05.0");
     assert!(p.msi_modes.is_empty() && p.total() > 0, "{p:?}");
 }

@@ -16,7 +16,7 @@ mod lab_common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use bhyve_lab::{lab_dir, shell_quote, GuestImages, PciIrqs, JOB_PRELUDE};
+use bhyve_lab::{shell_quote, GuestImages, PciIrqs, JOB_PRELUDE};
 use lab_common::*;
 
 /// How a virtio function signals: bhyve's default MSI-X, or one MSI
@@ -37,6 +37,17 @@ impl Irq {
         }
     }
 
+    /// Runs `job` with `$W` set and L2 (images `img`) running `script`,
+    /// then powering off.
+    fn run(self, img: &GuestImages, script: &str, job: &str) -> Run {
+        run_on(
+            img,
+            script,
+            "lab.end=poweroff",
+            &(self.vars().to_owned() + job),
+        )
+    }
+
     /// Checks the guest's `lab-pci-irqs BDF` line (run after the device's
     /// I/O): with MSI-X the function has an MSI-X capability and no MSI
     /// one, and Linux's virtio_pci drives it through MSI-X vectors that
@@ -47,8 +58,7 @@ impl Irq {
     /// delivery itself is checked by the `virtio_rnd` guest,
     /// tests/lab_virtio.rs).
     fn check(self, r: &Run, bdf: &str) {
-        let p = PciIrqs::parse(&r.console, bdf)
-            .unwrap_or_else(|| panic!("no pci-irqs line for {bdf}\n{}", r.explain()));
+        let p = r.pci_irqs(bdf);
         let has = |c| p.caps.contains(&c);
         match self {
             Irq::MsiX => {
@@ -81,118 +91,75 @@ impl Irq {
     }
 }
 
+/// The two tests of a virtio device: `$msix` runs `$body` with bhyve's
+/// default MSI-X, `$msi` with `-W` (one MSI vector).
+macro_rules! both_irqs {
+    ($msix:ident, $msi:ident, $body:ident) => {
+        #[test]
+        fn $msix() {
+            $body(Irq::MsiX);
+        }
+
+        #[test]
+        fn $msi() {
+            $body(Irq::Msi);
+        }
+    };
+}
+
 /// Linux's virtio_blk on our virtio-blk over a file in L1: identity
 /// (capacity, serial, topology, discard limits), a pattern written with
 /// fsync and read back after dropping the page cache, both checked by
 /// hash against the host file, and `blkdiscard` punching a hole in it.
-#[test]
-fn linux_virtio_blk_writes_reads_and_discards() {
-    linux_virtio_blk(Irq::MsiX);
-}
-
-/// The same with `-W`.
-#[test]
-fn linux_virtio_blk_with_w() {
-    linux_virtio_blk(Irq::Msi);
-}
-
 fn linux_virtio_blk(irq: Irq) {
-    let script = r#"
+    let script = format!(
+        r#"
 echo "LABR size $(cat /sys/block/vda/size)"
 echo "LABR serial $(cat /sys/block/vda/serial)"
 echo "LABR pbs $(cat /sys/block/vda/queue/physical_block_size)"
 echo "LABR discard $(cat /sys/block/vda/queue/discard_max_bytes)"
-yes bhyve-virtio-blk | head -c 4194304 | dd of=/dev/vda bs=65536 seek=16 conv=fsync 2>/dev/null
-echo "LABR write $?"
-sync
-echo 3 >/proc/sys/vm/drop_caches
-echo "LABR readback $(dd if=/dev/vda bs=65536 skip=16 count=64 2>/dev/null | sha256sum | cut -c1-64)"
-blkdiscard -o 8388608 -l 4194304 /dev/vda
-echo "LABR blkdiscard $?"
-sync
+{}
 lab-pci-irqs 0000:00:04.0
 echo "LABR done"
-"#;
-    let r = run_on(
-        virtio_images(),
-        script,
-        "lab.end=poweroff",
-        &(irq.vars().to_owned()
-            + r#"
-img=$TMPDIR/blk-$$.img
-dd if=/dev/urandom of=$img bs=1M count=16 2>/dev/null
-result du_before $(du -k $img | cut -f1)
-$BHYVE -A $W -c 1 -m 256M -s 0,hostbridge -s 4,virtio-blk,$img,sectorsize=512/4096,ser=LABDISK \
-    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
-    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-blk >console.log 2>bhyve.err </dev/null
-result bhyve $?
-result want $(yes bhyve-virtio-blk | head -c 4194304 | sha256sum | cut -c1-64)
-result file $(dd if=$img bs=65536 skip=16 count=64 2>/dev/null | sha256sum | cut -c1-64)
-result hole_nonzero $(dd if=$img bs=1M skip=8 count=4 2>/dev/null | tr -d '\0' | wc -c)
-result du_after $(du -k $img | cut -f1)
-result size $(stat -c %s $img)
-rm -f $img
-cat bhyve.err
-"#),
+"#,
+        disk::guest_io("/dev/vda", "bhyve-virtio-blk")
     );
+    let boot = bhyve_l2(
+        "$W -c 1 -s 4,virtio-blk,$img,sectorsize=512/4096,ser=LABDISK",
+        "vm-blk",
+    );
+    let job = disk::job("blk", "bhyve-virtio-blk", "", &boot, "");
+    let r = irq.run(virtio_images(), &script, &job);
     r.expect_console("LABR done");
-    r.expect("bhyve", "1");
+    r.expect_bhyve("1");
     irq.check(&r, "0000:00:04.0");
-    let lines: Vec<&str> = r
-        .console
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').split_once("LABR "))
-        .map(|(_, v)| v.trim_end())
-        .collect();
-    for want in [
-        "size 32768",
-        "serial LABDISK",
-        "pbs 4096",
-        "discard 16777216",
-        "write 0",
-        "blkdiscard 0",
-    ] {
-        assert!(
-            lines.contains(&want),
-            "{want:?} not in {lines:?}\n{}",
-            r.explain()
-        );
-    }
-    let want = r.result("want").unwrap();
-    r.expect("file", &want);
-    assert!(
-        lines.contains(&format!("readback {want}").as_str()),
-        "{lines:?}"
-    );
-    r.expect("hole_nonzero", "0");
-    r.expect("size", "16777216");
-    let before: u64 = r.result("du_before").unwrap().parse().unwrap();
-    let after: u64 = r.result("du_after").unwrap().parse().unwrap();
-    assert!(
-        after + 4096 <= before,
-        "no hole punched: {before} KiB -> {after} KiB"
+    disk::expect_io(
+        &r,
+        &[
+            "size 32768",
+            "serial LABDISK",
+            "pbs 4096",
+            "discard 16777216",
+        ],
     );
 }
+
+both_irqs!(
+    linux_virtio_blk_writes_reads_and_discards,
+    linux_virtio_blk_with_w,
+    linux_virtio_blk
+);
 
 /// Linux's virtio_scsi and sd on our virtio-scsi over a file in L1
 /// (`-s 4,virtio-scsi,FILE,ser=`): the disk appears as sda with our
 /// INQUIRY identity, capacity, serial (VPD 0x80), write-back cache and
 /// UNMAP provisioning; a pattern written with fsync and read back after
 /// dropping the page cache matches the host file by hash, and
-/// `blkdiscard` (UNMAP) punches a hole in it.
-#[test]
-fn linux_virtio_scsi_disk_writes_reads_and_unmaps() {
-    linux_virtio_scsi(Irq::MsiX);
-}
-
-/// The same with `-W`.
-#[test]
-fn linux_virtio_scsi_with_w() {
-    linux_virtio_scsi(Irq::Msi);
-}
-
+/// `blkdiscard` (UNMAP) punches a hole in it. `/dev/cam/ctl` paths are
+/// one error line, status 4.
 fn linux_virtio_scsi(irq: Irq) {
-    let script = r#"
+    let script = format!(
+        r#"
 i=0; while [ ! -e /sys/block/sda ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
 echo "LABR size $(cat /sys/block/sda/size)"
 echo "LABR vendor $(cat /sys/block/sda/device/vendor)"
@@ -202,84 +169,45 @@ echo "LABR cache $(cat /sys/class/scsi_disk/*/cache_type)"
 echo "LABR provisioning $(cat /sys/class/scsi_disk/*/provisioning_mode)"
 echo "LABR discard $(cat /sys/block/sda/queue/discard_max_bytes)"
 echo "LABR rotational $(cat /sys/block/sda/queue/rotational)"
-yes bhyve-virtio-scsi | head -c 4194304 | dd of=/dev/sda bs=65536 seek=16 conv=fsync 2>/dev/null
-echo "LABR write $?"
-sync
-echo 3 >/proc/sys/vm/drop_caches
-echo "LABR readback $(dd if=/dev/sda bs=65536 skip=16 count=64 2>/dev/null | sha256sum | cut -c1-64)"
-blkdiscard -o 8388608 -l 4194304 /dev/sda
-echo "LABR blkdiscard $?"
-sync
+{}
 lab-pci-irqs 0000:00:04.0
 echo "LABR done"
-"#;
-    let r = run_on(
-        virtio_images(),
-        script,
-        "lab.end=poweroff",
-        &(irq.vars().to_owned()
-            + r#"
-img=$TMPDIR/scsi-$$.img
-dd if=/dev/urandom of=$img bs=1M count=16 2>/dev/null
-result du_before $(du -k $img | cut -f1)
-$BHYVE -A $W -c 1 -m 256M -s 0,hostbridge -s 4,virtio-scsi,$img,ser=LABSCSI \
-    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
-    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-scsi >console.log 2>bhyve.err </dev/null
-result bhyve $?
-result want $(yes bhyve-virtio-scsi | head -c 4194304 | sha256sum | cut -c1-64)
-result file $(dd if=$img bs=65536 skip=16 count=64 2>/dev/null | sha256sum | cut -c1-64)
-result hole_nonzero $(dd if=$img bs=1M skip=8 count=4 2>/dev/null | tr -d '\0' | wc -c)
-result du_after $(du -k $img | cut -f1)
-rm -f $img
-$BHYVE -s 4,virtio-scsi,/dev/cam/ctl0 -s 31,lpc vm-ctl 2>ctl.err </dev/null
+"#,
+        disk::guest_io("/dev/sda", "bhyve-virtio-scsi")
+    );
+    let boot = bhyve_l2("$W -c 1 -s 4,virtio-scsi,$img,ser=LABSCSI", "vm-scsi");
+    let ctl = r#"$BHYVE -s 4,virtio-scsi,/dev/cam/ctl0 -s 31,lpc vm-ctl 2>ctl.err </dev/null
 result ctl_status $?
 result ctl_lines $(wc -l <ctl.err)
-cat bhyve.err ctl.err
-"#),
-    );
+cat ctl.err
+"#;
+    let job = disk::job("scsi", "bhyve-virtio-scsi", "", &boot, ctl);
+    let r = irq.run(virtio_images(), &script, &job);
     r.expect_console("LABR done");
-    r.expect("bhyve", "1");
+    r.expect_bhyve("1");
     irq.check(&r, "0000:00:04.0");
     r.expect("ctl_status", "4");
     r.expect("ctl_lines", "1");
-    let lines: Vec<&str> = r
-        .console
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').split_once("LABR "))
-        .map(|(_, v)| v.trim_end())
-        .collect();
-    for want in [
-        "size 32768",
-        "vendor BHYVE",
-        "model VIRTUAL DISK",
-        "serial LABSCSI",
-        "cache write back",
-        "provisioning unmap",
-        "discard 16777216",
-        "rotational 0",
-        "write 0",
-        "blkdiscard 0",
-    ] {
-        assert!(
-            lines.contains(&want),
-            "{want:?} not in {lines:?}\n{}",
-            r.explain()
-        );
-    }
-    let want = r.result("want").unwrap();
-    r.expect("file", &want);
-    assert!(
-        lines.contains(&format!("readback {want}").as_str()),
-        "{lines:?}"
-    );
-    r.expect("hole_nonzero", "0");
-    let before: u64 = r.result("du_before").unwrap().parse().unwrap();
-    let after: u64 = r.result("du_after").unwrap().parse().unwrap();
-    assert!(
-        after + 4096 <= before,
-        "no hole punched: {before} KiB -> {after} KiB"
+    disk::expect_io(
+        &r,
+        &[
+            "size 32768",
+            "vendor BHYVE",
+            "model VIRTUAL DISK",
+            "serial LABSCSI",
+            "cache write back",
+            "provisioning unmap",
+            "discard 16777216",
+            "rotational 0",
+        ],
     );
 }
+
+both_irqs!(
+    linux_virtio_scsi_disk_writes_reads_and_unmaps,
+    linux_virtio_scsi_with_w,
+    linux_virtio_scsi
+);
 
 /// virtio-console with two named ports (`-s 4,virtio-console,NAME=SOCK,…`):
 /// Linux's virtio_console (MULTIPORT) creates /dev/vportNpM for both with
@@ -287,17 +215,6 @@ cat bhyve.err ctl.err
 /// (queues 4/5) a line goes from the guest to a client of bhyve's UNIX
 /// socket in L1 and a line back. The guest's write blocks until a client
 /// connects (Linux waits for PORT_OPEN), so the order is fixed.
-#[test]
-fn virtio_console_ports_reach_unix_sockets() {
-    virtio_console(Irq::MsiX);
-}
-
-/// The same with `-W`.
-#[test]
-fn virtio_console_with_w() {
-    virtio_console(Irq::Msi);
-}
-
 fn virtio_console(irq: Irq) {
     let script = r#"
 for p in /sys/class/virtio-ports/*; do echo "LABR port ${p##*/} $(cat $p/name)"; done
@@ -312,16 +229,10 @@ read -r line <&3
 echo "LABR got $line"
 lab-pci-irqs 0000:00:04.0
 "#;
-    let r = run_on(
-        virtio_images(),
-        script,
-        "lab.end=poweroff",
-        &(irq.vars().to_owned()
-            + r#"
+    let job = format!(
+        r#"
 dir=$(mktemp -d)
-$BHYVE -A $W -c 1 -m 256M -s 0,hostbridge -s 4,virtio-console,port1=$dir/p1.sock,org.bhyve.test=$dir/p2.sock \
-    -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
-    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-vtcon >console.log 2>bhyve.err </dev/null &
+{} &
 pid=$!
 if wait_for console.log LAB-VPORT-READY 240; then
     /usr/bin/python3 - "$dir/p2.sock" <<'PY'
@@ -345,15 +256,17 @@ except OSError:
     pass
 PY
 fi
-for i in $(seq 1200); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-kill -0 $pid 2>/dev/null && { result stuck yes; kill -KILL $pid; }
-wait $pid
-result bhyve $?
+wait_bhyve $pid
 result sockets_left "$(ls $dir | wc -l)"
 rm -rf "$dir"
 cat bhyve.err
-"#),
+"#,
+        bhyve_l2(
+            "$W -c 1 -s 4,virtio-console,port1=$dir/p1.sock,org.bhyve.test=$dir/p2.sock",
+            "vm-vtcon"
+        )
     );
+    let r = irq.run(virtio_images(), script, &job);
     r.expect_console(&marker(1));
     r.expect_console("LABR port vport");
     assert!(
@@ -364,28 +277,23 @@ cat bhyve.err
     r.expect_console("LABR dev /dev/vport");
     r.expect("fromguest", "guest-says-hi");
     r.expect_console("LABR got host-says-hello");
-    assert!(r.result("stuck").is_none(), "{}", r.explain());
-    r.expect("bhyve", "1");
+    r.expect_bhyve("1");
     // As bhyve(8) says of its own: the sockets stay after bhyve exits.
     r.expect("sockets_left", "2");
     irq.check(&r, "0000:00:04.0");
 }
 
+both_irqs!(
+    virtio_console_ports_reach_unix_sockets,
+    virtio_console_with_w,
+    virtio_console
+);
+
 /// Images for the virtio-9p test: Debian's generic kernel (the cloud
 /// one has no 9P) with the transport, 9P over virtio and v9fs.
 fn p9_images() -> &'static GuestImages {
     static IMAGES: OnceLock<Result<GuestImages, String>> = OnceLock::new();
-    IMAGES
-        .get_or_init(|| {
-            GuestImages::prepare_kernel(
-                &lab_dir(),
-                "linux-image-amd64",
-                &["virtio_pci", "9pnet_virtio", "9p"],
-            )
-            .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .unwrap_or_else(|e| panic!("the guest images could not be built: {e}"))
+    generic_kernel_images(&IMAGES, &["virtio_pci", "9pnet_virtio", "9p"], &[])
 }
 
 /// virtio-9p with Linux's v9fs: a read-write share (read, write, mkdir,
@@ -393,17 +301,6 @@ fn p9_images() -> &'static GuestImages {
 /// `trans=virtio,version=9p2000.L`; symlinks in the share pointing at
 /// the host's files outside it resolve in the guest's namespace, never
 /// the host's, and nothing outside the share changes.
-#[test]
-fn virtio_9p_share_with_linux() {
-    virtio_9p(Irq::MsiX);
-}
-
-/// The same with `-W`.
-#[test]
-fn virtio_9p_with_w() {
-    virtio_9p(Irq::Msi);
-}
-
 fn virtio_9p(irq: Irq) {
     let script = r#"
 mkdir -p /mnt/rw /mnt/ro
@@ -428,12 +325,8 @@ umount /mnt/rw && umount /mnt/ro && echo "LABR umount ok"
 lab-pci-irqs 0000:00:03.0
 echo "LABR done"
 "#;
-    let r = run_on(
-        p9_images(),
-        script,
-        "lab.end=poweroff",
-        &(irq.vars().to_owned()
-            + r#"
+    let job = format!(
+        r#"
 top=$(mktemp -d)
 mkdir "$top/share" "$top/outside"
 echo hello-from-host > "$top/share/hello"
@@ -441,9 +334,7 @@ echo SECRET > "$top/outside/secret"
 echo SECRET > "$top/secret"
 ln -s "$top/outside" "$top/share/abs"
 ln -s ../outside "$top/share/rel"
-$BHYVE -A $W -c 1 -m 256M -s 0,hostbridge -s 3,virtio-9p,hostshare="$top/share" \
-    -s 4,virtio-9p,roshare="$top/share",ro -s 31,lpc -l com1,stdio -o boot.kernel="$BZIMAGE" \
-    -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-9p >console.log 2>bhyve.err </dev/null
+{}
 result bhyve $?
 result fromguest "$(cat "$top/share/fromguest")"
 result big "$(wc -c < "$top/share/big")"
@@ -453,8 +344,13 @@ result top "$(ls "$top" | tr '\n' ' ')"
 result nope "$(ls "$top/share/nope" 2>&1 >/dev/null | wc -l)"
 cat bhyve.err
 rm -rf "$top"
-"#),
+"#,
+        bhyve_l2(
+            r#"$W -c 1 -s 3,virtio-9p,hostshare="$top/share" -s 4,virtio-9p,roshare="$top/share",ro"#,
+            "vm-9p"
+        )
     );
+    let r = irq.run(p9_images(), script, &job);
     r.expect_console(&marker(1));
     r.expect_console("LABR done");
     for l in [
@@ -479,9 +375,11 @@ rm -rf "$top"
     r.expect("outside", "secret SECRET SECRET ");
     r.expect("top", "outside secret share ");
     r.expect("nope", "1");
-    r.expect("bhyve", "1");
+    r.expect_bhyve("1");
     irq.check(&r, "0000:00:03.0");
 }
+
+both_irqs!(virtio_9p_share_with_linux, virtio_9p_with_w, virtio_9p);
 
 /// Linux key codes the uinput keyboard presses: B, H, Y, V, E.
 const KEYS: [u16; 5] = [48, 35, 21, 47, 18];
@@ -493,17 +391,6 @@ const KEYS: [u16; 5] = [48, 35, 21, 47, 18];
 /// host device's name and IDs (ID_NAME, ID_DEVIDS from EVIOCGNAME and
 /// EVIOCGID), the guest opens it and only then are the keys pressed in L1:
 /// every press arrives, in order, as an EV_KEY event.
-#[test]
-fn linux_virtio_input_gets_host_evdev_keys() {
-    virtio_input(Irq::MsiX);
-}
-
-/// The same with `-W`.
-#[test]
-fn linux_virtio_input_with_w() {
-    virtio_input(Irq::Msi);
-}
-
 fn virtio_input(irq: Irq) {
     let tool = bhyve_lab::tools::uinput_keys(&lab().work_dir().join("tools")).unwrap();
     let script = r#"
@@ -524,37 +411,28 @@ done
 lab-pci-irqs 0000:00:04.0
 "#;
     let keys: Vec<String> = KEYS.iter().map(u16::to_string).collect();
-    let r = run_on(
-        virtio_images(),
-        script,
-        "lab.end=poweroff",
-        &format!(
-            "{}UINPUT={}\nKEYS='{}'\n{}",
-            irq.vars(),
-            shell_quote(&tool.display().to_string()),
-            keys.join(" "),
-            r#"
+    let job = format!(
+        r#"UINPUT={uinput}
+KEYS='{keys}'
 trig=$TMPDIR/keys-go-$$
 $UINPUT "$trig" $KEYS >uinput.out 2>&1 &
 upid=$!
-wait_for uinput.out EVDEV 30 || { cat uinput.out; exit 1; }
+wait_for uinput.out EVDEV 30 || {{ cat uinput.out; exit 1; }}
 ev=$(sed -n 's/^EVDEV //p' uinput.out)
 result evdev "$ev"
-$BHYVE -A $W -c 1 -m 256M -s 0,hostbridge -s 4,virtio-input,"$ev" -s 31,lpc -l com1,stdio \
-    -o boot.kernel="$BZIMAGE" -o boot.initrd="$INITRD" -o boot.cmdline="$CMDLINE" vm-input \
-    >console.log 2>bhyve.err </dev/null &
+{boot} &
 pid=$!
 wait_for console.log LAB-INPUT-READY 240 && touch "$trig"
 wait_for uinput.out SENT 60 && result sent yes
-for i in $(seq 1200); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-kill -0 $pid 2>/dev/null && { result stuck yes; kill -KILL $pid; }
-wait $pid
-result bhyve $?
+wait_bhyve $pid
 kill $upid
 cat bhyve.err uinput.out
-"#
-        ),
+"#,
+        uinput = shell_quote(&tool.display().to_string()),
+        keys = keys.join(" "),
+        boot = bhyve_l2(r#"$W -c 1 -s 4,virtio-input,"$ev""#, "vm-input"),
     );
+    let r = irq.run(virtio_images(), script, &job);
     assert!(
         r.result("evdev")
             .is_some_and(|e| e.starts_with("/dev/input/event")),
@@ -574,9 +452,14 @@ cat bhyve.err uinput.out
         .collect();
     assert_eq!(got, keys, "{}", r.explain());
     irq.check(&r, "0000:00:04.0");
-    assert!(r.result("stuck").is_none(), "{}", r.explain());
-    r.expect("bhyve", "1");
+    r.expect_bhyve("1");
 }
+
+both_irqs!(
+    linux_virtio_input_gets_host_evdev_keys,
+    linux_virtio_input_with_w,
+    virtio_input
+);
 
 /// (transport, irq, extra bhyve flags) of each run.
 const RUNS: &[(&str, &str, &str)] = &[
