@@ -106,11 +106,23 @@ fn create_sq(sh: &Shared, st: &mut State, cmd: &Command) -> Outcome {
 
 fn delete_sq(st: &mut State, cmd: &Command) -> Outcome {
     let qid = (cmd.cdw10 & 0xffff) as usize;
-    if qid == 0 || qid >= st.sqs.len() || st.sqs[qid].is_none() {
+    let Some(sq) = st
+        .sqs
+        .get_mut(qid)
+        .and_then(|q| q.as_mut())
+        .filter(|q| qid != 0 && !q.deleting)
+    else {
         return Outcome::status(Status::INVALID_QID);
+    };
+    if sq.inflight == 0 {
+        st.sqs[qid] = None;
+        return Outcome::ok(0);
     }
-    st.sqs[qid] = None;
-    Outcome::ok(0)
+    // Its commands still move data to or from guest memory: the host may
+    // reuse that memory once the Delete completed, so it completes after
+    // them (their completions are posted first, as the spec allows).
+    sq.deleting = true;
+    Outcome::AfterDrain(qid as u16)
 }
 
 fn delete_cq(st: &mut State, cmd: &Command) -> Outcome {

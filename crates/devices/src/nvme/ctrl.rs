@@ -42,6 +42,8 @@ pub(super) enum Outcome {
     Submit(Vec<BlockRequest>),
     /// Kept without completing (an Asynchronous Event Request).
     Held,
+    /// Completes once SQ `.0`'s commands in flight did (Delete I/O SQ).
+    AfterDrain(u16),
 }
 
 impl Outcome {
@@ -69,6 +71,9 @@ pub(super) struct State {
     pub features: [u32; 16],
     /// Command IDs of held Asynchronous Event Requests.
     pub aers: Vec<u16>,
+    /// Delete I/O SQ commands waiting for their queue to drain: (the
+    /// queue's serial, where the Delete's completion goes).
+    pub deletes: Vec<(u64, Target)>,
     /// Commands handed to the backend and not completed yet.
     pub inflight: u32,
     /// I/O commands among them (bounded by `ioslots`).
@@ -93,6 +98,7 @@ impl State {
             nq_set: false,
             features: [0; 16],
             aers: Vec::new(),
+            deletes: Vec::new(),
             inflight: 0,
             inflight_io: 0,
             rdy_pending: false,
@@ -130,6 +136,7 @@ impl State {
         self.nq_set = false;
         self.default_features();
         self.aers.clear();
+        self.deletes.clear();
         self.rdy_pending = false;
         self.stalled = false;
         let cc = self.regs.cc;
@@ -177,6 +184,26 @@ impl State {
                 None
             }
         }
+    }
+
+    /// A command of SQ `target` left the backend (its completion posted);
+    /// when it was the last one of a queue being deleted, the queue goes
+    /// and the Delete completes. Returns the CQ to signal.
+    fn sq_drained(&mut self, mem: &GuestMemoryMmap, target: &Target) -> Option<u16> {
+        let qid = usize::from(target.sqid);
+        let sq = self
+            .sqs
+            .get_mut(qid)
+            .and_then(|q| q.as_mut())
+            .filter(|q| q.serial == target.sq_serial)?;
+        sq.inflight = sq.inflight.saturating_sub(1);
+        if sq.inflight > 0 || !sq.deleting {
+            return None;
+        }
+        self.sqs[qid] = None;
+        let i = self.deletes.iter().position(|d| d.0 == target.sq_serial)?;
+        let (_, del) = self.deletes.swap_remove(i);
+        self.post(mem, &del, Status::SUCCESS, 0)
     }
 
     /// The INTx level: some CQ with interrupts enabled has entries and
@@ -323,12 +350,21 @@ impl Shared {
                     cq.unreserve();
                 }
             }
+            // The admin CQ slot stays reserved for the Delete's completion.
+            Outcome::AfterDrain(q) => {
+                if let Some(sq) = st.sqs.get(usize::from(q)).and_then(|s| s.as_ref()) {
+                    st.deletes.push((sq.serial, target));
+                }
+            }
             Outcome::Submit(reqs) if reqs.is_empty() => {
                 fire.extend(st.post(&self.mem, &target, Status::SUCCESS, 0));
             }
             Outcome::Submit(reqs) => {
                 let io = qid != 0;
                 st.inflight += 1;
+                if let Some(sq) = st.sqs[qid].as_mut() {
+                    sq.inflight += 1;
+                }
                 st.inflight_io += u32::from(io);
                 let join = Arc::new(Join {
                     target,
@@ -380,15 +416,17 @@ impl Shared {
                 st.rdy_pending = false;
                 st.regs.csts |= regs::CSTS_RDY;
             }
-            let f = st.post(&self.mem, &join.target, status, 0);
+            let mut f: Vec<u16> = st
+                .post(&self.mem, &join.target, status, 0)
+                .into_iter()
+                .collect();
+            f.extend(st.sq_drained(&self.mem, &join.target));
             if st.stalled {
                 self.kick();
             }
             f
         };
-        if let Some(cq) = fire {
-            self.signal(&[cq]);
-        }
+        self.signal(&fire);
     }
 }
 

@@ -21,6 +21,11 @@ pub struct Sq {
     pub head: u32,
     pub tail: u32,
     pub cqid: u16,
+    /// Commands fetched from this queue and still in the backend.
+    pub inflight: u32,
+    /// A Delete I/O SQ waits for `inflight` to drain: nothing more is
+    /// fetched and tail doorbells are ignored meanwhile.
+    pub deleting: bool,
 }
 
 impl Sq {
@@ -32,13 +37,15 @@ impl Sq {
             head: 0,
             tail: 0,
             cqid,
+            inflight: 0,
+            deleting: false,
         }
     }
 
     /// A tail doorbell write; false (ignored) when the value is not an
     /// index of this queue.
     pub fn set_tail(&mut self, v: u32) -> bool {
-        if v >= self.size {
+        if v >= self.size || self.deleting {
             return false;
         }
         self.tail = v;
@@ -46,7 +53,7 @@ impl Sq {
     }
 
     pub fn has_work(&self) -> bool {
-        self.head != self.tail
+        self.head != self.tail && !self.deleting
     }
 
     /// Reads the entry at the head and advances it. A read outside guest

@@ -156,10 +156,10 @@ impl Drv {
             .bar_write(REG_BAR, off, &v.to_le_bytes());
     }
 
-    pub(super) fn enable_msix(&self) {
-        let mut f = self.f.lock().unwrap();
-        let c = f.config_mut();
-        // Find the MSI-X capability.
+    /// Where the MSI-X capability is.
+    fn msix_cap(&self) -> u16 {
+        let f = self.f.lock().unwrap();
+        let c = f.config();
         let mut b = [0u8; 2];
         c.read(0x34, &mut b[..1]);
         let mut at = u16::from(b[0]);
@@ -171,6 +171,19 @@ impl Drv {
             at = u16::from(b[1]);
         }
         assert_ne!(at, 0, "MSI-X capability");
+        at
+    }
+
+    pub(super) fn disable_msix(&self) {
+        let at = self.msix_cap();
+        let mut f = self.f.lock().unwrap();
+        f.config_mut().write(at + 2, &0u16.to_le_bytes());
+    }
+
+    pub(super) fn enable_msix(&self) {
+        let at = self.msix_cap();
+        let mut f = self.f.lock().unwrap();
+        let c = f.config_mut();
         c.write(at + 2, &0x8000u16.to_le_bytes());
         for v in 0..17u64 {
             c.msix_write(MSIX_BAR, v * 16, &0xfee0_0000u32.to_le_bytes());

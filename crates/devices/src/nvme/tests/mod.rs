@@ -2,6 +2,7 @@
 //! driver over fake guest memory, as a host driver would.
 
 mod driver;
+mod hostile;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -1,0 +1,87 @@
+//! Hostile-guest orderings: queue deletion, controller reset and
+//! shutdown while commands are in the backend, MSI-X switched off with
+//! completions pending.
+
+use std::time::{Duration, Instant};
+
+use vm_memory::{Bytes, GuestAddress};
+
+use super::driver::*;
+use crate::nvme::spec::{admin, io, Command, Status};
+
+/// Waits (bounded) until the disk holds `n` requests.
+fn wait_queued(d: &Drv, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.disk.queued() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} requests queued",
+            d.disk.queued()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn read(slba: u32, prp1: u64) -> Command {
+    Command {
+        opc: io::READ,
+        nsid: 1,
+        prp1,
+        cdw10: slba,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn delete_sq_completes_after_its_commands() {
+    let mut d = Drv::default();
+    d.enable();
+    d.create_pair(1, 16, 0);
+    d.disk.hold(true);
+    d.mem.write_slice(&[0xee; 512], GuestAddress(DATA)).unwrap();
+    let cid = d.put(1, read(7, DATA));
+    d.ring(1);
+    wait_queued(&d, 1);
+    let del = d.put(
+        0,
+        Command {
+            opc: admin::DELETE_SQ,
+            cdw10: 1,
+            ..Default::default()
+        },
+    );
+    d.ring(0);
+    assert!(
+        d.try_reap(0, Duration::from_millis(200)).is_none(),
+        "Delete SQ completed with a read of that queue in flight"
+    );
+    // The SQ takes no more commands meanwhile.
+    d.put(1, read(8, DATA + 4096));
+    d.ring(1);
+    d.disk.release(1);
+    let c = d.reap(1);
+    assert_eq!((c.cid, c.status), (cid, Status::SUCCESS));
+    assert_eq!(d.mem.read_obj::<u8>(GuestAddress(DATA)).unwrap(), 7);
+    let c = d.reap(0);
+    d.consume(0);
+    assert_eq!((c.cid, c.status), (del, Status::SUCCESS));
+    assert_eq!(
+        d.disk.submitted().len(),
+        1,
+        "nothing fetched after the Delete"
+    );
+    // The queue is gone; its CQ can go too and the SQ can be re-created.
+    let c = d.admin(Command {
+        opc: admin::DELETE_CQ,
+        cdw10: 1,
+        ..Default::default()
+    });
+    assert_eq!(c.status, Status::SUCCESS);
+    d.disk.hold(false);
+    // (A fresh CQ: no stale phase tags from the first pass.)
+    d.mem
+        .write_slice(&[0u8; 16 * 16], GuestAddress(0x110000))
+        .unwrap();
+    d.create_pair(1, 16, 0);
+    assert_eq!(d.rw(1, io::READ, 0, 1, DATA, 0), Status::SUCCESS);
+}
