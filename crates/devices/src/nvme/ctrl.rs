@@ -80,6 +80,10 @@ pub(super) struct State {
     pub inflight_io: u32,
     /// CC.EN was set while commands were in flight: RDY follows later.
     pub rdy_pending: bool,
+    /// CC.EN was cleared while commands were in flight: RDY stays set
+    /// until they finished, since the host reclaims the memory they
+    /// transfer to once it reads RDY = 0.
+    pub draining: bool,
     /// The worker stopped fetching for want of a slot.
     pub stalled: bool,
     pub next_serial: u64,
@@ -102,6 +106,7 @@ impl State {
             inflight: 0,
             inflight_io: 0,
             rdy_pending: false,
+            draining: false,
             stalled: false,
             next_serial: 1,
             smart: Smart::default(),
@@ -138,6 +143,7 @@ impl State {
         self.aers.clear();
         self.deletes.clear();
         self.rdy_pending = false;
+        self.draining = false;
         self.stalled = false;
         let cc = self.regs.cc;
         let (aqa, asq, acq) = (self.regs.aqa, self.regs.asq, self.regs.acq);
@@ -412,9 +418,15 @@ impl Shared {
             if join.io {
                 account(&mut st.smart, &join.cmd, status, 1 << self.lba_shift());
             }
-            if st.inflight == 0 && st.rdy_pending && st.regs.enabled() {
-                st.rdy_pending = false;
-                st.regs.csts |= regs::CSTS_RDY;
+            if st.inflight == 0 {
+                if st.draining && !st.regs.enabled() {
+                    st.regs.csts &= !regs::CSTS_RDY;
+                }
+                st.draining = false;
+                if st.rdy_pending && st.regs.enabled() {
+                    st.rdy_pending = false;
+                    st.regs.csts |= regs::CSTS_RDY;
+                }
             }
             let mut f: Vec<u16> = st
                 .post(&self.mem, &join.target, status, 0)
@@ -610,11 +622,17 @@ impl NvmePci {
                 if st.inflight == 0 {
                     st.regs.csts |= regs::CSTS_RDY;
                 } else {
+                    // (RDY may still be set by a reset draining.)
+                    st.regs.csts &= !regs::CSTS_RDY;
                     st.rdy_pending = true;
                 }
             }
             RegEffect::Disable => {
                 st.reset(&sh.params);
+                if st.inflight > 0 {
+                    st.draining = true;
+                    st.regs.csts |= regs::CSTS_RDY;
+                }
                 drop(st);
                 self.config.set_intx(false);
                 return;

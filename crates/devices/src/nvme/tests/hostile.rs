@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::driver::*;
+use crate::nvme::regs::{CC, CSTS};
 use crate::nvme::spec::{admin, io, Command, Status};
 
 /// Waits (bounded) until the disk holds `n` requests.
@@ -20,6 +21,16 @@ fn wait_queued(d: &Drv, n: usize) {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Enables the controller again over a cleared admin CQ (its old
+/// entries carry the phase tag the new pass starts with).
+fn reenable(d: &mut Drv) {
+    d.mem
+        .write_slice(&[0u8; 32 * 16], GuestAddress(ACQ))
+        .unwrap();
+    d.cid = 0;
+    d.enable();
 }
 
 fn read(slba: u32, prp1: u64) -> Command {
@@ -84,4 +95,28 @@ fn delete_sq_completes_after_its_commands() {
         .unwrap();
     d.create_pair(1, 16, 0);
     assert_eq!(d.rw(1, io::READ, 0, 1, DATA, 0), Status::SUCCESS);
+}
+
+#[test]
+fn reset_keeps_ready_until_commands_in_flight_finish() {
+    let mut d = Drv::default();
+    d.enable();
+    d.create_pair(1, 16, 0);
+    d.disk.hold(true);
+    d.put(1, read(3, DATA));
+    d.ring(1);
+    wait_queued(&d, 1);
+    d.w32(CC, 0);
+    assert_eq!(
+        d.r32(CSTS) & 1,
+        1,
+        "RDY dropped while a read still writes guest memory"
+    );
+    d.disk.release(1);
+    assert_eq!(d.r32(CSTS) & 1, 0, "reset done once the read finished");
+    // Its completion went nowhere: the queues are gone.
+    assert!(d.try_reap(1, Duration::from_millis(50)).is_none());
+    d.disk.hold(false);
+    reenable(&mut d);
+    assert_eq!(d.identify(1, 0).0, Status::SUCCESS);
 }
