@@ -426,6 +426,8 @@ impl Shared {
                 if st.rdy_pending && st.regs.enabled() {
                     st.rdy_pending = false;
                     st.regs.csts |= regs::CSTS_RDY;
+                    // Doorbells rung before RDY found the worker idle.
+                    self.kick();
                 }
             }
             let mut f: Vec<u16> = st

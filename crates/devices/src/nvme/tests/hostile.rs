@@ -120,3 +120,44 @@ fn reset_keeps_ready_until_commands_in_flight_finish() {
     reenable(&mut d);
     assert_eq!(d.identify(1, 0).0, Status::SUCCESS);
 }
+
+#[test]
+fn enable_during_drain_waits_then_serves_the_admin_queue() {
+    let mut d = Drv::default();
+    d.enable();
+    d.create_pair(1, 16, 0);
+    d.disk.hold(true);
+    d.put(1, read(3, DATA));
+    d.ring(1);
+    wait_queued(&d, 1);
+    d.w32(CC, 0);
+    // Enabled again at once, and the admin doorbell rung before RDY.
+    d.w32(CC, 1 | (6 << 16) | (4 << 20));
+    assert_eq!(d.r32(CSTS) & 1, 0, "not ready while the read is in flight");
+    d.sqs[0].as_mut().unwrap().idx = 0;
+    d.cqs[0] = Some(Queue {
+        base: ACQ,
+        size: 32,
+        idx: 0,
+        phase: true,
+    });
+    d.mem
+        .write_slice(&[0u8; 32 * 16], GuestAddress(ACQ))
+        .unwrap();
+    let cid = d.put(
+        0,
+        Command {
+            opc: admin::IDENTIFY,
+            prp1: DATA + 0x10000,
+            cdw10: 1,
+            ..Default::default()
+        },
+    );
+    d.ring(0);
+    // Let the worker see that doorbell while not ready.
+    std::thread::sleep(Duration::from_millis(100));
+    d.disk.release(1);
+    assert_eq!(d.r32(CSTS) & 1, 1);
+    let c = d.reap(0);
+    assert_eq!((c.cid, c.status), (cid, Status::SUCCESS));
+}
