@@ -84,6 +84,9 @@ pub(super) struct State {
     /// until they finished, since the host reclaims the memory they
     /// transfer to once it reads RDY = 0.
     pub draining: bool,
+    /// CC.SHN was set with commands in flight: the shutdown flush follows
+    /// the last of them, so that their writes are stable too.
+    pub shutdown_pending: bool,
     /// The worker stopped fetching for want of a slot.
     pub stalled: bool,
     pub next_serial: u64,
@@ -107,6 +110,7 @@ impl State {
             inflight_io: 0,
             rdy_pending: false,
             draining: false,
+            shutdown_pending: false,
             stalled: false,
             next_serial: 1,
             smart: Smart::default(),
@@ -144,6 +148,7 @@ impl State {
         self.deletes.clear();
         self.rdy_pending = false;
         self.draining = false;
+        self.shutdown_pending = false;
         self.stalled = false;
         let cc = self.regs.cc;
         let (aqa, asq, acq) = (self.regs.aqa, self.regs.asq, self.regs.acq);
@@ -384,8 +389,31 @@ impl Shared {
         true
     }
 
+    /// The flush of a shutdown (CC.SHN), then SHST complete.
+    fn shutdown_flush(self: &Arc<Self>) {
+        let s = self.clone();
+        self.backend.submit(
+            BlockRequest {
+                op: BlockOp::Flush,
+                offset: 0,
+                len: 0,
+                buffers: crate::blockif::BlockBuffers::None,
+                fua: false,
+            },
+            Box::new(move |_, r| {
+                if let Err(e) = r {
+                    log::warn!("nvme: flush at shutdown: {e}");
+                }
+                let mut st = s.lock();
+                if regs::cc_shn(st.regs.cc) != 0 {
+                    st.regs.set_shst(regs::SHST_COMPLETE);
+                }
+            }),
+        );
+    }
+
     /// One backend request finished (on a backend thread).
-    fn request_done(&self, join: &Join, req: &BlockRequest, r: std::io::Result<u64>) {
+    fn request_done(self: &Arc<Self>, join: &Join, req: &BlockRequest, r: std::io::Result<u64>) {
         let status = match r {
             Ok(_) => Status::SUCCESS,
             // Deallocation is advisory.
@@ -411,6 +439,7 @@ impl Shared {
             }
             left.1
         };
+        let mut flush = false;
         let fire = {
             let mut st = self.lock();
             st.inflight = st.inflight.saturating_sub(1);
@@ -423,6 +452,7 @@ impl Shared {
                     st.regs.csts &= !regs::CSTS_RDY;
                 }
                 st.draining = false;
+                flush = std::mem::take(&mut st.shutdown_pending);
                 if st.rdy_pending && st.regs.enabled() {
                     st.rdy_pending = false;
                     st.regs.csts |= regs::CSTS_RDY;
@@ -440,6 +470,10 @@ impl Shared {
             }
             f
         };
+        // Unlocked: the backend may complete the flush on this thread.
+        if flush {
+            self.shutdown_flush();
+        }
         self.signal(&fire);
     }
 }
@@ -640,26 +674,12 @@ impl NvmePci {
                 return;
             }
             RegEffect::Shutdown => {
-                drop(st);
-                let s = sh.clone();
-                sh.backend.submit(
-                    BlockRequest {
-                        op: BlockOp::Flush,
-                        offset: 0,
-                        len: 0,
-                        buffers: crate::blockif::BlockBuffers::None,
-                        fua: false,
-                    },
-                    Box::new(move |_, r| {
-                        if let Err(e) = r {
-                            log::warn!("nvme: flush at shutdown: {e}");
-                        }
-                        let mut st = s.lock();
-                        if super::regs::cc_shn(st.regs.cc) != 0 {
-                            st.regs.set_shst(regs::SHST_COMPLETE);
-                        }
-                    }),
-                );
+                if st.inflight > 0 {
+                    st.shutdown_pending = true;
+                } else {
+                    drop(st);
+                    sh.shutdown_flush();
+                }
                 return;
             }
         }

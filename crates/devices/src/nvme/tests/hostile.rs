@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::driver::*;
+use crate::blockif::BlockOp;
 use crate::nvme::regs::{CC, CSTS};
 use crate::nvme::spec::{admin, io, Command, Status};
 
@@ -160,4 +161,35 @@ fn enable_during_drain_waits_then_serves_the_admin_queue() {
     assert_eq!(d.r32(CSTS) & 1, 1);
     let c = d.reap(0);
     assert_eq!((c.cid, c.status), (cid, Status::SUCCESS));
+}
+
+#[test]
+fn shutdown_flushes_after_writes_in_flight() {
+    let mut d = Drv::default();
+    d.enable();
+    d.create_pair(1, 16, 0);
+    d.disk.hold(true);
+    d.put(
+        1,
+        Command {
+            opc: io::WRITE,
+            nsid: 1,
+            prp1: DATA,
+            ..Default::default()
+        },
+    );
+    d.ring(1);
+    wait_queued(&d, 1);
+    let cc = d.r32(CC);
+    d.w32(CC, cc | (1 << 14));
+    assert_eq!((d.r32(CSTS) >> 2) & 3, 1, "shutdown processing");
+    assert!(
+        !d.disk.submitted().iter().any(|o| o.0 == BlockOp::Flush),
+        "flush issued while a write was in flight"
+    );
+    d.disk.release(1);
+    assert_eq!(d.disk.submitted().last().unwrap().0, BlockOp::Flush);
+    assert_eq!((d.r32(CSTS) >> 2) & 3, 1, "not complete before the flush");
+    d.disk.release(1);
+    assert_eq!((d.r32(CSTS) >> 2) & 3, 2, "shutdown complete");
 }
