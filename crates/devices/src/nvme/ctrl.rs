@@ -87,6 +87,9 @@ pub(super) struct State {
     /// CC.SHN was set with commands in flight: the shutdown flush follows
     /// the last of them, so that their writes are stable too.
     pub shutdown_pending: bool,
+    /// Serial of the shutdown in progress (0: none): a flush finishing
+    /// after a reset or a later shutdown reports nothing.
+    pub shutdown: u64,
     /// The worker stopped fetching for want of a slot.
     pub stalled: bool,
     pub next_serial: u64,
@@ -111,6 +114,7 @@ impl State {
             rdy_pending: false,
             draining: false,
             shutdown_pending: false,
+            shutdown: 0,
             stalled: false,
             next_serial: 1,
             smart: Smart::default(),
@@ -149,6 +153,7 @@ impl State {
         self.rdy_pending = false;
         self.draining = false;
         self.shutdown_pending = false;
+        self.shutdown = 0;
         self.stalled = false;
         let cc = self.regs.cc;
         let (aqa, asq, acq) = (self.regs.aqa, self.regs.asq, self.regs.acq);
@@ -389,8 +394,8 @@ impl Shared {
         true
     }
 
-    /// The flush of a shutdown (CC.SHN), then SHST complete.
-    fn shutdown_flush(self: &Arc<Self>) {
+    /// The flush of shutdown `id` (CC.SHN), then SHST complete.
+    fn shutdown_flush(self: &Arc<Self>, id: u64) {
         let s = self.clone();
         self.backend.submit(
             BlockRequest {
@@ -405,7 +410,7 @@ impl Shared {
                     log::warn!("nvme: flush at shutdown: {e}");
                 }
                 let mut st = s.lock();
-                if regs::cc_shn(st.regs.cc) != 0 {
+                if st.shutdown == id && regs::cc_shn(st.regs.cc) != 0 {
                     st.regs.set_shst(regs::SHST_COMPLETE);
                 }
             }),
@@ -439,7 +444,7 @@ impl Shared {
             }
             left.1
         };
-        let mut flush = false;
+        let mut flush = None;
         let fire = {
             let mut st = self.lock();
             st.inflight = st.inflight.saturating_sub(1);
@@ -452,7 +457,7 @@ impl Shared {
                     st.regs.csts &= !regs::CSTS_RDY;
                 }
                 st.draining = false;
-                flush = std::mem::take(&mut st.shutdown_pending);
+                flush = std::mem::take(&mut st.shutdown_pending).then_some(st.shutdown);
                 if st.rdy_pending && st.regs.enabled() {
                     st.rdy_pending = false;
                     st.regs.csts |= regs::CSTS_RDY;
@@ -471,8 +476,8 @@ impl Shared {
             f
         };
         // Unlocked: the backend may complete the flush on this thread.
-        if flush {
-            self.shutdown_flush();
+        if let Some(id) = flush {
+            self.shutdown_flush(id);
         }
         self.signal(&fire);
     }
@@ -674,11 +679,13 @@ impl NvmePci {
                 return;
             }
             RegEffect::Shutdown => {
+                let id = st.serial();
+                st.shutdown = id;
                 if st.inflight > 0 {
                     st.shutdown_pending = true;
                 } else {
                     drop(st);
-                    sh.shutdown_flush();
+                    sh.shutdown_flush(id);
                 }
                 return;
             }

@@ -193,3 +193,17 @@ fn shutdown_flushes_after_writes_in_flight() {
     d.disk.release(1);
     assert_eq!((d.r32(CSTS) >> 2) & 3, 2, "shutdown complete");
 }
+
+#[test]
+fn a_stale_shutdown_flush_does_not_complete_a_reset_controller() {
+    let mut d = Drv::default();
+    d.enable();
+    d.disk.hold(true);
+    let cc = d.r32(CC);
+    d.w32(CC, cc | (1 << 14));
+    wait_queued(&d, 1);
+    // Reset with SHN still set (CC keeps it while disabled).
+    d.w32(CC, (cc | (1 << 14)) & !1);
+    d.disk.release(1);
+    assert_eq!(d.r32(CSTS), 0, "SHST set on a reset controller");
+}
