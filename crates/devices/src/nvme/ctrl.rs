@@ -629,17 +629,22 @@ impl NvmePci {
                 .filter(|c| c.ien)
                 .map(|c| c.vector)
                 .collect();
+            let level = st.intx_level();
             drop(st);
             for v in vectors {
                 self.config.raise_interrupt(v);
             }
+            self.config.set_intx(level);
         } else {
             self.sync_intx();
         }
     }
 
+    /// The INTx level is kept current even while MSI-X is on (the
+    /// configuration gates the pin): a guest turning MSI-X off with
+    /// completions unconsumed gets INTx at once.
     fn sync_intx(&mut self) {
-        let level = !self.config.msix_enabled() && self.shared.lock().intx_level();
+        let level = self.shared.lock().intx_level();
         self.config.set_intx(level);
     }
 
@@ -714,9 +719,7 @@ impl NvmePci {
             if kick {
                 sh.kick();
             }
-            if !self.config.msix_enabled() {
-                self.sync_intx();
-            }
+            self.sync_intx();
         } else {
             let Some(sq) = st.sqs.get_mut(qid).and_then(|q| q.as_mut()) else {
                 return;

@@ -2,6 +2,7 @@
 //! shutdown while commands are in the backend, MSI-X switched off with
 //! completions pending.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress};
@@ -206,4 +207,22 @@ fn a_stale_shutdown_flush_does_not_complete_a_reset_controller() {
     d.w32(CC, (cc | (1 << 14)) & !1);
     d.disk.release(1);
     assert_eq!(d.r32(CSTS), 0, "SHST set on a reset controller");
+}
+
+#[test]
+fn intx_follows_pending_completions_when_msix_goes_off() {
+    let mut d = Drv::default();
+    d.enable_msix();
+    d.enable();
+    d.create_pair(1, 16, 1);
+    let cid = d.put(1, read(1, DATA));
+    d.ring(1);
+    assert_eq!(d.reap(1).cid, cid);
+    assert!(d.irqs.wait_fired(&[1]));
+    assert!(!d.irqs.intx.load(Ordering::SeqCst));
+    // MSI-X off with the completion unconsumed: INTx takes over.
+    d.disable_msix();
+    assert!(d.irqs.wait_intx(true), "INTx low with a completion pending");
+    d.consume(1);
+    assert!(d.irqs.wait_intx(false));
 }
