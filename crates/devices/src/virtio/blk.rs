@@ -84,6 +84,14 @@ pub struct VirtioBlk {
     /// In 512-byte sectors; changes on resize.
     capacity: Arc<AtomicU64>,
     workers: Workers,
+    /// Chains popped and not yet completed, over every activation: a
+    /// reset does not cancel what the backend holds, so a fresh count
+    /// per activation would let a guest that resets in a loop queue
+    /// unbounded work.
+    inflight: Arc<AtomicUsize>,
+    /// Written by a completion when the worker may pop again, whichever
+    /// activation's worker is current (made at the first activation).
+    more: Option<Arc<EventFd>>,
 }
 
 impl VirtioBlk {
@@ -101,6 +109,8 @@ impl VirtioBlk {
             ident,
             capacity: Arc::new(AtomicU64::new(info.size / 512)),
             workers: Workers::new(),
+            inflight: Arc::default(),
+            more: None,
         }
     }
 
@@ -150,11 +160,12 @@ struct Ctx {
     features: u64,
     ident: [u8; ID_BYTES],
     capacity: Arc<AtomicU64>,
-    /// Chains popped and not yet in the used ring: bounded so a guest
-    /// re-posting heads cannot queue unbounded work.
-    inflight: AtomicUsize,
+    /// Chains popped and not yet in the used ring, the device's count
+    /// ([`VirtioBlk::inflight`]): bounded so a guest re-posting heads
+    /// cannot queue unbounded work.
+    inflight: Arc<AtomicUsize>,
     /// Written by a completion when the worker may pop again.
-    more: EventFd,
+    more: Arc<EventFd>,
 }
 
 /// What a checked chain asks for.
@@ -537,7 +548,7 @@ fn worker(ctx: Arc<Ctx>, stop: Arc<EventFd>) {
         if !pump(&ctx) {
             return;
         }
-        let ready = wait_readable(&[kick, &stop, &ctx.more]);
+        let ready = wait_readable(&[kick, &stop, &*ctx.more]);
         if ready.contains(&1) || ctx.aq.is_stopped() {
             return;
         }
@@ -589,7 +600,14 @@ impl VirtioDevice for VirtioBlk {
 
     fn activate(&mut self, act: Activation) -> Result<(), String> {
         let stop = self.workers.begin()?;
-        let more = EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?;
+        let more = match &self.more {
+            Some(m) => m.clone(),
+            None => {
+                let m = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+                self.more = Some(m.clone());
+                m
+            }
+        };
         let ctx = Arc::new(Ctx {
             aq: act.queues,
             mem: act.mem,
@@ -598,7 +616,7 @@ impl VirtioDevice for VirtioBlk {
             features: act.features | (self.features() & features::RO),
             ident: self.ident,
             capacity: self.capacity.clone(),
-            inflight: AtomicUsize::new(0),
+            inflight: self.inflight.clone(),
             more,
         });
         let s = stop.clone();

@@ -533,3 +533,60 @@ fn contiguous_requests_are_merged() {
         assert_eq!(len, 513);
     }
 }
+
+/// A guest that resets and re-activates the device while its requests
+/// wait in the backend must not get a fresh in-flight allowance each
+/// time: the backend's queue would grow with every reset.
+#[test]
+fn resets_do_not_multiply_the_in_flight_bound() {
+    let disk = racing_disk(1 << 16, false);
+    disk.hold(true);
+    let mut h = harness(disk.clone(), "s", F_ALL);
+    // One FLUSH chain, made available QUEUE_SIZE times (a hostile
+    // driver may re-post a head before it was used).
+    let status = DATA + 0x500;
+    h.mem.write_obj(req::FLUSH, GuestAddress(DATA)).unwrap();
+    let fill = |h: &mut H| {
+        h.next_desc = 0;
+        h.avail = 0;
+        h.post_quiet(&[(DATA, 16, false), (status, 1, true)]);
+        let avail = RING + 16 * QS;
+        for slot in 0..QS {
+            h.mem
+                .write_obj(0u16, GuestAddress(avail + 4 + 2 * slot))
+                .unwrap();
+        }
+        h.mem
+            .write_obj(QUEUE_SIZE, GuestAddress(avail + 2))
+            .unwrap();
+        h.w(legacy::QUEUE_NOTIFY, 2, 0);
+    };
+    let wait_submitted = |n: usize| {
+        let t = Instant::now();
+        while disk.submitted().len() < n && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Give a worker that would go over the bound the time to do so.
+        std::thread::sleep(Duration::from_millis(50));
+        disk.submitted().len()
+    };
+    fill(&mut h);
+    assert_eq!(wait_submitted(QS as usize), QS as usize);
+    for _ in 0..3 {
+        h.w(legacy::STATUS, 1, 0);
+        h.w(legacy::STATUS, 1, 3);
+        h.w(legacy::GUEST_FEATURES, 4, F_ALL.into());
+        h.w(legacy::QUEUE_PFN, 4, RING >> 12);
+        h.w(legacy::STATUS, 1, 7);
+        fill(&mut h);
+    }
+    assert_eq!(
+        wait_submitted(QS as usize + 1),
+        QS as usize,
+        "requests of earlier activations still count"
+    );
+    // Once the backend completes them, the device serves again.
+    disk.hold(false);
+    disk.release(usize::MAX);
+    assert!(wait_submitted(QS as usize + 1) > QS as usize);
+}
