@@ -101,6 +101,14 @@ pub struct VirtioScsi {
     cdb_size: Arc<AtomicU32>,
     sense_size: Arc<AtomicU32>,
     workers: Workers,
+    /// Requests popped and not yet completed, over every activation: a
+    /// reset does not cancel what the backend holds, so a fresh count
+    /// per activation would let a guest that resets in a loop queue
+    /// unbounded work.
+    inflight: Arc<AtomicUsize>,
+    /// Written by a completion when the worker may pop again, whichever
+    /// activation's worker is current (made at the first activation).
+    more: Option<Arc<EventFd>>,
 }
 
 impl VirtioScsi {
@@ -127,6 +135,8 @@ impl VirtioScsi {
             cdb_size: Arc::new(AtomicU32::new(CDB_SIZE)),
             sense_size: Arc::new(AtomicU32::new(SENSE_SIZE)),
             workers: Workers::new(),
+            inflight: Arc::default(),
+            more: None,
         }
     }
 
@@ -160,9 +170,9 @@ struct Ctx {
     sense_size: Arc<AtomicU32>,
     /// Requests popped and not yet used: bounded so a guest re-posting
     /// heads cannot queue unbounded work.
-    inflight: AtomicUsize,
+    inflight: Arc<AtomicUsize>,
     /// Written by a completion when the worker may pop again.
-    more: EventFd,
+    more: Arc<EventFd>,
     /// Signalled when `inflight` drops to 0 (task management waits).
     idle: (Mutex<()>, Condvar),
 }
@@ -579,7 +589,7 @@ fn worker(ctx: Arc<Ctx>, stop: Arc<EventFd>) {
         if !control::pump_control(&ctx) || !pump_requests(&ctx) {
             return;
         }
-        let fds = [kc, kr, &stop, &ctx.more];
+        let fds = [kc, kr, &stop, &*ctx.more];
         let ready = wait_readable(&fds);
         if ready.contains(&2) || ctx.aq.is_stopped() {
             return;
@@ -640,6 +650,14 @@ impl VirtioDevice for VirtioScsi {
 
     fn activate(&mut self, act: Activation) -> Result<(), String> {
         let stop = self.workers.begin()?;
+        let more = match &self.more {
+            Some(m) => m.clone(),
+            None => {
+                let m = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?);
+                self.more = Some(m.clone());
+                m
+            }
+        };
         let ctx = Arc::new(Ctx {
             aq: act.queues,
             mem: act.mem,
@@ -647,8 +665,8 @@ impl VirtioDevice for VirtioScsi {
             lun_ids: self.luns.iter().map(|l| l.id).collect(),
             cdb_size: self.cdb_size.clone(),
             sense_size: self.sense_size.clone(),
-            inflight: AtomicUsize::new(0),
-            more: EventFd::new(EFD_NONBLOCK).map_err(|e| e.to_string())?,
+            inflight: self.inflight.clone(),
+            more,
             idle: (Mutex::new(()), Condvar::new()),
         });
         let s = stop.clone();

@@ -164,6 +164,21 @@ impl Driver {
         head
     }
 
+    /// Makes chain `head` available on `q` once more, as a hostile
+    /// driver may before the device used it.
+    pub fn repost(&mut self, q: usize, head: u16) {
+        let r = &mut self.rings[q];
+        let avail = r.base + 16 * u64::from(QSIZE);
+        let slot = u64::from(r.avail_idx % QSIZE);
+        self.mem
+            .write_obj(head, GuestAddress(avail + 4 + 2 * slot))
+            .unwrap();
+        r.avail_idx = r.avail_idx.wrapping_add(1);
+        self.mem
+            .write_obj(r.avail_idx, GuestAddress(avail + 2))
+            .unwrap();
+    }
+
     /// Posts one buffer holding `data` (device-readable).
     pub fn post_out(&mut self, q: usize, data: &[u8]) -> u16 {
         let a = self.alloc(data.len() as u32);

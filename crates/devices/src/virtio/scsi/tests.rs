@@ -433,3 +433,68 @@ fn reset_with_requests_in_flight() {
     );
     assert_eq!((r.response, r.status), (resp::OK, 0));
 }
+
+/// A guest that resets and restarts the device while its requests wait
+/// in the backend gets no fresh in-flight allowance: the requests of
+/// earlier activations still count, so the backend's queue stays
+/// bounded however often it resets.
+#[test]
+fn resets_do_not_multiply_the_in_flight_bound() {
+    let (mut d, disk) = setup(false);
+    disk.hold(true);
+    let limit = usize::from(QUEUE_SIZE);
+    let wait_for = |n: usize| {
+        let t = std::time::Instant::now();
+        while disk.submitted().len() < n && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Room for a worker that would go over the bound to do so.
+        std::thread::sleep(Duration::from_millis(50));
+        disk.submitted().len()
+    };
+    // One READ chain, made available again and again.
+    let start = |d: &mut Driver| {
+        let mut hdr = vec![0u8; REQ_LEN as usize];
+        hdr[..8].copy_from_slice(&addr(0, 0));
+        hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, 3, 0, 0, 1, 0]);
+        let req = d.alloc(REQ_LEN);
+        d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
+        let (resp, din) = (d.alloc(RESP_LEN), d.alloc(512));
+        d.post(
+            REQUESTQ,
+            &[
+                (req, REQ_LEN, false),
+                (resp, RESP_LEN, true),
+                (din, 512, true),
+            ],
+        )
+    };
+    let head = start(&mut d);
+    d.kick(REQUESTQ);
+    let mut n = wait_for(1);
+    while n < limit {
+        for _ in 0..8 {
+            d.repost(REQUESTQ, head);
+        }
+        d.kick(REQUESTQ);
+        n = wait_for(n + 8);
+    }
+    assert_eq!(n, limit);
+    for _ in 0..2 {
+        d.reset();
+        d.start(0, 3);
+        let head = start(&mut d);
+        for _ in 0..7 {
+            d.repost(REQUESTQ, head);
+        }
+        d.kick(REQUESTQ);
+    }
+    assert_eq!(
+        wait_for(limit + 1),
+        limit,
+        "requests of earlier activations still count"
+    );
+    disk.hold(false);
+    disk.release(usize::MAX);
+    assert!(wait_for(limit + 1) > limit, "served again once they completed");
+}
