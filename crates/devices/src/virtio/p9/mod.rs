@@ -92,8 +92,8 @@ struct Pending {
     writable: Vec<(GuestAddress, u32)>,
 }
 
-/// Answers one request; returns the bytes written to its buffers.
-fn process(p: &Pending, mem: &GuestMemoryMmap, server: &mut Server, buf: &mut Vec<u8>) -> u32 {
+/// Answers one request (the reply, empty when there is none to give).
+fn respond(p: &Pending, mem: &GuestMemoryMmap, server: &mut Server, buf: &mut Vec<u8>) -> Vec<u8> {
     // Never read more than the largest message allowed: a guest can
     // claim 4 GiB descriptors.
     let max = server.msize() as usize;
@@ -106,17 +106,22 @@ fn process(p: &Pending, mem: &GuestMemoryMmap, server: &mut Server, buf: &mut Ve
         let at = buf.len();
         buf.resize(at + want, 0);
         if mem.read_slice(&mut buf[at..], addr).is_err() {
-            return 0;
+            return Vec::new();
         }
     }
-    let Some(mut resp) = server.handle(buf) else {
-        return 0;
+    let Some(resp) = server.handle(buf) else {
+        return Vec::new();
     };
     let room: u64 = p.writable.iter().map(|&(_, l)| u64::from(l)).sum();
     if resp.len() as u64 > room && buf.len() >= wire::HEADER {
         // The driver left too little room: say so in what fits.
-        resp = wire::rlerror(u16::from_le_bytes([buf[5], buf[6]]), libc::ENOBUFS);
+        return wire::rlerror(u16::from_le_bytes([buf[5], buf[6]]), libc::ENOBUFS);
     }
+    resp
+}
+
+/// Writes `resp` into the request's buffers; returns the bytes written.
+fn write_reply(p: &Pending, mem: &GuestMemoryMmap, resp: &[u8]) -> u32 {
     let mut done = 0usize;
     for &(addr, len) in &p.writable {
         let n = (len as usize).min(resp.len() - done);
@@ -130,59 +135,89 @@ fn process(p: &Pending, mem: &GuestMemoryMmap, server: &mut Server, buf: &mut Ve
 
 /// Serves the queue until it is empty; false once the device was reset.
 fn serve(aq: &ActiveQueues, mem: &GuestMemoryMmap, server: &mut Server, buf: &mut Vec<u8>) -> bool {
-    let mut idle = 0;
     loop {
-        let batch = {
-            let Some(mut q) = aq.lock(0) else {
-                return false;
-            };
-            let _ = q.disable_notification(mem);
-            let mut b = Vec::new();
-            while b.len() < BATCH {
-                let Some(chain) = crate::virtio::pop_chain(&mut q, mem) else {
-                    break;
-                };
-                // Empty descriptors dropped, at most MAX_SEGMENTS each way.
-                b.push(Pending {
-                    head: chain.head_index(),
-                    readable: segments(chain.clone(), false),
-                    writable: segments(chain, true),
-                });
-            }
-            if b.is_empty() {
-                // A buffer added while notifications were off shows up
-                // on the next round; two empty rounds: a broken ring.
-                match q.enable_notification(mem) {
-                    Ok(true) if idle < 2 => {
-                        idle += 1;
-                        continue;
-                    }
-                    _ => return true,
-                }
-            }
-            b
+        let Some(batch) = take_batch(aq, mem) else {
+            return false;
         };
-        idle = 0;
-        // The file system work happens without the queue lock.
-        let done: Vec<(u16, u32)> = batch
-            .iter()
-            .map(|p| (p.head, process(p, mem, server, buf)))
-            .collect();
-        let notify = {
-            let Some(mut q) = aq.lock(0) else {
-                return false;
-            };
-            for (head, len) in done {
-                if q.add_used(mem, head, len).is_err() {
-                    break;
-                }
-            }
-            q.needs_notification(mem).unwrap_or(true)
-        };
-        if notify {
-            aq.signal_used(0);
+        if batch.is_empty() {
+            return true;
+        }
+        if !answer(aq, mem, server, buf, &batch) {
+            return false;
         }
     }
+}
+
+/// Takes up to [`BATCH`] chains off the ring; empty when there are none
+/// (notifications re-armed), None once the device was reset.
+fn take_batch(aq: &ActiveQueues, mem: &GuestMemoryMmap) -> Option<Vec<Pending>> {
+    let mut q = aq.lock(0)?;
+    let mut idle = 0;
+    loop {
+        let _ = q.disable_notification(mem);
+        let mut b = Vec::new();
+        while b.len() < BATCH {
+            let Some(chain) = crate::virtio::pop_chain(&mut q, mem) else {
+                break;
+            };
+            // Empty descriptors dropped, at most MAX_SEGMENTS each way.
+            b.push(Pending {
+                head: chain.head_index(),
+                readable: segments(chain.clone(), false),
+                writable: segments(chain, true),
+            });
+        }
+        if !b.is_empty() {
+            return Some(b);
+        }
+        // A buffer added while notifications were off shows up on the
+        // next round; two empty rounds: a broken ring.
+        match q.enable_notification(mem) {
+            Ok(true) if idle < 2 => idle += 1,
+            _ => return Some(b),
+        }
+    }
+}
+
+/// Answers `batch` and returns its chains to the driver; false once the
+/// device was reset.
+fn answer(
+    aq: &ActiveQueues,
+    mem: &GuestMemoryMmap,
+    server: &mut Server,
+    buf: &mut Vec<u8>,
+    batch: &[Pending],
+) -> bool {
+    let mut used = false;
+    for p in batch {
+        // A reset ends the session: the rest of the batch is not
+        // carried out for a driver that is gone.
+        if aq.is_stopped() {
+            return false;
+        }
+        // The file system work happens without the queue lock.
+        let resp = respond(p, mem, server, buf);
+        let Some(mut q) = aq.lock(0) else {
+            return false;
+        };
+        // The reply is written under the queue lock, which a reset
+        // waits for: none lands in guest memory after the reset.
+        let n = write_reply(p, mem, &resp);
+        if q.add_used(mem, p.head, n).is_err() {
+            break;
+        }
+        used = true;
+    }
+    let notify = used && {
+        let Some(mut q) = aq.lock(0) else {
+            return false;
+        };
+        q.needs_notification(mem).unwrap_or(true)
+    };
+    if notify {
+        aq.signal_used(0);
+    }
+    true
 }
 
 fn worker(act: Activation, stop: Arc<EventFd>, share: Arc<Share>) {

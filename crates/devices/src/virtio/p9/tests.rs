@@ -343,3 +343,79 @@ fn empty_descriptors_inside_a_chain_are_skipped() {
     assert_eq!(n, 7 + 2 + 13, "Rwalk with one qid: {b:?}");
     assert_eq!(b[4], msg::TWALK + 1);
 }
+
+struct NoSignal;
+
+impl crate::virtio::VirtioInterrupt for NoSignal {
+    fn signal_used(&self, _: u16) {}
+    fn signal_config(&self) {}
+}
+
+/// A reset that lands while the worker answers a batch (the batch is
+/// off the ring, the queue lock free) ends the session there: the rest
+/// of the batch is not carried out and no reply reaches guest memory
+/// after the reset (the driver may have reused it).
+#[test]
+fn a_reset_during_a_batch_stops_it() {
+    use virtio_queue::{Queue, QueueT};
+
+    use super::server::Server;
+    use super::share::Share;
+    use crate::virtio::ActiveQueues;
+
+    let t = Tmp::new();
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
+    let mut server = Server::new(Arc::new(Share::open(&t.share(), false).unwrap()));
+    for (ty, body) in [
+        (msg::TVERSION, {
+            let mut w = Writer::new(msg::TVERSION, 1);
+            w.u32(8192).str(b"9P2000.L");
+            w.finish()
+        }),
+        (msg::TATTACH, {
+            let mut w = Writer::new(msg::TATTACH, 1);
+            w.u32(0).u32(u32::MAX).str(b"root").str(b"").u32(0);
+            w.finish()
+        }),
+    ] {
+        assert_eq!(server.handle(&body).unwrap()[4], ty + 1);
+    }
+    // One chain: Tmkdir "made", then room for the reply.
+    let mut w = Writer::new(msg::TMKDIR, 2);
+    w.u32(0).str(b"made").u32(0o755).u32(0);
+    let req = w.finish();
+    mem.write_slice(&req, GuestAddress(DATA)).unwrap();
+    mem.write_slice(&[0xee; 64], GuestAddress(DATA + 0x1000))
+        .unwrap();
+    let desc = |i: u64, addr: u64, len: u32, flags: u16| {
+        let d = RING + 16 * i;
+        mem.write_obj(addr, GuestAddress(d)).unwrap();
+        mem.write_obj(len, GuestAddress(d + 8)).unwrap();
+        mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
+        mem.write_obj(1u16, GuestAddress(d + 14)).unwrap();
+    };
+    desc(0, DATA, req.len() as u32, 1);
+    desc(1, DATA + 0x1000, 64, 2);
+    let avail = RING + 16 * 16;
+    mem.write_obj(0u16, GuestAddress(avail + 4)).unwrap();
+    mem.write_obj(1u16, GuestAddress(avail + 2)).unwrap();
+    let mut q = Queue::new(16).unwrap();
+    q.try_set_desc_table_address(GuestAddress(RING)).unwrap();
+    q.try_set_avail_ring_address(GuestAddress(avail)).unwrap();
+    q.try_set_used_ring_address(GuestAddress(USED)).unwrap();
+    q.set_ready(true);
+    let aq = ActiveQueues::new(vec![q], Vec::new(), Arc::new(NoSignal));
+
+    let batch = super::take_batch(&aq, &mem).unwrap();
+    assert_eq!(batch.len(), 1);
+    aq.stop(); // the driver resets the device here
+    let mut buf = Vec::new();
+    assert!(!super::answer(&aq, &mem, &mut server, &mut buf, &batch));
+    assert!(
+        !t.p("share/made").exists(),
+        "a request was carried out after the reset"
+    );
+    let mut b = [0u8; 64];
+    mem.read_slice(&mut b, GuestAddress(DATA + 0x1000)).unwrap();
+    assert_eq!(b, [0xee; 64], "a reply was written after the reset");
+}
