@@ -114,8 +114,11 @@ impl Server {
         let o = open_flags(flags)? & !libc::O_DIRECTORY;
         let f = self.fid(fid)?;
         let (dir, uid) = (f.fd.clone(), f.uid);
-        let file = self.share.create(dir.as_raw_fd(), name, o, mode)?;
-        self.own(file.as_raw_fd(), uid, gid);
+        let (file, created) = self.share.create(dir.as_raw_fd(), name, o, mode)?;
+        // open(O_CREAT) of an existing file leaves its owner alone.
+        if created {
+            self.own(file.as_raw_fd(), uid, gid);
+        }
         let a = stat(file.as_raw_fd())?;
         // The fid now stands for the new file, open.
         let handle = file.try_clone().map_err(|_| libc::EMFILE)?;

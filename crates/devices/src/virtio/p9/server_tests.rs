@@ -460,3 +460,37 @@ fn sessions_share_one_descriptor_budget() {
     drop(b);
     assert_eq!(budget.used(), 0);
 }
+
+/// Tlcreate without O_EXCL of a name that exists opens that file, as
+/// open(O_CREAT) does, and leaves its owner alone: only a file the
+/// request created is given to the fid's user.
+#[test]
+fn lcreate_of_an_existing_file_keeps_its_owner() {
+    // SAFETY: no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: ownership is only given away as root");
+        return;
+    }
+    let t = Tmp::new();
+    let mut c = Client::new(&t.share(), false);
+    // A second attach, for user 4321.
+    c.ok(msg::TATTACH, |w| {
+        w.u32(10).u32(u32::MAX).str(b"u").str(b"").u32(4321);
+    });
+    assert_eq!(fs::metadata(t.p("share/hello")).unwrap().uid(), 0);
+    c.walk(10, 11, &[]).unwrap();
+    c.lcreate(11, "hello", RDWR, 0o644).unwrap();
+    let m = fs::metadata(t.p("share/hello")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0), "an existing file changed owner");
+    assert_eq!(c.read(11, 0, 5), b"hello");
+    // A file the request makes is the user's.
+    c.walk(10, 12, &[]).unwrap();
+    c.lcreate(12, "fresh", RDWR, 0o644).unwrap();
+    assert_eq!(fs::metadata(t.p("share/fresh")).unwrap().uid(), 4321);
+    // O_EXCL still refuses an existing name.
+    c.walk(10, 13, &[]).unwrap();
+    assert_eq!(
+        c.lcreate(13, "hello", RDWR | 0o200, 0o644),
+        Err(libc::EEXIST)
+    );
+}

@@ -326,20 +326,41 @@ impl Share {
         }
     }
 
-    /// Creates and opens regular file `name` in `dir`; `flags` are
-    /// open(2) flags. Never through a symlink (O_NOFOLLOW).
-    pub fn create(&self, dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Res<OwnedFd> {
+    /// Creates and opens regular file `name` in `dir`, or without
+    /// O_EXCL in `flags` (open(2) flags) opens the one already there;
+    /// says whether this call created it. Never through a symlink
+    /// (O_NOFOLLOW).
+    pub fn create(&self, dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Res<(OwnedFd, bool)> {
         self.writable()?;
         let c = entry_name(name)?;
         // Without O_EXCL an existing FIFO or device node would be opened
         // (a FIFO blocks the worker forever): open non-blocking, without
         // a controlling terminal, and keep only a regular file.
-        let f = openat2(
-            dir,
-            &c,
-            flags | libc::O_CREAT | libc::O_NONBLOCK | libc::O_NOCTTY,
-            file_mode(mode),
-        )?;
+        let open = |extra: i32| {
+            openat2(
+                dir,
+                &c,
+                flags | extra | libc::O_NONBLOCK | libc::O_NOCTTY,
+                file_mode(mode),
+            )
+        };
+        // Exclusive first, so that we know whether the file is new (only
+        // a new file is given to the guest's user); a name that exists
+        // is then opened as it is, unless the guest asked for O_EXCL. A
+        // file removed in between is created on the next round.
+        let mut tries = 0;
+        let (f, created) = loop {
+            match open(libc::O_CREAT | libc::O_EXCL) {
+                Ok(f) => break (f, true),
+                Err(libc::EEXIST) if flags & libc::O_EXCL == 0 => {}
+                Err(e) => return Err(e),
+            }
+            match open(0) {
+                Ok(f) => break (f, false),
+                Err(libc::ENOENT) if tries < 2 => tries += 1,
+                Err(e) => return Err(e),
+            }
+        };
         if !stat(f.as_raw_fd())?.is_reg() {
             return Err(libc::EOPNOTSUPP);
         }
@@ -351,7 +372,7 @@ impl Share {
                 unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK) };
             }
         }
-        Ok(f)
+        Ok((f, created))
     }
 
     pub fn mkdir(&self, dir: RawFd, name: &[u8], mode: u32) -> Res<OwnedFd> {
