@@ -19,7 +19,9 @@ use super::wire::{self, msg, Malformed, Qid, Reader, Writer};
 /// The largest msize we accept: 128 KiB of payload plus Linux's
 /// 24-byte I/O header (P9_IOHDRSZ), so a 128 KiB read is one request.
 pub const MAX_MSIZE: u32 = (128 << 10) + 24;
-/// The smallest: every non-data reply (walk, readlink) fits in it.
+/// The smallest (Linux's own minimum). A reply that does not fit the
+/// negotiated msize (a link target of nearly PATH_MAX bytes at this
+/// size) is answered with ENOBUFS instead.
 pub const MIN_MSIZE: u32 = 4096;
 /// Fids one session may hold (each holds host descriptors).
 pub const MAX_FIDS: usize = 16384;
@@ -143,11 +145,15 @@ impl Server {
         }
         let mut r = Reader::new(&req[wire::HEADER..size]);
         let res = self.dispatch(ty, tag, &mut r);
-        Some(match res {
+        let reply = match res {
             Ok(w) => w.finish(),
             Err(Fail::Errno(e)) => wire::rlerror(tag, e),
             Err(Fail::Malformed) => wire::rlerror(tag, libc::EPROTO),
-        })
+        };
+        if reply.len() > self.msize as usize {
+            return Some(wire::rlerror(tag, libc::ENOBUFS));
+        }
+        Some(reply)
     }
 
     fn dispatch(&mut self, ty: u8, tag: u16, r: &mut Reader) -> Reply {

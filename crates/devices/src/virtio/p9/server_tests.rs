@@ -494,3 +494,37 @@ fn lcreate_of_an_existing_file_keeps_its_owner() {
         Err(libc::EEXIST)
     );
 }
+
+/// No reply is larger than the negotiated msize: a link target that
+/// cannot fit in the smallest msize is refused, not sent whole.
+#[test]
+fn replies_never_exceed_msize() {
+    let t = Tmp::new();
+    let target = "x".repeat(4095);
+    std::os::unix::fs::symlink(&target, t.p("share/long")).unwrap();
+    let mut c = Client::new(&t.share(), false);
+    c.ok(msg::TVERSION, |w| {
+        w.u32(4096).str(b"9P2000.L");
+    });
+    c.ok(msg::TATTACH, |w| {
+        w.u32(0).u32(u32::MAX).str(b"root").str(b"").u32(0);
+    });
+    c.walk(0, 1, &["long"]).unwrap();
+    let mut w = Writer::new(msg::TREADLINK, 7);
+    w.u32(1);
+    let r = c.s.handle(&w.finish()).unwrap();
+    assert!(r.len() <= 4096, "a {}-byte reply with msize 4096", r.len());
+    assert_eq!(r[4], msg::RLERROR);
+    // With room, the target is read whole.
+    c.ok(msg::TVERSION, |w| {
+        w.u32(8192).str(b"9P2000.L");
+    });
+    c.ok(msg::TATTACH, |w| {
+        w.u32(0).u32(u32::MAX).str(b"root").str(b"").u32(0);
+    });
+    c.walk(0, 1, &["long"]).unwrap();
+    let b = c.ok(msg::TREADLINK, |w| {
+        w.u32(1);
+    });
+    assert_eq!(Reader::new(&b).str().unwrap(), target.as_bytes());
+}
