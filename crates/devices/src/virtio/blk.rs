@@ -329,14 +329,13 @@ fn complete(ctx: &Ctx, head: u16, status_at: Option<GuestAddress>, status: u8, u
     if ctx.inflight.fetch_sub(1, Ordering::AcqRel) == usize::from(QUEUE_SIZE) {
         let _ = ctx.more.write(1);
     }
-    if ctx.aq.is_stopped() {
-        return;
-    }
-    if let Some(a) = status_at {
-        let _ = ctx.mem.write_obj(status, a);
-    }
     let notify = {
         let Some(mut q) = ctx.aq.lock(0) else { return };
+        // Under the queue lock, which a reset waits for: no status byte
+        // lands in guest memory after the reset.
+        if let Some(a) = status_at {
+            let _ = ctx.mem.write_obj(status, a);
+        }
         if q.add_used(&ctx.mem, head, used).is_err() {
             return;
         }

@@ -271,6 +271,11 @@ fn complete(ctx: &Ctx, r: &Reply, o: Outcome) {
         return;
     }
     let mut used = 0u64;
+    // Written under the queue lock, which a reset waits for: no response
+    // lands in guest memory after the reset.
+    let Some(mut q) = ctx.aq.lock(REQUESTQ) else {
+        return;
+    };
     if r.resp_len >= RESP_HDR {
         let mut h = vec![0u8; r.resp_len];
         let sense = o.sense.map(|s| s.fixed()).unwrap_or_default();
@@ -289,13 +294,12 @@ fn complete(ctx: &Ctx, r: &Reply, o: Outcome) {
     }
     let used = u32::try_from(used).unwrap_or(u32::MAX);
     let notify = {
-        let Some(mut q) = ctx.aq.lock(REQUESTQ) else {
-            return;
-        };
         if q.add_used(&ctx.mem, r.head, used).is_err() {
             return;
         }
-        q.needs_notification(&ctx.mem).unwrap_or(true)
+        let n = q.needs_notification(&ctx.mem).unwrap_or(true);
+        drop(q);
+        n
     };
     if notify {
         ctx.aq.signal_used(REQUESTQ as u16);

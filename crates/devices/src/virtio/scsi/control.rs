@@ -64,20 +64,21 @@ pub(super) fn pump_control(ctx: &Ctx) -> bool {
         let Some((head, segs)) = chain else {
             return true;
         };
-        let mut used = 0;
+        let mut reply = None;
         if let Some((r, w)) = segs {
             // The largest control request (TMF) is 28 bytes.
             let mut req = vec![0u8; (total(&r).min(28)) as usize];
             if gather(&ctx.mem, &r, 0, &mut req) {
-                if let Some(answer) = control(ctx, &req) {
-                    used = scatter(&ctx.mem, &w, &answer) as u32;
-                }
+                reply = control(ctx, &req).map(|a| (w, a));
             }
         }
         let notify = {
             let Some(mut q) = ctx.aq.lock(CONTROLQ) else {
                 return false;
             };
+            // Under the queue lock, which a reset waits for: no answer
+            // lands in guest memory after the reset.
+            let used = reply.map_or(0, |(w, a)| scatter(&ctx.mem, &w, &a) as u32);
             if q.add_used(&ctx.mem, head, used).is_err() {
                 return true;
             }
