@@ -496,5 +496,8 @@ fn resets_do_not_multiply_the_in_flight_bound() {
     );
     disk.hold(false);
     disk.release(usize::MAX);
-    assert!(wait_for(limit + 1) > limit, "served again once they completed");
+    assert!(
+        wait_for(limit + 1) > limit,
+        "served again once they completed"
+    );
 }
