@@ -74,9 +74,17 @@ pub fn nvme_controller(data: &[u8]) {
                 w(&mut d, 0x14, v | 1);
             }
             5 => {
-                // Let the worker and completions run.
+                // Let the worker and completions run; with bit 15, hold
+                // the disk's requests (bit 0) and finish some held ones,
+                // so that resets, deletions and shutdowns meet commands
+                // in flight.
                 drop(d);
-                std::thread::sleep(Duration::from_micros(u64::from(a % 512)));
+                if a & 0x8000 != 0 {
+                    disk.hold(a & 1 != 0);
+                    disk.release(usize::from((a >> 1) & 0xf));
+                } else {
+                    std::thread::sleep(Duration::from_micros(u64::from(a % 512)));
+                }
             }
             6 => {
                 let b = v.to_le_bytes();
@@ -89,6 +97,9 @@ pub fn nvme_controller(data: &[u8]) {
         }
     }
     f.lock().unwrap_or_else(|e| e.into_inner()).reset();
+    // Held requests own the controller's state: finish them all.
+    disk.hold(false);
+    disk.release(usize::MAX);
     drop_function(f);
     if let Some(v) = disk.take_violation() {
         panic!("nvme asked the backend for something it must not: {v}");
@@ -133,5 +144,71 @@ mod tests {
         op(&mut prog, 1, 0, 1);
         op(&mut prog, 5, 500, 0);
         nvme_controller(&prog);
+        // A Format NVM held in the disk across a controller reset, then
+        // let go.
+        let mut prog = vec![2u8, 0x0c];
+        op(&mut prog, 4, 15, (6 << 16) | (4 << 20));
+        op(&mut prog, 2, 0x1000 / 4, 0x80);
+        op(&mut prog, 2, (0x1000 + 4) / 4, 1);
+        op(&mut prog, 5, 0x8001, 0);
+        op(&mut prog, 1, 0, 1);
+        op(&mut prog, 5, 500, 0);
+        op(&mut prog, 0, 0x14, 0);
+        op(&mut prog, 5, 0x8002, 0);
+        nvme_controller(&prog);
+        nvme_controller(&delete_busy_sq_program());
+    }
+
+    /// I/O pair 1, a read held in the disk, Delete I/O SQ 1, then the
+    /// read let go (also `fuzz/corpus/nvme/seed-3`).
+    fn delete_busy_sq_program() -> Vec<u8> {
+        let mut p = vec![2u8, 0x0c];
+        let mut op = |o: u8, a: u16, v: u32| {
+            p.push(o);
+            p.extend_from_slice(&a.to_le_bytes());
+            p.extend_from_slice(&v.to_le_bytes());
+        };
+        let put = |op: &mut dyn FnMut(u8, u16, u32), at: u32, dws: &[(u32, u32)]| {
+            for &(i, v) in dws {
+                op(2, ((at + 4 * i) / 4) as u16, v);
+            }
+        };
+        op(4, 15, (6 << 16) | (4 << 20));
+        // Create I/O CQ 1 (16 entries at 0x4000), SQ 1 (at 0x5000).
+        put(
+            &mut op,
+            0x1000,
+            &[(0, 0x05), (6, 0x4000), (10, 1 | (15 << 16)), (11, 1)],
+        );
+        put(
+            &mut op,
+            0x1040,
+            &[
+                (0, 0x01),
+                (6, 0x5000),
+                (10, 1 | (15 << 16)),
+                (11, 1 | (1 << 16)),
+            ],
+        );
+        op(1, 0, 2);
+        op(5, 500, 0);
+        op(5, 0x8001, 0);
+        // Read block 0 to 0x6000.
+        put(&mut op, 0x5000, &[(0, 0x02), (1, 1), (6, 0x6000)]);
+        op(1, 2, 1);
+        op(5, 500, 0);
+        // Delete I/O SQ 1, then finish the read.
+        put(&mut op, 0x1080, &[(0, 0x00), (10, 1)]);
+        op(1, 0, 3);
+        op(5, 500, 0);
+        op(5, 0x8002, 0);
+        op(5, 500, 0);
+        p
+    }
+
+    #[test]
+    fn seed_3_is_the_delete_program() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/nvme/seed-3");
+        assert_eq!(std::fs::read(path).unwrap(), delete_busy_sq_program());
     }
 }
