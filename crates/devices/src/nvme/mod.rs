@@ -14,6 +14,11 @@
 //!   raise the queue's vector. At most `ioslots` I/O commands are in
 //!   flight; a command is fetched only when its completion queue has a
 //!   slot for it, so a full CQ stalls its SQs until the host consumes.
+//! - Commands in the backend may still move data to guest memory, so
+//!   what lets the host reclaim that memory waits for them: a Delete I/O
+//!   SQ completes after its queue's commands, a reset (CC.EN = 0) keeps
+//!   CSTS.RDY until all finished, and the shutdown flush (CC.SHN)
+//!   follows them.
 //!
 //! Not implemented (bhyve has none of them either): SGLs (SGLS = 0),
 //! fused commands, namespace management, firmware download, interrupt
