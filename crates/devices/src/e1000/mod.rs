@@ -19,8 +19,9 @@
 //! take the function's lock only to copy ring state out and to publish
 //! results; guest memory is accessed without it. A reset or a ring
 //! disable bumps a generation so that a batch in flight is not
-//! published (bhyve waits for its workers instead; a vCPU never waits
-//! here).
+//! published; the bump waits for a write to guest memory in progress
+//! (one frame's copy, never a backend), so nothing lands after the
+//! register write returned (bhyve waits for its whole batch).
 
 mod eeprom;
 mod phy;
@@ -32,7 +33,6 @@ mod tests;
 pub mod tx;
 mod worker;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use vm_memory::GuestMemoryMmap;
@@ -70,6 +70,9 @@ pub(crate) struct Kicks {
     pub tx: EventFd,
     pub rx: EventFd,
     pub itr: EventFd,
+    /// Tests: runs on a worker right before it writes guest memory.
+    #[cfg(test)]
+    pub dma_hook: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 fn kick(e: &EventFd) {
@@ -139,8 +142,8 @@ pub struct E1000 {
     /// End of the ITR window, on `clock`.
     itr_deadline: Option<u64>,
     clock: Arc<dyn Clock>,
-    tx_gen: Arc<AtomicU64>,
-    rx_gen: Arc<AtomicU64>,
+    tx_gen: Arc<worker::Generation>,
+    rx_gen: Arc<worker::Generation>,
     kicks: Arc<Kicks>,
     workers: Workers,
 }
@@ -183,6 +186,8 @@ impl E1000 {
             tx: ev()?,
             rx: ev()?,
             itr: ev()?,
+            #[cfg(test)]
+            dma_hook: Mutex::new(None),
         });
         if let Some(b) = &backend {
             // bhyve's e1000 does checksums and segmentation itself: the
@@ -239,8 +244,8 @@ impl E1000 {
     /// bhyve's `e82545_reset`: `software` is CTRL.RST, which keeps the
     /// flow-control, ring-base and filter registers a power-on clears.
     fn reset_state(&mut self, software: bool) {
-        self.tx_gen.fetch_add(1, Ordering::SeqCst);
-        self.rx_gen.fetch_add(1, Ordering::SeqCst);
+        self.tx_gen.bump();
+        self.rx_gen.bump();
         self.deassert();
         let keep = std::mem::take(&mut self.r);
         if software {
@@ -362,7 +367,7 @@ impl E1000 {
         self.r.rctl = v & !0xf920_4c01;
         let on = v & RCTL_EN != 0;
         if was && !on {
-            self.rx_gen.fetch_add(1, Ordering::SeqCst);
+            self.rx_gen.bump();
         }
         kick(&self.kicks.rx);
     }
@@ -373,7 +378,7 @@ impl E1000 {
         self.r.tctl = v & !0xfe80_0005;
         let on = v & TCTL_EN != 0;
         if was && !on {
-            self.tx_gen.fetch_add(1, Ordering::SeqCst);
+            self.tx_gen.bump();
         }
         if on {
             kick(&self.kicks.tx);
@@ -443,7 +448,7 @@ impl E1000 {
             RDLEN => self.r.rdlen = v & 0x000f_ff80,
             RDH => {
                 self.r.rdh = low16;
-                self.rx_gen.fetch_add(1, Ordering::SeqCst);
+                self.rx_gen.bump();
             }
             RDT => {
                 self.r.rdt = low16;
@@ -463,7 +468,7 @@ impl E1000 {
             TDH => {
                 self.r.tdh = low16;
                 self.tdh_read = low16;
-                self.tx_gen.fetch_add(1, Ordering::SeqCst);
+                self.tx_gen.bump();
             }
             TDT => {
                 self.r.tdt = low16;
@@ -557,7 +562,7 @@ impl E1000 {
             return None;
         }
         Some(worker::TxJob {
-            gen: self.tx_gen.load(Ordering::SeqCst),
+            gen: self.tx_gen.get(),
             ring,
             head: self.r.tdh,
             tail: self.r.tdt,
@@ -570,7 +575,7 @@ impl E1000 {
     }
 
     pub(crate) fn tx_done(&mut self, job: &worker::TxJob, out: &worker::TxResult) {
-        if job.gen != self.tx_gen.load(Ordering::SeqCst) {
+        if job.gen != self.tx_gen.get() {
             return;
         }
         self.r.tdh = out.head;
@@ -603,7 +608,7 @@ impl E1000 {
             return worker::RxJob::NoRoom;
         }
         worker::RxJob::Ready(Box::new(worker::RxBatch {
-            gen: self.rx_gen.load(Ordering::SeqCst),
+            gen: self.rx_gen.get(),
             ring,
             head: self.r.rdh,
             tail: self.r.rdt,
@@ -619,7 +624,7 @@ impl E1000 {
     }
 
     pub(crate) fn rx_done(&mut self, job: &worker::RxBatch, head: u32, cause: u32, st: &Stats) {
-        if job.gen != self.rx_gen.load(Ordering::SeqCst) {
+        if job.gen != self.rx_gen.get() {
             return;
         }
         self.stats.merge(st);

@@ -2,7 +2,7 @@
 //! datagram socketpair as the backend (the test holds the host side).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -51,13 +51,17 @@ struct Nic {
 
 impl Nic {
     fn new(with_backend: bool) -> Nic {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let (host, backend) = if with_backend {
             let (a, b) = sock_pair();
             (Some(a), Some(Arc::new(b) as Arc<dyn NetBackend>))
         } else {
             (None, None)
         };
+        Nic::with_backend(host, backend)
+    }
+
+    fn with_backend(host: Option<SockBackend>, backend: Option<Arc<dyn NetBackend>>) -> Nic {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let clock = ManualClock::new();
         let dev = E1000::with_clock(MAC, backend, mem.clone(), clock.clone()).unwrap();
         let irq = Arc::new(Irq::default());
@@ -366,5 +370,107 @@ fn hostile_ring_registers_never_stall_or_panic() {
         n.rd(RAL0 + 4),
         0x8000_0c0b,
         "power-on reset reloads the MAC"
+    );
+}
+
+// ---- a hostile guest racing the workers ---------------------------------
+
+/// Parks the workers right before their next guest-memory write until the
+/// returned sender is dropped; the receiver hears when one is parked.
+fn park_before_dma(n: &Nic) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (parked_tx, parked) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let (parked_tx, release_rx) = (Mutex::new(parked_tx), Mutex::new(release_rx));
+    let hook: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let _ = parked_tx.lock().unwrap().send(());
+        let _ = release_rx
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(5));
+    });
+    *n.dev.lock().unwrap().kicks.dma_hook.lock().unwrap() = Some(hook);
+    (parked, release)
+}
+
+/// What a driver going down does while a worker is parked before its
+/// write: writes `reg` (on a vCPU thread of its own) and, as soon as that
+/// returned, reuses `regions` for other data (fills them with 0x08: RS
+/// set, DD clear). Returns the regions once the worker had time to go on.
+fn write_then_reuse(
+    n: &Nic,
+    reg: u32,
+    v: u32,
+    release: mpsc::Sender<()>,
+    regions: &[(u64, usize)],
+) -> Vec<Vec<u8>> {
+    let reuse = || {
+        for &(a, len) in regions {
+            n.mem.write_slice(&vec![8u8; len], GuestAddress(a)).unwrap();
+        }
+    };
+    let dev = n.dev.clone();
+    let (done_tx, done) = mpsc::channel();
+    let vcpu = std::thread::spawn(move || {
+        dev.lock()
+            .unwrap()
+            .bar_write(REGISTER_BAR, u64::from(reg), &v.to_le_bytes());
+        let _ = done_tx.send(());
+    });
+    if done.recv_timeout(Duration::from_millis(300)).is_ok() {
+        reuse();
+        drop(release);
+    } else {
+        // The write waits for the worker's copy: let it finish first.
+        drop(release);
+        done.recv_timeout(Duration::from_secs(5))
+            .expect("the register write returned");
+        reuse();
+    }
+    vcpu.join().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    regions
+        .iter()
+        .map(|&(a, len)| {
+            let mut b = vec![0u8; len];
+            n.mem.read_slice(&mut b, GuestAddress(a)).unwrap();
+            b
+        })
+        .collect()
+}
+
+fn untouched(regions: &[Vec<u8>]) -> bool {
+    regions.iter().all(|r| r.iter().all(|&b| b == 8))
+}
+
+#[test]
+fn no_receive_write_lands_after_rctl_disable_returned() {
+    let n = Nic::new(true);
+    n.setup_rx(RCTL_UPE | RCTL_SECRC);
+    let (parked, release) = park_before_dma(&n);
+    n.host.as_ref().unwrap().send(&frame(MAC, 200)).unwrap();
+    parked
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the receive worker reached its write");
+    let after = write_then_reuse(&n, RCTL, 0, release, &[(RX_RING, 16), (RX_BUF, 200)]);
+    assert!(
+        untouched(&after),
+        "written after RCTL.EN=0 returned: {after:?}"
+    );
+}
+
+#[test]
+fn no_transmit_write_back_lands_after_tctl_disable_returned() {
+    let n = Nic::new(true);
+    n.setup_tx();
+    n.send_legacy(0, &frame([2, 0, 0, 0, 0, 9], 100));
+    let (parked, release) = park_before_dma(&n);
+    n.wr(TDT, 1);
+    parked
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the transmit worker reached its write-back");
+    let after = write_then_reuse(&n, TCTL, 0, release, &[(TX_RING, 16)]);
+    assert!(
+        untouched(&after),
+        "written after TCTL.EN=0 returned: {after:?}"
     );
 }

@@ -8,7 +8,6 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -29,9 +28,39 @@ pub(crate) struct WorkerCtx {
     pub kicks: Arc<Kicks>,
     pub mem: GuestMemoryMmap,
     pub backend: Option<Arc<dyn NetBackend>>,
-    pub tx_gen: Arc<AtomicU64>,
-    pub rx_gen: Arc<AtomicU64>,
+    pub tx_gen: Arc<Generation>,
+    pub rx_gen: Arc<Generation>,
     pub clock: Arc<dyn Clock>,
+}
+
+/// A ring's generation, bumped by a reset, a ring disable or a head
+/// write. A worker writes guest memory only while holding the generation
+/// its batch began with, so a bump waits for at most one frame's copy and
+/// nothing lands after it returned: a driver frees its rings as soon as
+/// it disabled them. Lock order: the function, then this; a worker never
+/// takes the function while holding it.
+#[derive(Default)]
+pub(crate) struct Generation(Mutex<u64>);
+
+impl Generation {
+    fn value(&self) -> MutexGuard<'_, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self) -> u64 {
+        *self.value()
+    }
+
+    pub fn bump(&self) {
+        let mut g = self.value();
+        *g = g.wrapping_add(1);
+    }
+
+    /// The generation, held, if it is still `gen`.
+    pub fn hold(&self, gen: u64) -> Option<MutexGuard<'_, u64>> {
+        let g = self.value();
+        (*g == gen).then_some(g)
+    }
 }
 
 pub(crate) struct TxJob {
@@ -101,6 +130,18 @@ fn poll(fds: &[(RawFd, i16)], timeout: Option<Duration>) -> Vec<i16> {
     }
     p.iter().map(|p| p.revents).collect()
 }
+
+/// Tests park a worker here to race it with a vCPU.
+#[cfg(test)]
+fn dma_hook(k: &Kicks) {
+    let hook = k.dma_hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(h) = hook {
+        h();
+    }
+}
+
+#[cfg(not(test))]
+fn dma_hook(_: &Kicks) {}
 
 fn drain(e: &EventFd) {
     let _ = e.read();
@@ -186,9 +227,10 @@ fn tx_batch(
                 break;
             }
             TxOutcome::Done { next, tso } => {
-                if ctx.tx_gen.load(Ordering::SeqCst) != job.gen {
+                let Some(_held) = ctx.tx_gen.hold(job.gen) else {
                     break;
-                }
+                };
+                dma_hook(&ctx.kicks);
                 res.wrote_back |= write_back(&ctx.mem, ring, res.head, next);
                 if tso {
                     res.stats.add(stat::TSCTC, 1);
@@ -352,10 +394,12 @@ fn rx_batch(
         if !b.filter.accepts(frame) {
             continue;
         }
-        if ctx.rx_gen.load(Ordering::SeqCst) != b.gen {
+        let Some(held) = ctx.rx_gen.hold(b.gen) else {
             break;
-        }
+        };
+        dma_hook(&ctx.kicks);
         let (next, len) = rx::deliver(&ctx.mem, b.ring, head, rctl, frame);
+        drop(held);
         left -= b.ring.distance(head, next);
         head = next;
         st.count_rx(frame, len);
