@@ -1,8 +1,10 @@
 //! The e1000 driven through its PCI interface, as a driver would, with a
 //! datagram socketpair as the backend (the test holds the host side).
 
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -472,5 +474,88 @@ fn no_transmit_write_back_lands_after_tctl_disable_returned() {
     assert!(
         untouched(&after),
         "written after TCTL.EN=0 returned: {after:?}"
+    );
+}
+
+/// A backend counting frames that runs the guest's `on_first` (on this,
+/// the transmit worker's thread, as a vCPU would race it) at the first.
+struct CountingBackend {
+    sent: AtomicUsize,
+    on_first: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    fd: vmm_sys_util::eventfd::EventFd,
+}
+
+impl NetBackend for CountingBackend {
+    fn has_vnet_hdr(&self) -> bool {
+        false
+    }
+    fn offload_features(&self) -> u64 {
+        0
+    }
+    fn set_offloads(&self, _: u64) -> io::Result<()> {
+        Ok(())
+    }
+    fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        if self.sent.fetch_add(1, Ordering::SeqCst) == 0 {
+            if let Some(f) = self.on_first.get() {
+                f();
+            }
+        }
+        Ok(frame.len())
+    }
+    fn poll_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[test]
+fn a_reset_stops_a_tso_packet_between_segments() {
+    let be = Arc::new(CountingBackend {
+        sent: AtomicUsize::new(0),
+        on_first: OnceLock::new(),
+        fd: vmm_sys_util::eventfd::EventFd::new(0).unwrap(),
+    });
+    let n = Nic::with_backend(None, Some(be.clone()));
+    let dev = Arc::downgrade(&n.dev);
+    let _ = be.on_first.set(Box::new(move || {
+        if let Some(d) = dev.upgrade() {
+            d.lock()
+                .unwrap()
+                .bar_write(REGISTER_BAR, u64::from(CTRL), &CTRL_RST.to_le_bytes());
+        }
+    }));
+    n.setup_tx();
+    // One TCP/IPv4 TSO packet: a 54-byte header and 3000 bytes in MSS 100,
+    // i.e. 30 segments.
+    let mut pkt = frame([2, 0, 0, 0, 0, 9], 54 + 3000);
+    pkt[14] = 0x45;
+    n.mem.write_slice(&pkt, GuestAddress(TX_BUF)).unwrap();
+    let dext = 1 << 29;
+    let mut ctx = [0u8; 16];
+    ctx[..6].copy_from_slice(&[14, 24, 33, 0, 34, 50]);
+    let cmd: u32 = 3000 | dext | (1 << 24) | (1 << 25) | (1 << 26);
+    ctx[8..12].copy_from_slice(&cmd.to_le_bytes());
+    ctx[13] = 54;
+    ctx[14..16].copy_from_slice(&100u16.to_le_bytes());
+    let mut data = [0u8; 16];
+    data[..8].copy_from_slice(&TX_BUF.to_le_bytes());
+    let lower: u32 = (54 + 3000) | dext | (1 << 20) | (1 << 24) | (1 << 26) | (1 << 27);
+    data[8..12].copy_from_slice(&lower.to_le_bytes());
+    data[13] = 3;
+    n.mem.write_slice(&ctx, GuestAddress(TX_RING)).unwrap();
+    n.mem
+        .write_slice(&data, GuestAddress(TX_RING + 16))
+        .unwrap();
+    n.wr(TDT, 2);
+    n.wait_for("the first segment", || be.sent.load(Ordering::SeqCst) > 0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(n.rd(TCTL), 0, "the reset happened");
+    assert_eq!(
+        be.sent.load(Ordering::SeqCst),
+        1,
+        "segments sent after CTRL.RST returned"
     );
 }

@@ -210,6 +210,11 @@ fn tx_batch(
     let mut sent = Stats::default();
     while budget > 0 && res.head != job.tail {
         let mut send = |f: &[u8]| {
+            // Reset or disabled since: the rest of a TSO packet's
+            // segments (up to 256 KiB of MSS 1) go nowhere.
+            if ctx.tx_gen.get() != job.gen {
+                return;
+            }
             sent.count_tx(f);
             send_frame(ctx.backend.as_deref(), f, out, stop);
         };
