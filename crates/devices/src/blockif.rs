@@ -78,8 +78,9 @@ pub struct BlockRequest {
     /// Bytes for Discard/WriteZeroes; Read/Write use the buffers' length.
     pub len: u64,
     pub buffers: BlockBuffers,
-    /// Write through: the data is stable before completion (for drivers
-    /// that did not negotiate a flush command).
+    /// Write through (Write and WriteZeroes): the data is stable before
+    /// completion (FUA commands, or drivers that did not negotiate a
+    /// flush command).
     pub fua: bool,
 }
 

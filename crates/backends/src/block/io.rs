@@ -33,6 +33,9 @@ pub(super) struct Disk {
     /// exclusively, every other direct write shared: no write is lost
     /// between an RMW's read and its write.
     rmw: RwLock<()>,
+    /// fdatasync calls made (tests check that FUA reaches the disk).
+    #[cfg(test)]
+    pub flushes: std::sync::atomic::AtomicU64,
 }
 
 fn err(errno: i32) -> io::Error {
@@ -147,6 +150,8 @@ impl Disk {
             info,
             dio_align: AtomicU32::new(dev_sector.clamp(512, MAX_DIO_ALIGN)),
             rmw: RwLock::new(()),
+            #[cfg(test)]
+            flushes: Default::default(),
         }
     }
 
@@ -184,17 +189,26 @@ impl Disk {
             }
             BlockOp::WriteZeroes { unmap } => {
                 let punch = unmap && self.info.can_delete && !self.is_blk;
-                match self.range_op(req.offset, req.len, punch) {
+                let n = match self.range_op(req.offset, req.len, punch) {
                     Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
                         self.write_zero_buffers(req.offset, req.len)
                     }
                     r => r,
+                }?;
+                // Zeroes are data too: NVMe's Write Zeroes with FUA (or a
+                // disabled write cache) is acknowledged as stable.
+                if req.fua {
+                    self.flush()?;
                 }
+                Ok(n)
             }
         }
     }
 
     fn flush(&self) -> io::Result<()> {
+        #[cfg(test)]
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: plain syscall on our descriptor.
         if unsafe { libc::fdatasync(self.fd.as_raw_fd()) } < 0 {
             return Err(io::Error::last_os_error());

@@ -94,6 +94,11 @@ impl Blockif {
         let pool = pool::Pool::start(disk.clone(), ident).map_err(BlockError::Threads)?;
         Ok(Blockif { disk, pool })
     }
+
+    #[cfg(test)]
+    fn flushes(&self) -> u64 {
+        self.disk.flushes.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl BlockIo for Blockif {

@@ -54,6 +54,17 @@ fn run(
     len: u64,
     buffers: BlockBuffers,
 ) -> std::io::Result<u64> {
+    run_fua(b, op, offset, len, buffers, false)
+}
+
+fn run_fua(
+    b: &Blockif,
+    op: BlockOp,
+    offset: u64,
+    len: u64,
+    buffers: BlockBuffers,
+    fua: bool,
+) -> std::io::Result<u64> {
     let (tx, rx) = mpsc::channel();
     b.submit(
         BlockRequest {
@@ -61,7 +72,7 @@ fn run(
             offset,
             len,
             buffers,
-            fua: false,
+            fua,
         },
         Box::new(move |_, r| tx.send(r).unwrap()),
     );
@@ -330,6 +341,29 @@ fn discard_punches_a_hole_and_write_zeroes_zeroes() {
         let o = off as usize;
         assert!(file[o..o + 4096].iter().all(|&x| x == 0));
         assert_eq!(file[o + 4096], data[o + 4096]);
+    }
+}
+
+/// FUA writes (data or zeroes) reach stable storage before completion;
+/// others leave it to a later flush.
+#[test]
+fn fua_writes_and_zeroes_are_flushed() {
+    let t = Tmp::new("fua", 1 << 20);
+    let b = Blockif::open(&opts(&t), "t").unwrap();
+    let zeroes = BlockOp::WriteZeroes { unmap: false };
+    for (op, fua, flushed) in [
+        (BlockOp::Write, false, 0),
+        (BlockOp::Write, true, 1),
+        (zeroes, false, 0),
+        (zeroes, true, 1),
+    ] {
+        let before = b.flushes();
+        let buffers = match op {
+            BlockOp::Write => BlockBuffers::Host(vec![7; 4096]),
+            _ => BlockBuffers::None,
+        };
+        run_fua(&b, op, 8192, 4096, buffers, fua).unwrap();
+        assert_eq!(b.flushes() - before, flushed, "{op:?} fua={fua}");
     }
 }
 
