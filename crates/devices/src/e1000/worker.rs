@@ -311,6 +311,27 @@ fn send_frame(backend: Option<&dyn NetBackend>, frame: &[u8], out: &mut [u8], st
 
 /// Frames discarded per wakeup while receiving is off.
 const DISCARD_BATCH: usize = 1024;
+/// How long a backend that failed (not merely empty) is left alone: its
+/// descriptor may poll ready forever (a tap whose interface was deleted).
+const FAILED_BACKEND_PAUSE: Duration = Duration::from_millis(100);
+
+/// What one receive batch met.
+enum Received {
+    /// Frames arrived; there may be more.
+    Frames,
+    /// The backend had none.
+    Empty,
+    /// The backend failed.
+    Failed,
+}
+
+fn failed(e: &io::Error) -> bool {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        return false;
+    }
+    log::debug!("e1000: receive: {e}");
+    true
+}
 
 fn rx_worker(ctx: &WorkerCtx, stop: &EventFd) {
     let Some(backend) = ctx.backend.clone() else {
@@ -328,30 +349,34 @@ fn rx_worker(ctx: &WorkerCtx, stop: &EventFd) {
         let Some(dev) = ctx.dev.upgrade() else { return };
         let job = lock(&dev).rx_job();
         drop(dev);
+        let mut backend_failed = false;
         let watch_backend = match job {
             RxJob::Disabled => {
                 // bhyve discards what arrives while receiving is off.
                 for _ in 0..DISCARD_BATCH {
-                    if backend.recv(&mut buf).is_err() {
+                    if let Err(e) = backend.recv(&mut buf) {
+                        backend_failed = failed(&e);
                         break;
                     }
                 }
-                true
+                !backend_failed
             }
             // Frames wait in the backend until the guest gives buffers.
             RxJob::NoRoom => false,
-            RxJob::Ready(batch) => {
-                if rx_batch(ctx, &*backend, hdr, &mut buf, &batch) {
-                    continue;
+            RxJob::Ready(batch) => match rx_batch(ctx, &*backend, hdr, &mut buf, &batch) {
+                Received::Frames => continue,
+                Received::Empty => true,
+                Received::Failed => {
+                    backend_failed = true;
+                    false
                 }
-                true
-            }
+            },
         };
         let mut fds = vec![(kick, libc::POLLIN), (sfd, libc::POLLIN)];
         if watch_backend {
             fds.push((bfd, libc::POLLIN));
         }
-        let r = poll(&fds, None);
+        let r = poll(&fds, backend_failed.then_some(FAILED_BACKEND_PAUSE));
         if r[1] != 0 {
             return;
         }
@@ -359,15 +384,14 @@ fn rx_worker(ctx: &WorkerCtx, stop: &EventFd) {
     }
 }
 
-/// Receives up to a quarter of the ring's worth of frames; true when
-/// any arrived (there may be more).
+/// Receives up to a quarter of the ring's worth of frames.
 fn rx_batch(
     ctx: &WorkerCtx,
     backend: &dyn NetBackend,
     hdr: usize,
     buf: &mut [u8],
     b: &RxBatch,
-) -> bool {
+) -> Received {
     let rctl = b.filter.rctl;
     let per_packet = rx::descs_per_packet(rctl);
     let max = rx::max_packet(rctl);
@@ -376,18 +400,18 @@ fn rx_batch(
     let mut budget = (b.ring.len / 4).max(1);
     let mut cause = 0;
     let mut st = Stats::default();
-    let mut got = false;
+    let mut got = Received::Empty;
     while budget > 0 && left >= per_packet {
         let n = match backend.recv(buf) {
             Ok(n) => n,
             Err(e) => {
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    log::debug!("e1000: receive: {e}");
+                if failed(&e) && matches!(got, Received::Empty) {
+                    got = Received::Failed;
                 }
                 break;
             }
         };
-        got = true;
+        got = Received::Frames;
         budget -= 1;
         let Some(frame) = buf.get(hdr..n) else {
             continue;
@@ -414,7 +438,7 @@ fn rx_batch(
         }
     }
     let Some(dev) = ctx.dev.upgrade() else {
-        return false;
+        return Received::Empty;
     };
     let mut d = lock(&dev);
     if head != b.head || cause != 0 {
