@@ -24,7 +24,7 @@ pub(super) fn execute(sh: &Shared, st: &mut State, cmd: &Command) -> Outcome {
     let r = match cmd.opc {
         io::READ | io::WRITE => read_write(sh, st, cmd),
         io::FLUSH => Ok(vec![request(BlockOp::Flush, 0, 0)]),
-        io::WRITE_ZEROES => write_zeroes(sh, cmd),
+        io::WRITE_ZEROES => write_zeroes(sh, st, cmd),
         io::DSM => dsm(sh, cmd),
         _ => Err(Status::INVALID_OPCODE),
     };
@@ -69,10 +69,7 @@ fn read_write(sh: &Shared, st: &State, cmd: &Command) -> Result<Vec<BlockRequest
         return Err(Status::NS_WRITE_PROTECTED);
     }
     let segs = prp::segments(&sh.mem, cmd.prp1, cmd.prp2, len)?;
-    // Force Unit Access, or every write when the host turned the
-    // volatile write cache off.
-    let wce = st.features[usize::from(feat::VOLATILE_WC)] & 1 != 0;
-    let fua = write && (cmd.cdw12 & (1 << 30) != 0 || !wce);
+    let fua = write && write_through(st, cmd);
     Ok(vec![BlockRequest {
         op: if write { BlockOp::Write } else { BlockOp::Read },
         offset,
@@ -85,7 +82,14 @@ fn read_write(sh: &Shared, st: &State, cmd: &Command) -> Result<Vec<BlockRequest
     }])
 }
 
-fn write_zeroes(sh: &Shared, cmd: &Command) -> Result<Vec<BlockRequest>, Status> {
+/// Force Unit Access (CDW12 bit 30 of Write and Write Zeroes), or every
+/// write when the host turned the volatile write cache off.
+fn write_through(st: &State, cmd: &Command) -> bool {
+    let wce = st.features[usize::from(feat::VOLATILE_WC)] & 1 != 0;
+    cmd.cdw12 & (1 << 30) != 0 || !wce
+}
+
+fn write_zeroes(sh: &Shared, st: &State, cmd: &Command) -> Result<Vec<BlockRequest>, Status> {
     let nlb = u64::from(cmd.cdw12 & 0xffff) + 1;
     let (offset, len) = range(sh, slba(cmd), nlb)?;
     if sh.read_only {
@@ -93,7 +97,9 @@ fn write_zeroes(sh: &Shared, cmd: &Command) -> Result<Vec<BlockRequest>, Status>
     }
     // DEAC: the host allows deallocating the blocks.
     let unmap = cmd.cdw12 & (1 << 25) != 0 && sh.can_delete;
-    Ok(vec![request(BlockOp::WriteZeroes { unmap }, offset, len)])
+    let mut r = request(BlockOp::WriteZeroes { unmap }, offset, len);
+    r.fua = write_through(st, cmd);
+    Ok(vec![r])
 }
 
 fn dsm(sh: &Shared, cmd: &Command) -> Result<Vec<BlockRequest>, Status> {

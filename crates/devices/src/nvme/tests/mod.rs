@@ -489,7 +489,27 @@ fn flush_dsm_and_write_zeroes() {
     assert_eq!(ops[0].0, BlockOp::Flush);
     assert_eq!(ops[1], (BlockOp::Discard, 16 * 512, 8 * 512, false));
     assert_eq!(ops[2], (BlockOp::Discard, 1000 * 512, 4 * 512, false));
-    assert_eq!(ops[3].0, BlockOp::WriteZeroes { unmap: false });
+    assert_eq!(
+        ops[3],
+        (
+            BlockOp::WriteZeroes { unmap: false },
+            40 * 512,
+            4 * 512,
+            false
+        )
+    );
+    // Write Zeroes with FUA is acknowledged only once stable.
+    let c = d.io(
+        1,
+        Command {
+            opc: io::WRITE_ZEROES,
+            cdw10: 40,
+            cdw12: 3 | (1 << 30),
+            ..Default::default()
+        },
+    );
+    assert_eq!(c.status, Status::SUCCESS);
+    assert!(d.disk.submitted()[4].3, "Write Zeroes FUA");
 }
 
 #[test]
@@ -561,10 +581,15 @@ fn features_and_write_cache() {
     assert_eq!(d.rw(1, io::WRITE, 0, 1, DATA, 0), Status::SUCCESS);
     assert_eq!(set(&mut d, feat::VOLATILE_WC, 0), Status::SUCCESS);
     assert_eq!(d.rw(1, io::WRITE, 0, 1, DATA, 0), Status::SUCCESS);
+    let zeroes = Command {
+        opc: io::WRITE_ZEROES,
+        ..Default::default()
+    };
+    assert_eq!(d.io(1, zeroes).status, Status::SUCCESS);
     let ops = d.disk.submitted();
     assert_eq!(
-        (ops[0].3, ops[1].3),
-        (false, true),
+        (ops[0].3, ops[1].3, ops[2].3),
+        (false, true, true),
         "write through once WCE is off"
     );
     assert_eq!(set(&mut d, feat::IRQ_COALESCING, 0x0a05), Status::SUCCESS);
