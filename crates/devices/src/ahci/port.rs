@@ -422,21 +422,26 @@ impl Port {
     // ---- FISes ------------------------------------------------------
 
     fn write_fis(&mut self, mem: &GuestMemoryMmap, fis: &[u8]) {
-        if self.cmd & CMD_FRE == 0 {
-            return;
-        }
-        let (off, bit) = match fis[0] {
-            FIS_D2H => (0x40, IS_DHRS),
-            FIS_SDB => (0x58, IS_SDBS),
-            _ => (0x20, IS_PSS),
-        };
-        let mut irq = if fis[1] & 0x40 != 0 { bit } else { 0 };
+        // An error stops the port even when no FIS is received (FRE
+        // off): otherwise the failed slot, still in PxCI and no longer
+        // pending, would be issued again and again.
+        let mut irq = 0;
         if u32::from(fis[2]) & S_ERR != 0 {
             self.waitforclear = true;
             irq |= IS_TFES;
         }
-        if let Some(a) = self.fb().checked_add(off) {
-            let _ = mem.write_slice(fis, GuestAddress(a));
+        if self.cmd & CMD_FRE != 0 {
+            let (off, bit) = match fis[0] {
+                FIS_D2H => (0x40, IS_DHRS),
+                FIS_SDB => (0x58, IS_SDBS),
+                _ => (0x20, IS_PSS),
+            };
+            if fis[1] & 0x40 != 0 {
+                irq |= bit;
+            }
+            if let Some(a) = self.fb().checked_add(off) {
+                let _ = mem.write_slice(fis, GuestAddress(a));
+            }
         }
         self.is |= irq;
     }

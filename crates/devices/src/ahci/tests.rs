@@ -683,3 +683,21 @@ fn reset_drops_in_flight_completions() {
     assert_eq!(h.r(pbase(0) + P_CI), 0);
     h.disks[0].hold(false);
 }
+
+#[test]
+fn failed_command_without_fis_receive_is_not_reissued() {
+    // FRE off: no FIS is received, yet the failed command must stop the
+    // port (PxIS.TFES, PxCI kept) instead of being issued again and again.
+    let h = Hba::disk(0);
+    let b = pbase(0);
+    h.w(b + P_CLB, clb(0) as u32);
+    h.w(b + P_CMD, CMD_ST);
+    h.w(b + P_IE, 0xffff_ffff);
+    h.issue(0, 0, &fis(ata::READ_DMA48, 0, 1), &[], &[(1 << 40, 512)]);
+    h.wait("request ran", |h| !h.disks[0].executed().is_empty());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(h.disks[0].executed().len(), 1, "issued again");
+    assert_eq!(h.r(b + P_CI), 1);
+    assert_eq!(h.r(b + P_TFD), ABORT);
+    assert_ne!(h.r(b + P_IS) & IS_TFES, 0);
+}
