@@ -337,8 +337,11 @@ fn rw(
         return p.d2h(ctx.mem, slot, cfis, ABORT);
     }
     let (offset, left) = (lba * ss, n * ss);
+    // FUA is bit 7 of the device register in FPDMA QUEUED commands (an
+    // obsolete, often set bit in the others).
+    let fua = write && ncq && cfis[7] & 0x80 != 0;
     let mut cur = PrdtCursor::new(hdr);
-    let Some(r) = p.chunk_request(ctx.mem, write, &mut cur, offset, left, ss) else {
+    let Some(r) = p.chunk_request(ctx.mem, write, fua, &mut cur, offset, left, ss) else {
         return p.d2h(ctx.mem, slot, cfis, ABORT);
     };
     if ncq {
@@ -346,6 +349,7 @@ fn rw(
     }
     let op = Op::Rw {
         write,
+        fua,
         ncq,
         atapi: false,
         cur,

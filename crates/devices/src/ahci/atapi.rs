@@ -364,12 +364,13 @@ fn read(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: &mut [u8], acm
     }
     let (offset, left) = (lba * BLOCK, n * BLOCK);
     let mut cur = PrdtCursor::new(hdr);
-    let Some(r) = p.chunk_request(ctx.mem, false, &mut cur, offset, left, BLOCK) else {
+    let Some(r) = p.chunk_request(ctx.mem, false, false, &mut cur, offset, left, BLOCK) else {
         let s = Some((SENSE_ILLEGAL_REQUEST, ASC_INVALID_FIELD));
         return done(p, ctx, slot, cfis, s);
     };
     let op = Op::Rw {
         write: false,
+        fua: false,
         ncq: false,
         atapi: true,
         cur,

@@ -105,6 +105,8 @@ pub(super) enum Op {
     /// Data moved through the backend, chunk by chunk.
     Rw {
         write: bool,
+        /// Forced Unit Access: every chunk is stable before it completes.
+        fua: bool,
         ncq: bool,
         atapi: bool,
         cur: PrdtCursor,
@@ -541,6 +543,7 @@ impl Port {
         &self,
         mem: &GuestMemoryMmap,
         write: bool,
+        fua: bool,
         cur: &mut PrdtCursor,
         offset: u64,
         left: u64,
@@ -558,7 +561,7 @@ impl Port {
                 mem: mem.clone(),
                 segs,
             },
-            fua: false,
+            fua,
         })
     }
 
@@ -586,6 +589,7 @@ impl Port {
         let (ncq, atapi, ok) = match &mut inf.op {
             Op::Rw {
                 write,
+                fua,
                 ncq,
                 atapi,
                 cur,
@@ -600,7 +604,7 @@ impl Port {
                     *left -= *chunk;
                     if *left > 0 && !cur.exhausted() {
                         if let Some(r) =
-                            self.chunk_request(ctx.mem, *write, cur, *offset, *left, unit)
+                            self.chunk_request(ctx.mem, *write, *fua, cur, *offset, *left, unit)
                         {
                             *chunk = r.buffers.len();
                             self.inflight[usize::from(slot)] = Some(inf);

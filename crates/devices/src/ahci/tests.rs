@@ -701,3 +701,22 @@ fn failed_command_without_fis_receive_is_not_reissued() {
     assert_eq!(h.r(b + P_TFD), ABORT);
     assert_ne!(h.r(b + P_IS) & IS_TFES, 0);
 }
+
+#[test]
+fn ncq_write_with_fua_is_written_through() {
+    let h = Hba::disk(0);
+    h.start(0);
+    let b = pbase(0);
+    for (tag, fua) in [(3u8, true), (4, false)] {
+        let mut f = ncq_fis(ata::WRITE_FPDMA, 10, 1, tag);
+        if fua {
+            f[7] |= 0x80;
+        }
+        h.prepare(0, tag, &f, &[], &[(DATA, 512)]);
+        h.w(b + P_SACT, 1 << tag);
+        h.w(b + P_CI, 1 << tag);
+        h.wait("write done", |h| h.r(b + P_SACT) == 0);
+    }
+    let fua: Vec<bool> = h.disks[0].submitted().iter().map(|s| s.3).collect();
+    assert_eq!(fua, vec![true, false]);
+}
