@@ -341,7 +341,7 @@ fn rw(
     // obsolete, often set bit in the others).
     let fua = write && ncq && cfis[7] & 0x80 != 0;
     let mut cur = PrdtCursor::new(hdr);
-    let Some(r) = p.chunk_request(ctx.mem, write, fua, &mut cur, offset, left, ss) else {
+    let Some(r) = Port::chunk_request(ctx.mem, write, fua, &mut cur, offset, left, ss) else {
         return p.d2h(ctx.mem, slot, cfis, ABORT);
     };
     if ncq {

@@ -540,7 +540,6 @@ impl Port {
     /// The next chunk of a transfer, or `None` when its table ended
     /// (or is unusable).
     pub fn chunk_request(
-        &self,
         mem: &GuestMemoryMmap,
         write: bool,
         fua: bool,
@@ -604,7 +603,7 @@ impl Port {
                     *left -= *chunk;
                     if *left > 0 && !cur.exhausted() {
                         if let Some(r) =
-                            self.chunk_request(ctx.mem, *write, *fua, cur, *offset, *left, unit)
+                            Self::chunk_request(ctx.mem, *write, *fua, cur, *offset, *left, unit)
                         {
                             *chunk = r.buffers.len();
                             self.inflight[usize::from(slot)] = Some(inf);
