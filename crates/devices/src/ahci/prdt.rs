@@ -75,8 +75,8 @@ impl PrdtCursor {
         }
     }
 
-    fn entry(&self, mem: &GuestMemoryMmap, i: u16) -> Option<(u64, u64)> {
-        let at = self.base.checked_add(u64::from(i) * ENTRY_SIZE)?;
+    fn entry(mem: &GuestMemoryMmap, base: u64, i: u16) -> Option<(u64, u64)> {
+        let at = base.checked_add(u64::from(i) * ENTRY_SIZE)?;
         let mut e = [0u8; 16];
         mem.read_slice(&mut e, GuestAddress(at)).ok()?;
         let dba = u64::from_le_bytes(e[0..8].try_into().ok()?);
@@ -96,14 +96,30 @@ impl PrdtCursor {
         max: u64,
         unit: u64,
     ) -> Option<Vec<(GuestAddress, u64)>> {
+        self.next_chunk_with(max, unit, &mut |base, i| Self::entry(mem, base, i))
+    }
+
+    /// [`PrdtCursor::next_chunk`] with entry `i` of the table at `base`
+    /// from `entry`.
+    fn next_chunk_with(
+        &mut self,
+        max: u64,
+        unit: u64,
+        entry: &mut dyn FnMut(u64, u16) -> Option<(u64, u64)>,
+    ) -> Option<Vec<(GuestAddress, u64)>> {
         let mut segs: Vec<(GuestAddress, u64)> = Vec::new();
+        // Where each segment starts (entry, bytes of it skipped): a cut
+        // goes back using what was read, never reading the table again
+        // (the guest may be rewriting it).
+        let mut from: Vec<(u16, u64)> = Vec::new();
         let mut total = 0u64;
         let start = *self;
         while self.index < self.count && total < max && segs.len() < MAX_SEGS {
-            let (addr, len) = self.entry(mem, self.index)?;
+            let (addr, len) = entry(self.base, self.index)?;
             let avail = len - self.skip.min(len);
             let take = avail.min(max - total);
             segs.push((GuestAddress(addr.wrapping_add(self.skip)), take));
+            from.push((self.index, self.skip));
             total += take;
             if take == avail {
                 self.index += 1;
@@ -116,12 +132,23 @@ impl PrdtCursor {
         let unit = unit.max(1);
         if more && !total.is_multiple_of(unit) {
             // Give back the partial sector at the end.
-            *self = start;
-            let whole = total - total % unit;
-            if whole == 0 {
-                return Some(Vec::new());
+            let mut excess = total % unit;
+            while let (Some(seg), Some(&(index, skip))) = (segs.last_mut(), from.last()) {
+                if seg.1 > excess {
+                    seg.1 -= excess;
+                    (self.index, self.skip) = (index, skip + seg.1);
+                    return Some(segs);
+                }
+                excess -= seg.1;
+                segs.pop();
+                from.pop();
+                if excess == 0 {
+                    (self.index, self.skip) = (index, skip);
+                    return Some(segs);
+                }
             }
-            return self.next_chunk(mem, whole, unit);
+            *self = start;
+            return Some(Vec::new());
         }
         Some(segs)
     }
@@ -296,5 +323,33 @@ mod tests {
         // An entry pointing outside RAM stops the copy there.
         put_entry(&m, 0x1000, 1, 1 << 40, 0xff);
         assert_eq!(write_prdt(&m, &hdr, &data), 4);
+    }
+
+    #[test]
+    fn a_cut_chunk_reads_each_entry_once() {
+        // 300 entries of 5 bytes: MAX_SEGS of them is not a whole sector,
+        // so the chunk is cut. The guest rewrites the table meanwhile
+        // (each read of an entry answers 2 bytes more): the cut must use
+        // what was read, not read again.
+        let hdr = CmdHeader {
+            flags: 0,
+            prdtl: 300,
+            ctba: 0x1000,
+        };
+        let mut reads = [0u64; 300];
+        let mut c = PrdtCursor::new(&hdr);
+        let segs = c
+            .next_chunk_with(1 << 20, 512, &mut |_, i| {
+                let n = &mut reads[usize::from(i)];
+                *n += 1;
+                Some((0x10000 + u64::from(i) * 16, 3 + 2 * *n))
+            })
+            .unwrap();
+        assert!(reads.iter().all(|&n| n <= 1), "entries read again");
+        // 1280 bytes read, cut to 1024: 204 whole entries and 4 bytes.
+        assert_eq!(segs.len(), 205);
+        assert_eq!(segs.iter().map(|s| s.1).sum::<u64>(), 1024);
+        assert_eq!(segs[204], (GuestAddress(0x10000 + 204 * 16), 4));
+        assert_eq!((c.index, c.skip), (204, 4));
     }
 }
