@@ -248,6 +248,9 @@ impl Port {
     /// COMRESET: the device comes back with its signature.
     fn port_reset(&mut self, mem: &GuestMemoryMmap) {
         self.gen += 1;
+        // The reset ended the commands in flight: they leave PxCI rather
+        // than being issued again (SRST while the port runs).
+        self.ci &= !self.pending;
         self.inflight.iter_mut().for_each(|s| *s = None);
         self.pending = 0;
         self.serr = 0;

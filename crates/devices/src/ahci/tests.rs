@@ -720,3 +720,26 @@ fn ncq_write_with_fua_is_written_through() {
     let fua: Vec<bool> = h.disks[0].submitted().iter().map(|s| s.3).collect();
     assert_eq!(fua, vec![true, false]);
 }
+
+#[test]
+fn soft_reset_does_not_rerun_dropped_commands() {
+    let h = Hba::disk(0);
+    h.start(0);
+    let b = pbase(0);
+    h.disks[0].hold(true);
+    h.issue(0, 0, &fis(ata::READ_DMA48, 0, 1), &[], &[(DATA, 512)]);
+    // CLO lets the control FISes pass the busy flag; SRST set, cleared.
+    h.w(b + P_CMD, CMD_FRE | CMD_ST | CMD_CLO);
+    let mut srst = [0u8; 20];
+    srst[0] = FIS_H2D;
+    srst[15] = 1 << 2;
+    h.issue(0, 1, &srst, &[], &[]);
+    srst[15] = 0;
+    h.issue(0, 2, &srst, &[], &[]);
+    h.disks[0].hold(false);
+    h.wait("request ran", |h| !h.disks[0].executed().is_empty());
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(h.disks[0].submitted().len(), 1, "dropped command ran again");
+    assert_eq!(h.r(b + P_CI), 0);
+    assert_eq!(h.r(b + P_SIG), SIG_ATA);
+}
