@@ -8,6 +8,7 @@ mod boot;
 mod net;
 mod pio;
 mod proc;
+mod ramdir;
 mod storage;
 mod virtio;
 
@@ -17,7 +18,8 @@ use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "\
 usage: bhyve-bench [--runs N] [--iterations N] [--reqs N] [--seqreqs N]
-                   [--frames N] [--rxframes N] [--dir DIR] [boot] [pio] [blk] [net]
+                   [--frames N] [--rxframes N] [--dir DIR] [--ram huge|shm]
+                   [boot] [pio] [blk] [net]
                    [ahci] [nvme]
 
 boot  time from process start to the first serial byte of the `hello`
@@ -37,6 +39,11 @@ ahci  AHCI 4 KiB random read IOPS at QD 1 and 32 (NCQ; --reqs requests
       (ahci_io bench=1) and O_DIRECT file (in --dir)
 nvme  the same for NVMe: our bhyve's nvme vs QEMU's nvme (nvme_io
       bench=1, one I/O queue pair)
+
+--ram   where our guest RAM (the VM's memory file) lives for blk, net,
+        ahci and nvme: `huge` (default) a private tmpfs with transparent
+        huge pages, as QEMU's anonymous RAM gets them (needs root; else
+        /dev/shm); `shm` /dev/shm, 4 KiB pages
 
 Without a benchmark name: boot and pio. BHYVE (default: the bhyve next
 to this binary) and QEMU (default: qemu-system-x86_64) select the
@@ -70,6 +77,7 @@ fn main() -> Result<()> {
     let mut frames = 100_000u64;
     let mut rxframes = 100_000u64;
     let mut dir = None;
+    let mut ram = ramdir::Ram::Huge;
     let mut what = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -91,6 +99,12 @@ fn main() -> Result<()> {
             "--frames" => frames = number(args.next()),
             "--rxframes" => rxframes = number(args.next()),
             "--dir" => dir = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
+            "--ram" => {
+                ram = args
+                    .next()
+                    .and_then(|v| ramdir::Ram::parse(&v))
+                    .unwrap_or_else(|| usage())
+            }
             "boot" | "pio" | "blk" | "net" | "ahci" | "nvme" => what.push(a),
             _ => usage(),
         }
@@ -111,10 +125,11 @@ fn main() -> Result<()> {
                     reqs,
                     seqreqs,
                     dir: dir.clone().unwrap_or_else(|| work.clone()),
+                    ram,
                 };
                 virtio::run_blk(&bhyve, &qemu, &work, &p)?
             }
-            "net" => net::run_net(&bhyve, &qemu, &work, runs, frames, rxframes)?,
+            "net" => net::run_net(&bhyve, &qemu, &work, ram, runs, frames, rxframes)?,
             "ahci" | "nvme" => {
                 let ctl = if w == "ahci" {
                     storage::Controller::Ahci
@@ -122,7 +137,7 @@ fn main() -> Result<()> {
                     storage::Controller::Nvme
                 };
                 let d = dir.clone().unwrap_or_else(|| work.clone());
-                storage::run(ctl, &bhyve, &qemu, &work, &d, runs, reqs)?
+                storage::run(ctl, &bhyve, &qemu, &work, &d, ram, runs, reqs)?
             }
             _ => unreachable!(),
         }

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::ramdir::{Ram, RunDir};
 use crate::virtio::{
-    bhyve_cmd, check_lines, first_then_second, parse, qemu_cmd, run_guest, rundir, tsc_hz,
-    BenchLine, Table,
+    bhyve_cmd, check_lines, first_then_second, parse, qemu_cmd, run_guest, tsc_hz, BenchLine, Table,
 };
 
 const RX_MARKER: &str = "virtio_net_bench: receiving";
@@ -176,6 +176,7 @@ pub fn run_net(
     bhyve: &Path,
     qemu: &str,
     work: &Path,
+    ram: Ram,
     runs: usize,
     frames: u64,
     rxframes: u64,
@@ -186,18 +187,16 @@ pub fn run_net(
         return Ok(());
     }
     let guest = bhyve_testguests::write_guest("virtio_net_bench", work)?;
-    let rundir = rundir(work);
+    let rundir = RunDir::new(work, ram);
     let tap = Tap::create()?;
-    let result = net_runs(bhyve, qemu, &guest, &rundir, &tap, runs, (frames, rxframes));
-    let _ = std::fs::remove_dir_all(&rundir);
-    result
+    net_runs(bhyve, qemu, &guest, &rundir, &tap, runs, (frames, rxframes))
 }
 
 fn net_runs(
     bhyve: &Path,
     qemu: &str,
     guest: &Path,
-    rundir: &Path,
+    rundir: &RunDir,
     tap: &Tap,
     runs: usize,
     (frames, rxframes): (u64, u64),
@@ -215,7 +214,10 @@ fn net_runs(
     for run in 0..runs.max(1) {
         for ours in first_then_second(run) {
             let (mut c, who) = if ours {
-                (bhyve_cmd(bhyve, rundir, guest, &cmdline, &slot), "bhyve")
+                (
+                    bhyve_cmd(bhyve, rundir.path(), guest, &cmdline, &slot),
+                    "bhyve",
+                )
             } else {
                 (qemu_cmd(qemu, guest, &cmdline, &dev), "qemu")
             };
@@ -225,7 +227,8 @@ fn net_runs(
     println!(
         "net: `virtio_net_bench` ({cmdline}), 60-byte frames to a tap (up, frames \
          counted by the host) and from it (sent by the host as fast as it can), \
-         TSC {:.0} MHz, median of {} runs",
+         {}, TSC {:.0} MHz, median of {} runs",
+        rundir.describe(),
         hz / 1e6,
         runs.max(1)
     );

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::virtio::{alternating_runs, make_disk, rundir, tsc_hz, DISK_MIB};
+use crate::ramdir::{Ram, RunDir};
+use crate::virtio::{alternating_runs, make_disk, tsc_hz, DISK_MIB};
 
 /// The C guests' heap starts at 16 MiB and needs 48 MiB; QEMU's
 /// firmware keeps a little at the top of RAM.
@@ -101,6 +102,7 @@ pub fn run(
     qemu: &str,
     work: &Path,
     dir: &Path,
+    ram: Ram,
     runs: usize,
     reqs: u64,
 ) -> Result<()> {
@@ -111,7 +113,7 @@ pub fn run(
         std::process::id()
     ));
     make_disk(&disk)?;
-    let rundir = rundir(work);
+    let rundir = RunDir::new(work, ram);
     let result = (|| {
         let cmdline = format!("bench=1 reqs={reqs}");
         let hz = tsc_hz();
@@ -119,16 +121,17 @@ pub fn run(
         let dev = ctl.qemu_devices(&disk);
         let mut t = alternating_runs(runs, hz, PHASES, |ours| {
             if ours {
-                bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot)
+                bhyve_cmd(bhyve, rundir.path(), &guest, &cmdline, &slot)
             } else {
                 qemu_cmd(qemu, &guest, &cmdline, &dev)
             }
         })?;
         println!(
             "{}: `{}` ({cmdline}), {DISK_MIB} MiB raw file, O_DIRECT (bhyve nocache, \
-             qemu cache=none), TSC {:.0} MHz, median of {} runs",
+             qemu cache=none), {}, TSC {:.0} MHz, median of {} runs",
             ctl.name(),
             ctl.guest(),
+            rundir.describe(),
             hz / 1e6,
             runs.max(1)
         );
@@ -136,7 +139,6 @@ pub fn run(
         Ok(())
     })();
     let _ = std::fs::remove_file(&disk);
-    let _ = std::fs::remove_dir_all(&rundir);
     result
 }
 

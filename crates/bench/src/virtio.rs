@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::median;
+use crate::ramdir::{Ram, RunDir};
 
 const MEM_MIB: u32 = 64;
 /// Size of the benchmark disk: large enough that random 4 KiB reads
@@ -82,18 +83,6 @@ pub(crate) fn tsc_hz() -> f64 {
     std::thread::sleep(Duration::from_millis(300));
     let (c1, t1) = (tsc(), Instant::now());
     (c1 - c0) as f64 / (t1 - t0).as_secs_f64()
-}
-
-/// The run directory of our bhyve (its guest RAM file lives there): on
-/// tmpfs when the host has /dev/shm, as QEMU's RAM is anonymous memory;
-/// a disk-backed RAM file would add page writeback to the figures.
-pub(crate) fn rundir(work: &Path) -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.join(format!("bhyve-bench-{}", std::process::id()))
-    } else {
-        work.join("run")
-    }
 }
 
 /// Runs a VMM with the guest to completion; its console output. With a
@@ -338,6 +327,7 @@ pub struct BlkParams {
     pub seqreqs: u64,
     /// Directory of the disk file (must support O_DIRECT).
     pub dir: PathBuf,
+    pub ram: Ram,
 }
 
 pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<()> {
@@ -346,8 +336,8 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
         .dir
         .join(format!("bhyve-bench-disk-{}.img", std::process::id()));
     make_disk(&disk)?;
+    let rundir = RunDir::new(work, p.ram);
     let result = (|| {
-        let rundir = rundir(work);
         let cmdline = format!("reqs={} seqreqs={}", p.reqs, p.seqreqs);
         let hz = tsc_hz();
         let slot = format!("4,virtio-blk,{},nocache", disk.display());
@@ -359,14 +349,15 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
         ];
         let mut t = alternating_runs(p.runs, hz, BLK_PHASES, |ours| {
             if ours {
-                bhyve_cmd(bhyve, &rundir, &guest, &cmdline, &slot)
+                bhyve_cmd(bhyve, rundir.path(), &guest, &cmdline, &slot)
             } else {
                 qemu_cmd(qemu, &guest, &cmdline, &dev)
             }
         })?;
         println!(
             "blk: `virtio_blk_bench` ({cmdline}), {DISK_MIB} MiB raw file, O_DIRECT \
-             (bhyve nocache, qemu cache=none), TSC {:.0} MHz, median of {} runs",
+             (bhyve nocache, qemu cache=none), {}, TSC {:.0} MHz, median of {} runs",
+            rundir.describe(),
             hz / 1e6,
             p.runs.max(1)
         );
@@ -374,7 +365,6 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
         Ok(())
     })();
     let _ = std::fs::remove_file(&disk);
-    let _ = std::fs::remove_dir_all(rundir(work));
     result
 }
 
