@@ -7,6 +7,10 @@
 //! fails once the device was reset: the result is then dropped). GET_ID
 //! and every refused request complete on the worker.
 //!
+//! A reset waits (bounded) until the backend has finished the device's
+//! requests ([`InFlight`]): no read data lands in guest memory and no
+//! write reaches the disk after it.
+//!
 //! Every length and address comes from the guest: sums saturate, chains
 //! are bounded, guest memory is only touched through vm-memory (errors
 //! become IOERR) or through the backend's checked translation.
@@ -15,13 +19,15 @@
 //! shrunk disk updates `capacity` and raises a configuration-change
 //! interrupt (bhyve does it on a kqueue event; a guest flushes often).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use super::inflight::{InFlight, RESET_DRAIN_BOUND};
 use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
 use crate::blockif::{BlockBuffers, BlockInfo, BlockIo, BlockOp, BlockRequest};
 use crate::virtio::chain_io::{gather, slice_segs, total};
@@ -87,8 +93,11 @@ pub struct VirtioBlk {
     /// Chains popped and not yet completed, over every activation: a
     /// reset does not cancel what the backend holds, so a fresh count
     /// per activation would let a guest that resets in a loop queue
-    /// unbounded work.
-    inflight: Arc<AtomicUsize>,
+    /// unbounded work. A reset waits for it to drop to zero.
+    inflight: Arc<InFlight>,
+    /// How long a reset waits for the backend ([`RESET_DRAIN_BOUND`];
+    /// tests shorten it).
+    drain_bound: Duration,
     /// Written by a completion when the worker may pop again, whichever
     /// activation's worker is current (made at the first activation).
     more: Option<Arc<EventFd>>,
@@ -110,6 +119,7 @@ impl VirtioBlk {
             capacity: Arc::new(AtomicU64::new(info.size / 512)),
             workers: Workers::new(),
             inflight: Arc::default(),
+            drain_bound: RESET_DRAIN_BOUND,
             more: None,
         }
     }
@@ -163,7 +173,7 @@ struct Ctx {
     /// Chains popped and not yet in the used ring, the device's count
     /// ([`VirtioBlk::inflight`]): bounded so a guest re-posting heads
     /// cannot queue unbounded work.
-    inflight: Arc<AtomicUsize>,
+    inflight: Arc<InFlight>,
     /// Written by a completion when the worker may pop again.
     more: Arc<EventFd>,
 }
@@ -324,23 +334,41 @@ fn parse(ctx: &Ctx, chain: DescriptorChain<&GuestMemoryMmap>) -> Chain {
     }
 }
 
-/// Writes the status, returns the chain to the driver and signals it.
-fn complete(ctx: &Ctx, head: u16, status_at: Option<GuestAddress>, status: u8, used: u32) {
-    if ctx.inflight.fetch_sub(1, Ordering::AcqRel) == usize::from(QUEUE_SIZE) {
-        let _ = ctx.more.write(1);
-    }
-    let notify = {
-        let Some(mut q) = ctx.aq.lock(0) else { return };
+/// A chain's answer: its status byte (if it has one) and used length.
+#[derive(Clone, Copy)]
+struct Answer {
+    head: u16,
+    status_at: Option<GuestAddress>,
+    status: u8,
+    used: u32,
+}
+
+/// Writes the answers' status bytes, returns their chains to the driver
+/// and signals it once.
+fn complete(ctx: &Ctx, answers: impl IntoIterator<Item = Answer> + Clone) {
+    let notify = match ctx.aq.lock(0) {
         // Under the queue lock, which a reset waits for: no status byte
         // lands in guest memory after the reset.
-        if let Some(a) = status_at {
-            let _ = ctx.mem.write_obj(status, a);
+        Some(mut q) => {
+            let mut used = false;
+            for a in answers.clone() {
+                if let Some(at) = a.status_at {
+                    let _ = ctx.mem.write_obj(a.status, at);
+                }
+                used |= q.add_used(&ctx.mem, a.head, a.used).is_ok();
+            }
+            used && q.needs_notification(&ctx.mem).unwrap_or(true)
         }
-        if q.add_used(&ctx.mem, head, used).is_err() {
-            return;
-        }
-        q.needs_notification(&ctx.mem).unwrap_or(true)
+        None => false,
     };
+    // Only now, with nothing left to write, do the chains stop counting
+    // (a reset waits for the count); and before signalling, which may
+    // wait for the PCI function a resetting vCPU holds.
+    for _ in answers {
+        if ctx.inflight.done() == usize::from(QUEUE_SIZE) {
+            let _ = ctx.more.write(1);
+        }
+    }
     if notify {
         ctx.aq.signal_used(0);
     }
@@ -354,7 +382,15 @@ fn dispatch(ctx: &Arc<Ctx>, c: Chain) {
         what,
     } = c;
     match what {
-        Parsed::Done { status, used } => complete(ctx, head, status_at, status, used),
+        Parsed::Done { status, used } => complete(
+            ctx,
+            [Answer {
+                head,
+                status_at,
+                status,
+                used,
+            }],
+        ),
         Parsed::GetId(segs) => {
             let mut id = &ctx.ident[..];
             let mut written = 0u32;
@@ -369,7 +405,16 @@ fn dispatch(ctx: &Arc<Ctx>, c: Chain) {
                 written += n as u32;
             }
             let status = if ok { req::S_OK } else { req::S_IOERR };
-            complete(ctx, head, status_at, status, 1 + written);
+            let used = 1 + written;
+            complete(
+                ctx,
+                [Answer {
+                    head,
+                    status_at,
+                    status,
+                    used,
+                }],
+            );
         }
         Parsed::Io(r) => {
             let len = r.buffers.len();
@@ -399,6 +444,12 @@ struct Member {
 
 /// Hands `r` to the backend; its completion completes every member.
 fn submit(ctx: &Arc<Ctx>, r: BlockRequest, members: Vec<Member>) {
+    if ctx.aq.is_stopped() {
+        // Reset since the chains were popped: the driver no longer
+        // waits for them, and the reset waits for whatever we start.
+        complete(ctx, answers(&members, req::S_IOERR));
+        return;
+    }
     let flush = r.op == BlockOp::Flush;
     let c2 = ctx.clone();
     ctx.backend.submit(
@@ -412,19 +463,32 @@ fn submit(ctx: &Arc<Ctx>, r: BlockRequest, members: Vec<Member>) {
                     req::S_IOERR
                 }
             };
+            complete(&c2, answers(&members, status));
+            // After `complete`: a configuration interrupt may wait for
+            // the PCI function, which a reset holds while it waits for
+            // these members.
             if flush {
                 check_resize(&c2);
             }
-            for m in members {
-                let data = if m.writes_data && status == req::S_OK {
-                    m.len.min(MAX_IO) as u32
-                } else {
-                    0
-                };
-                complete(&c2, m.head, m.status_at, status, data + 1);
-            }
         }),
     );
+}
+
+/// Every member's answer for `status`.
+fn answers(members: &[Member], status: u8) -> impl Iterator<Item = Answer> + Clone + '_ {
+    members.iter().map(move |m| {
+        let data = if m.writes_data && status == req::S_OK {
+            m.len.min(MAX_IO) as u32
+        } else {
+            0
+        };
+        Answer {
+            head: m.head,
+            status_at: m.status_at,
+            status,
+            used: data + 1,
+        }
+    })
 }
 
 /// Largest merged request, and its segment count (preadv's IOV_MAX is
@@ -625,6 +689,9 @@ impl VirtioDevice for VirtioBlk {
 
     fn reset(&mut self) {
         self.workers.stop();
+        // The queues are stopped and their locks free: completions can
+        // finish (see `inflight` for the lock order).
+        self.inflight.drain("virtio-blk", self.drain_bound);
     }
 }
 

@@ -1,6 +1,7 @@
 //! virtio-blk driven through the legacy transport as a driver would,
 //! over an in-memory backend whose completions can be held back.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,8 +41,19 @@ fn harness(disk: Arc<RamDisk>, serial: &str, features: u32) -> H {
 /// first look at the ring then sees every chain at once (posting after
 /// DRIVER_OK races with that look).
 fn harness_posted(disk: Arc<RamDisk>, serial: &str, features: u32, post: impl FnOnce(&mut H)) -> H {
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
     let dev = VirtioBlk::new(disk.clone(), serial);
+    harness_dev(dev, disk, features, post)
+}
+
+/// [`harness`] whose resets wait at most `bound` for the backend.
+fn harness_bounded(disk: Arc<RamDisk>, bound: Duration) -> H {
+    let mut dev = VirtioBlk::new(disk.clone(), "s");
+    dev.drain_bound = bound;
+    harness_dev(dev, disk, F_ALL, |_| {})
+}
+
+fn harness_dev(dev: VirtioBlk, disk: Arc<RamDisk>, features: u32, post: impl FnOnce(&mut H)) -> H {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
     let f = VirtioPci::new_shared(Box::new(dev), mem.clone(), IrqMode::MsiX, None).unwrap();
     f.lock()
         .unwrap()
@@ -389,7 +401,8 @@ fn discard_and_write_zeroes() {
 #[test]
 fn reset_with_requests_in_flight() {
     let disk = racing_disk(1 << 16, false);
-    let mut h = harness(disk.clone(), "s", F_ALL);
+    // The reset gives up waiting for the held requests at once.
+    let mut h = harness_bounded(disk.clone(), Duration::from_millis(10));
     disk.hold(true);
     let status = DATA + 0x500;
     h.mem.write_obj(req::IN, GuestAddress(DATA)).unwrap();
@@ -541,7 +554,8 @@ fn contiguous_requests_are_merged() {
 fn resets_do_not_multiply_the_in_flight_bound() {
     let disk = racing_disk(1 << 16, false);
     disk.hold(true);
-    let mut h = harness(disk.clone(), "s", F_ALL);
+    // Each reset gives up waiting for the held requests at once.
+    let mut h = harness_bounded(disk.clone(), Duration::from_millis(10));
     // One FLUSH chain, made available QUEUE_SIZE times (a hostile
     // driver may re-post a head before it was used).
     let status = DATA + 0x500;
@@ -589,4 +603,128 @@ fn resets_do_not_multiply_the_in_flight_bound() {
     disk.hold(false);
     disk.release(usize::MAX);
     assert!(wait_submitted(QS as usize + 1) > QS as usize);
+}
+
+/// Posts a 512-byte read of `sector` into `buf` (status at `status`) and
+/// waits until the backend has it.
+fn post_held_read(h: &mut H, hdr: u64, sector: u64, buf: u64, status: u64, submitted: usize) {
+    h.mem.write_obj(req::IN, GuestAddress(hdr)).unwrap();
+    h.mem.write_obj(sector, GuestAddress(hdr + 8)).unwrap();
+    h.mem.write_obj(0xffu8, GuestAddress(status)).unwrap();
+    h.mem.write_slice(&[0xaa; 512], GuestAddress(buf)).unwrap();
+    h.post(&[(hdr, 16, false), (buf, 512, true), (status, 1, true)]);
+    let t = Instant::now();
+    while h.disk.submitted().len() < submitted {
+        assert!(t.elapsed() < Duration::from_secs(5), "not submitted");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Resets the device from another thread (a vCPU); the flag says when
+/// the reset returned.
+fn reset_in_thread(h: &H) -> (std::thread::JoinHandle<()>, Arc<AtomicBool>) {
+    let (f, returned) = (h.f.clone(), Arc::new(AtomicBool::new(false)));
+    let r = returned.clone();
+    let t = std::thread::spawn(move || {
+        f.lock()
+            .unwrap()
+            .bar_write(LEGACY_BAR, legacy::STATUS, &[0]);
+        r.store(true, Ordering::SeqCst);
+    });
+    (t, returned)
+}
+
+/// A reset returns only once the backend is done with the device's
+/// reads: afterwards the driver owns its buffers again, and no read data
+/// lands in them.
+#[test]
+fn reset_waits_for_reads_held_by_the_backend() {
+    let disk = racing_disk(1 << 16, false);
+    let mut h = harness(disk.clone(), "s", F_ALL);
+    disk.hold(true);
+    let buf = DATA + 0x1000;
+    post_held_read(&mut h, DATA, 3, buf, DATA + 0x500, 1);
+    let (t, returned) = reset_in_thread(&h);
+    std::thread::sleep(Duration::from_millis(200));
+    let early = returned.load(Ordering::SeqCst);
+    disk.hold(false);
+    t.join().unwrap();
+    assert!(!early, "the reset returned while the backend held a read");
+    // The driver reuses its buffer after the reset: nothing overwrites it.
+    h.mem.write_slice(&[0x55; 512], GuestAddress(buf)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut b = [0u8; 512];
+    h.mem.read_slice(&mut b, GuestAddress(buf)).unwrap();
+    assert!(
+        b.iter().all(|&x| x == 0x55),
+        "read data landed after the reset"
+    );
+    assert_eq!(h.r(legacy::STATUS, 1), 0);
+}
+
+/// A backend that never completes does not wedge the resetting vCPU: the
+/// reset gives up after its bound.
+#[test]
+fn reset_waits_for_the_backend_only_so_long() {
+    let disk = racing_disk(1 << 16, false);
+    let bound = Duration::from_millis(300);
+    let mut h = harness_bounded(disk.clone(), bound);
+    disk.hold(true);
+    post_held_read(&mut h, DATA, 3, DATA + 0x1000, DATA + 0x500, 1);
+    let start = Instant::now();
+    h.w(legacy::STATUS, 1, 0);
+    let took = start.elapsed();
+    assert!(took >= bound, "returned after {took:?}");
+    assert!(took < Duration::from_secs(5), "returned after {took:?}");
+    assert_eq!(h.r(legacy::STATUS, 1), 0);
+    disk.hold(false);
+    // The late completion leaves the ring and the status byte alone.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(h.used_idx(), 0);
+    assert_eq!(
+        h.mem.read_obj::<u8>(GuestAddress(DATA + 0x500)).unwrap(),
+        0xff
+    );
+}
+
+/// A completion that wants to signal the driver while a vCPU resets the
+/// device (holding the PCI function) gives up its interrupt instead of
+/// waiting for the function: the backend thread it runs on then goes on
+/// to the device's other requests, which the reset waits for.
+#[test]
+fn a_completion_signalling_during_a_reset_does_not_stall_it() {
+    // One backend thread, completing in order.
+    let opts = crate::ramdisk::Options {
+        completion: crate::ramdisk::Completion::Worker,
+        strict: false,
+    };
+    let disk = RamDisk::new(
+        crate::ramdisk::sector_bytes(1 << 16),
+        RamDisk::info_rw(),
+        opts,
+    )
+    .unwrap();
+    let bound = Duration::from_secs(3);
+    let mut h = harness_bounded(disk.clone(), bound);
+    disk.hold(true);
+    // Two reads of places apart: two backend requests.
+    post_held_read(&mut h, DATA, 3, DATA + 0x1000, DATA + 0x500, 1);
+    post_held_read(&mut h, DATA + 0x100, 40, DATA + 0x2000, DATA + 0x501, 2);
+    // The vCPU takes the function; the first read completes, and its
+    // thread stops at the interrupt, needing the function.
+    let f = h.f.clone();
+    let mut g = f.lock().unwrap();
+    disk.hold(false);
+    let t = Instant::now();
+    while h.used_idx() < 1 {
+        assert!(t.elapsed() < Duration::from_secs(5), "first read not used");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    g.bar_write(LEGACY_BAR, legacy::STATUS, &[0]);
+    let took = start.elapsed();
+    drop(g);
+    assert!(took < Duration::from_secs(1), "the reset waited {took:?}");
+    assert_eq!(disk.executed().len(), 2);
 }

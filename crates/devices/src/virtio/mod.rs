@@ -15,12 +15,16 @@
 //! `ActiveQueues`, which waits for every queue lock to be free and
 //! makes later `lock` calls fail. So after a reset no worker touches the
 //! rings, and no lock cycle exists: function → queue, never back.
+//! Storage devices then wait (bounded) for the requests their backend
+//! still holds ([`InFlight`], which states the lock order); a signal
+//! waiting for the function gives up once its queues are stopped.
 
 pub mod blk;
 mod chain_io;
 pub mod console;
 #[cfg(test)]
 mod drain_tests;
+pub mod inflight;
 pub mod input;
 mod log_limit;
 pub mod net;
@@ -45,6 +49,7 @@ use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+pub use inflight::InFlight;
 pub use net::VirtioNet;
 pub use pci::VirtioPci;
 pub use rnd::VirtioRnd;
@@ -119,7 +124,9 @@ pub trait VirtioDevice: Send {
     fn activate(&mut self, act: Activation) -> Result<(), String>;
     /// The transport has stopped the queues of the last activation: drop
     /// per-activation state and let workers exit. Must not wait for a
-    /// worker (it may be waiting for the transport's lock to signal).
+    /// worker (it may be waiting for the transport's lock to signal). May
+    /// wait, bounded, for requests a backend holds whose completions take
+    /// no lock the transport holds ([`InFlight`]).
     fn reset(&mut self);
 }
 
@@ -136,7 +143,7 @@ pub struct Activation {
 pub struct ActiveQueues {
     queues: Vec<Mutex<Queue>>,
     kicks: Vec<Arc<EventFd>>,
-    stopped: AtomicBool,
+    stopped: Arc<AtomicBool>,
     irq: Arc<dyn VirtioInterrupt>,
 }
 
@@ -146,10 +153,21 @@ impl ActiveQueues {
         kicks: Vec<Arc<EventFd>>,
         irq: Arc<dyn VirtioInterrupt>,
     ) -> Self {
+        Self::with_stop_flag(queues, kicks, irq, Arc::default())
+    }
+
+    /// [`new`](Self::new), with a stop flag shared with `irq` (which may
+    /// then give up a signal once the queues are stopped).
+    pub fn with_stop_flag(
+        queues: Vec<Queue>,
+        kicks: Vec<Arc<EventFd>>,
+        irq: Arc<dyn VirtioInterrupt>,
+        stopped: Arc<AtomicBool>,
+    ) -> Self {
         ActiveQueues {
             queues: queues.into_iter().map(Mutex::new).collect(),
             kicks,
-            stopped: AtomicBool::new(false),
+            stopped,
             irq,
         }
     }
@@ -309,25 +327,24 @@ pub fn serve_queue(
 pub fn pop_bounded<T>(
     q: &mut Queue,
     mem: &GuestMemoryMmap,
-    inflight: &std::sync::atomic::AtomicUsize,
+    inflight: &InFlight,
     limit: usize,
     mut take: impl FnMut(DescriptorChain<&GuestMemoryMmap>) -> T,
 ) -> Vec<T> {
-    use std::sync::atomic::Ordering::{AcqRel, Acquire};
     let mut batch = Vec::new();
     let mut idle_rounds = 0;
     loop {
         let _ = q.disable_notification(mem);
         let mut progressed = false;
-        while inflight.load(Acquire) < limit {
+        while inflight.get() < limit {
             let Some(chain) = pop_chain(q, mem) else {
                 break;
             };
-            inflight.fetch_add(1, AcqRel);
+            inflight.add();
             batch.push(take(chain));
             progressed = true;
         }
-        if inflight.load(Acquire) >= limit {
+        if inflight.get() >= limit {
             break;
         }
         idle_rounds = if progressed { 0 } else { idle_rounds + 1 };

@@ -15,7 +15,9 @@
 //! Notifications are doorbells: KVM signals the queue's kick eventfd
 //! directly; a write that arrives through the bus kicks it the same way.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
+use std::time::Duration;
 
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -95,12 +97,46 @@ pub struct VirtioPci {
 struct PciIrq {
     func: Weak<Mutex<VirtioPci>>,
     generation: u64,
+    /// The activation's stop flag ([`ActiveQueues::stop`]).
+    stopped: Arc<AtomicBool>,
+}
+
+impl PciIrq {
+    /// The function, unless the activation stops while we wait for it.
+    /// A reset holds the function while it waits for the device's
+    /// requests held by the backend (virtio-blk, virtio-scsi): a
+    /// completion blocked here would keep its backend thread from the
+    /// device's other requests, so the reset would wait for itself. Once
+    /// stopped the interrupt is moot: the driver reset the device.
+    fn lock_live<'a>(&self, func: &'a Mutex<VirtioPci>) -> Option<MutexGuard<'a, VirtioPci>> {
+        let mut tries = 0u32;
+        loop {
+            match func.try_lock() {
+                Ok(g) => return Some(g),
+                Err(TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+            if self.stopped.load(Ordering::Acquire) {
+                return None;
+            }
+            // The function is held for a register access (short): spin
+            // politely first, then sleep in case it is a long one.
+            tries += 1;
+            if tries < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
 }
 
 impl VirtioInterrupt for PciIrq {
     fn signal_used(&self, queue: u16) {
         if let Some(f) = self.func.upgrade() {
-            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(mut f) = self.lock_live(&f) else {
+                return;
+            };
             if f.generation == self.generation && f.active.is_some() {
                 let v = f.transport.queue_vector(queue);
                 f.interrupt(v, ISR_QUEUE);
@@ -110,7 +146,9 @@ impl VirtioInterrupt for PciIrq {
 
     fn signal_config(&self) {
         if let Some(f) = self.func.upgrade() {
-            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(mut f) = self.lock_live(&f) else {
+                return;
+            };
             if f.generation == self.generation {
                 f.config_changed();
             }
@@ -307,11 +345,18 @@ impl VirtioPci {
             }
         }
         self.generation += 1;
+        let stopped = Arc::new(AtomicBool::new(false));
         let irq = Arc::new(PciIrq {
             func: self.this.clone(),
             generation: self.generation,
+            stopped: stopped.clone(),
         });
-        let aq = Arc::new(ActiveQueues::new(queues, self.kicks.clone(), irq));
+        let aq = Arc::new(ActiveQueues::with_stop_flag(
+            queues,
+            self.kicks.clone(),
+            irq,
+            stopped,
+        ));
         self.active = Some(aq.clone());
         let act = Activation {
             mem: self.mem.clone(),

@@ -21,12 +21,14 @@ mod pages;
 pub mod target;
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use super::inflight::{InFlight, RESET_DRAIN_BOUND};
 use super::{types, wait_readable, Activation, ActiveQueues, VirtioDevice};
 use crate::blockif::{BlockBuffers, BlockIo, BlockOp, BlockRequest};
 use target::{status, Action, LunInfo, Sense};
@@ -104,8 +106,11 @@ pub struct VirtioScsi {
     /// Requests popped and not yet completed, over every activation: a
     /// reset does not cancel what the backend holds, so a fresh count
     /// per activation would let a guest that resets in a loop queue
-    /// unbounded work.
-    inflight: Arc<AtomicUsize>,
+    /// unbounded work. A reset waits for it to drop to zero.
+    inflight: Arc<InFlight>,
+    /// How long a reset waits for the backend ([`RESET_DRAIN_BOUND`];
+    /// tests shorten it).
+    drain_bound: Duration,
     /// Written by a completion when the worker may pop again, whichever
     /// activation's worker is current (made at the first activation).
     more: Option<Arc<EventFd>>,
@@ -136,6 +141,7 @@ impl VirtioScsi {
             sense_size: Arc::new(AtomicU32::new(SENSE_SIZE)),
             workers: Workers::new(),
             inflight: Arc::default(),
+            drain_bound: RESET_DRAIN_BOUND,
             more: None,
         }
     }
@@ -170,11 +176,9 @@ struct Ctx {
     sense_size: Arc<AtomicU32>,
     /// Requests popped and not yet used: bounded so a guest re-posting
     /// heads cannot queue unbounded work.
-    inflight: Arc<AtomicUsize>,
+    inflight: Arc<InFlight>,
     /// Written by a completion when the worker may pop again.
     more: Arc<EventFd>,
-    /// Signalled when `inflight` drops to 0 (task management waits).
-    idle: (Mutex<()>, Condvar),
 }
 
 /// Writes the start of `data` into `segs`; returns the bytes written.
@@ -259,48 +263,36 @@ impl Outcome {
 
 /// Writes the response, returns the chain and signals the driver.
 fn complete(ctx: &Ctx, r: &Reply, o: Outcome) {
-    let before = ctx.inflight.fetch_sub(1, Ordering::AcqRel);
-    if before == usize::from(QUEUE_SIZE) {
+    let notify = ctx.aq.lock(REQUESTQ).is_some_and(|mut q| {
+        // Under the queue lock, which a reset waits for: no response
+        // lands in guest memory after the reset.
+        let mut used = 0u64;
+        if r.resp_len >= RESP_HDR {
+            let mut h = vec![0u8; r.resp_len];
+            let sense = o.sense.map(|s| s.fixed()).unwrap_or_default();
+            let sense_len = if o.sense.is_some() {
+                sense.len().min(r.resp_len - RESP_HDR)
+            } else {
+                0
+            };
+            h[0..4].copy_from_slice(&(sense_len as u32).to_le_bytes());
+            let residual = u32::try_from(o.residual).unwrap_or(u32::MAX);
+            h[4..8].copy_from_slice(&residual.to_le_bytes());
+            h[10] = o.status;
+            h[11] = o.response;
+            h[RESP_HDR..RESP_HDR + sense_len].copy_from_slice(&sense[..sense_len]);
+            used = scatter(&ctx.mem, &r.resp, &h) as u64 + o.data_in;
+        }
+        let used = u32::try_from(used).unwrap_or(u32::MAX);
+        q.add_used(&ctx.mem, r.head, used).is_ok() && q.needs_notification(&ctx.mem).unwrap_or(true)
+    });
+    // Only now, with nothing left to write, does the request stop
+    // counting (a reset and task management wait for the count); and
+    // before signalling, which may wait for the PCI function a resetting
+    // vCPU holds.
+    if ctx.inflight.done() == usize::from(QUEUE_SIZE) {
         let _ = ctx.more.write(1);
     }
-    if before == 1 {
-        let _g = ctx.idle.0.lock().unwrap_or_else(|e| e.into_inner());
-        ctx.idle.1.notify_all();
-    }
-    if ctx.aq.is_stopped() {
-        return;
-    }
-    let mut used = 0u64;
-    // Written under the queue lock, which a reset waits for: no response
-    // lands in guest memory after the reset.
-    let Some(mut q) = ctx.aq.lock(REQUESTQ) else {
-        return;
-    };
-    if r.resp_len >= RESP_HDR {
-        let mut h = vec![0u8; r.resp_len];
-        let sense = o.sense.map(|s| s.fixed()).unwrap_or_default();
-        let sense_len = if o.sense.is_some() {
-            sense.len().min(r.resp_len - RESP_HDR)
-        } else {
-            0
-        };
-        h[0..4].copy_from_slice(&(sense_len as u32).to_le_bytes());
-        let residual = u32::try_from(o.residual).unwrap_or(u32::MAX);
-        h[4..8].copy_from_slice(&residual.to_le_bytes());
-        h[10] = o.status;
-        h[11] = o.response;
-        h[RESP_HDR..RESP_HDR + sense_len].copy_from_slice(&sense[..sense_len]);
-        used = scatter(&ctx.mem, &r.resp, &h) as u64 + o.data_in;
-    }
-    let used = u32::try_from(used).unwrap_or(u32::MAX);
-    let notify = {
-        if q.add_used(&ctx.mem, r.head, used).is_err() {
-            return;
-        }
-        let n = q.needs_notification(&ctx.mem).unwrap_or(true);
-        drop(q);
-        n
-    };
     if notify {
         ctx.aq.signal_used(REQUESTQ as u16);
     }
@@ -518,6 +510,11 @@ struct Pending {
 }
 
 fn submit(ctx: &Arc<Ctx>, lun: &Lun, reply: Reply, reqs: Vec<BlockRequest>, base: u64) {
+    if ctx.aq.is_stopped() {
+        // Reset since the request was popped: the driver no longer waits
+        // for it, and the reset waits for whatever we start.
+        return complete(ctx, &reply, Outcome::response(resp::FAILURE));
+    }
     let reads = reqs.first().is_some_and(|r| r.op == BlockOp::Read);
     let p = Arc::new(Pending {
         reply,
@@ -671,7 +668,6 @@ impl VirtioDevice for VirtioScsi {
             sense_size: self.sense_size.clone(),
             inflight: self.inflight.clone(),
             more,
-            idle: (Mutex::new(()), Condvar::new()),
         });
         let s = stop.clone();
         self.workers.spawn("virtio-scsi", move || worker(ctx, s))?;
@@ -680,6 +676,9 @@ impl VirtioDevice for VirtioScsi {
 
     fn reset(&mut self) {
         self.workers.stop();
+        // The queues are stopped and their locks free: completions can
+        // finish (see `inflight` for the lock order).
+        self.inflight.drain("virtio-scsi", self.drain_bound);
         self.cdb_size.store(CDB_SIZE, Ordering::Relaxed);
         self.sense_size.store(SENSE_SIZE, Ordering::Relaxed);
     }

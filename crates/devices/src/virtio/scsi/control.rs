@@ -1,7 +1,6 @@
 //! virtio-scsi's control queue: task management and asynchronous
 //! notification requests.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use virtio_queue::QueueT;
@@ -12,13 +11,8 @@ use crate::virtio::chain_io::pop_or_arm;
 /// Waits until every request popped so far has completed (or the device
 /// was reset): what a task management function promises.
 fn wait_idle(ctx: &Ctx) {
-    let mut g = ctx.idle.0.lock().unwrap_or_else(|e| e.into_inner());
-    while ctx.inflight.load(Ordering::Acquire) > 0 && !ctx.aq.is_stopped() {
-        g = match ctx.idle.1.wait_timeout(g, Duration::from_millis(100)) {
-            Ok((g, _)) => g,
-            Err(e) => e.into_inner().0,
-        };
-    }
+    // A reset does not wake us: look at it every 100 ms.
+    while !ctx.inflight.wait_idle(Duration::from_millis(100)) && !ctx.aq.is_stopped() {}
 }
 
 /// Answers one control request; returns the bytes of its response.

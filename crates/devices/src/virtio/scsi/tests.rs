@@ -3,6 +3,7 @@
 //! be held back, task management on the control queue, and malformed
 //! chains.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::target::op;
 use super::*;
+use crate::pci::PciDevice;
 use crate::ramdisk::{racing_disk, RamDisk};
 use crate::virtio::test_driver::Driver;
 
@@ -23,12 +25,18 @@ fn ops(disk: &RamDisk) -> Vec<(BlockOp, u64, u64)> {
 }
 
 fn setup(ro: bool) -> (Driver, Arc<RamDisk>) {
+    setup_bounded(ro, RESET_DRAIN_BOUND)
+}
+
+/// [`setup`] whose resets wait at most `bound` for the backend.
+fn setup_bounded(ro: bool, bound: Duration) -> (Driver, Arc<RamDisk>) {
     let disk = racing_disk(DISK, ro);
-    let dev = VirtioScsi::new(vec![ScsiLun {
+    let mut dev = VirtioScsi::new(vec![ScsiLun {
         lun: 0,
         backend: disk.clone(),
         serial: "LUN0SERIAL".into(),
     }]);
+    dev.drain_bound = bound;
     let mut d = Driver::new(Box::new(dev));
     d.start(0, 3);
     (d, disk)
@@ -399,7 +407,8 @@ fn task_management_waits_for_earlier_requests() {
 
 #[test]
 fn reset_with_requests_in_flight() {
-    let (mut d, disk) = setup(false);
+    // The reset gives up waiting for the held read at once.
+    let (mut d, disk) = setup_bounded(false, Duration::from_millis(10));
     disk.hold(true);
     let mut hdr = vec![0u8; REQ_LEN as usize];
     hdr[..8].copy_from_slice(&addr(0, 0));
@@ -440,7 +449,8 @@ fn reset_with_requests_in_flight() {
 /// bounded however often it resets.
 #[test]
 fn resets_do_not_multiply_the_in_flight_bound() {
-    let (mut d, disk) = setup(false);
+    // Each reset gives up waiting for the held requests at once.
+    let (mut d, disk) = setup_bounded(false, Duration::from_millis(10));
     disk.hold(true);
     let limit = usize::from(QUEUE_SIZE);
     let wait_for = |n: usize| {
@@ -500,4 +510,83 @@ fn resets_do_not_multiply_the_in_flight_bound() {
         wait_for(limit + 1) > limit,
         "served again once they completed"
     );
+}
+
+/// Posts READ(10) of one block at `lba` into a fresh buffer of 0xaa
+/// bytes and waits until the LUN has it; returns the buffer.
+fn post_held_read(d: &mut Driver, disk: &RamDisk, lba: u8, submitted: usize) -> u64 {
+    let mut hdr = vec![0u8; REQ_LEN as usize];
+    hdr[..8].copy_from_slice(&addr(0, 0));
+    hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, lba, 0, 0, 1, 0]);
+    let req = d.alloc(REQ_LEN);
+    d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
+    let (resp, din) = (d.alloc(RESP_LEN), d.alloc(512));
+    d.mem.write_slice(&[0xaa; 512], GuestAddress(din)).unwrap();
+    d.post(
+        REQUESTQ,
+        &[
+            (req, REQ_LEN, false),
+            (resp, RESP_LEN, true),
+            (din, 512, true),
+        ],
+    );
+    d.kick(REQUESTQ);
+    let t = std::time::Instant::now();
+    while disk.submitted().len() < submitted {
+        assert!(t.elapsed() < Duration::from_secs(5), "not submitted");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    din
+}
+
+/// A reset returns only once the backend is done with the device's
+/// reads: afterwards the driver owns its buffers again, and no read data
+/// lands in them.
+#[test]
+fn reset_waits_for_reads_held_by_the_backend() {
+    let (mut d, disk) = setup(false);
+    disk.hold(true);
+    let din = post_held_read(&mut d, &disk, 3, 1);
+    let (f, returned) = (d.f.clone(), Arc::new(AtomicBool::new(false)));
+    let r = returned.clone();
+    let t = std::thread::spawn(move || {
+        f.lock().unwrap().bar_write(
+            crate::virtio::pci::MODERN_BAR,
+            crate::virtio::transport::common::DEVICE_STATUS,
+            &[0],
+        );
+        r.store(true, Ordering::SeqCst);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let early = returned.load(Ordering::SeqCst);
+    disk.hold(false);
+    t.join().unwrap();
+    assert!(!early, "the reset returned while the backend held a read");
+    d.mem.write_slice(&[0x55; 512], GuestAddress(din)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        d.read(din, 512),
+        vec![0x55; 512],
+        "read data landed after the reset"
+    );
+}
+
+/// A backend that never completes does not wedge the resetting vCPU.
+#[test]
+fn reset_waits_for_the_backend_only_so_long() {
+    let bound = Duration::from_millis(300);
+    let (mut d, disk) = setup_bounded(false, bound);
+    disk.hold(true);
+    post_held_read(&mut d, &disk, 3, 1);
+    let start = std::time::Instant::now();
+    d.reset();
+    let took = start.elapsed();
+    assert!(
+        took >= bound && took < Duration::from_secs(5),
+        "returned after {took:?}"
+    );
+    disk.hold(false);
+    assert!(d
+        .used_within(REQUESTQ, Duration::from_millis(100))
+        .is_none());
 }
