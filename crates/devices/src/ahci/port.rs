@@ -162,6 +162,12 @@ pub(super) struct Port {
     pub pending: u32,
     /// An error was reported: no new command until the driver recovers.
     waitforclear: bool,
+    /// Backend requests submitted and not completed, of any generation.
+    outstanding: u32,
+    /// A reset waits for `outstanding` to drain: requests of the old
+    /// generation cannot be recalled and still move data, so the device
+    /// stays busy and no new command can race them.
+    resetting: bool,
     /// SRST seen in a control FIS (the reset happens when it clears).
     srst: bool,
     pub mult_sectors: u8,
@@ -205,6 +211,8 @@ impl Port {
             ccs: 0,
             pending: 0,
             waitforclear: false,
+            outstanding: 0,
+            resetting: false,
             srst: false,
             mult_sectors: 128,
             xfermode: 0,
@@ -273,6 +281,19 @@ impl Port {
             0 => 0x30,
             s => s,
         };
+        if self.outstanding > 0 {
+            // The link is up, the device not yet ready (no signature).
+            self.resetting = true;
+            self.sig = 0xffff_ffff;
+            self.tfd = S_BUSY;
+            return;
+        }
+        self.device_ready(mem);
+    }
+
+    /// The device comes back from a reset with its signature.
+    fn device_ready(&mut self, mem: &GuestMemoryMmap) {
+        self.resetting = false;
         self.tfd = (1 << 8) | S_DSC | S_DMA;
         if self.atapi() {
             self.sig = SIG_ATAPI;
@@ -354,7 +375,7 @@ impl Port {
         } else {
             self.cmd &= !CMD_FR;
         }
-        if v & CMD_CLO != 0 {
+        if v & CMD_CLO != 0 && !self.resetting {
             self.tfd &= !(S_BUSY | S_DRQ);
             self.cmd &= !CMD_CLO;
         }
@@ -381,7 +402,10 @@ impl Port {
             return;
         }
         for _ in 0..64 {
-            if self.ci & !self.pending == 0 || self.tfd & (S_BUSY | S_DRQ) != 0 || self.waitforclear
+            if self.ci & !self.pending == 0
+                || self.tfd & (S_BUSY | S_DRQ) != 0
+                || self.waitforclear
+                || self.resetting
             {
                 break;
             }
@@ -533,8 +557,10 @@ impl Port {
         self.submit_all(ctx, slot, reqs);
     }
 
-    fn submit_all(&self, ctx: &Ctx, slot: u8, reqs: Vec<BlockRequest>) {
+    fn submit_all(&mut self, ctx: &Ctx, slot: u8, reqs: Vec<BlockRequest>) {
         let Some(d) = &self.drive else { return };
+        let n = u32::try_from(reqs.len()).unwrap_or(u32::MAX);
+        self.outstanding = self.outstanding.saturating_add(n);
         for r in reqs {
             ctx.link.submit(&d.backend, r, self.num, slot, self.gen);
         }
@@ -574,7 +600,12 @@ impl Port {
     /// A backend request of `slot` finished.
     pub fn complete(&mut self, ctx: &Ctx, c: Completion) {
         let slot = c.slot;
+        self.outstanding = self.outstanding.saturating_sub(1);
         if c.gen != self.gen || slot >= 32 {
+            if self.resetting && self.outstanding == 0 {
+                self.device_ready(ctx.mem);
+                self.handle_port(ctx);
+            }
             return;
         }
         let Some(mut inf) = self.inflight[usize::from(slot)].take() else {

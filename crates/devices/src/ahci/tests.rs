@@ -665,10 +665,11 @@ fn reset_drops_in_flight_completions() {
     );
     h.w(pbase(0) + P_SCTL, 1);
     h.w(pbase(0) + P_SCTL, 0);
-    assert_eq!(h.r(pbase(0) + P_SIG), SIG_ATA);
+    // The device comes back once the old request is over.
+    assert_eq!(h.r(pbase(0) + P_SIG), 0xffff_ffff);
     h.w(pbase(0) + P_IS, u32::MAX);
     h.disks[0].hold(false);
-    h.wait("request ran", |h| !h.disks[0].executed().is_empty());
+    h.wait("device ready", |h| h.r(pbase(0) + P_SIG) == SIG_ATA);
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(h.r(pbase(0) + P_IS), 0, "stale completion ignored");
     // The port works after the reset.
@@ -742,4 +743,41 @@ fn soft_reset_does_not_rerun_dropped_commands() {
     assert_eq!(h.disks[0].submitted().len(), 1, "dropped command ran again");
     assert_eq!(h.r(b + P_CI), 0);
     assert_eq!(h.r(b + P_SIG), SIG_ATA);
+}
+
+#[test]
+fn reset_keeps_the_device_busy_until_old_requests_drained() {
+    // A write still running at the backend when the guest resets the
+    // port cannot be recalled: no new command may overtake it.
+    let h = Hba::disk(0);
+    h.start(0);
+    let b = pbase(0);
+    h.mem.write_slice(&[0x11; 512], GuestAddress(DATA)).unwrap();
+    h.mem
+        .write_slice(&[0x22; 512], GuestAddress(DATA + 0x1000))
+        .unwrap();
+    h.disks[0].hold(true);
+    h.issue(0, 0, &fis(ata::WRITE_DMA48, 7, 1), &[], &[(DATA, 512)]);
+    h.w(b + P_CMD, CMD_FRE);
+    h.w(b + P_SCTL, 1);
+    h.w(b + P_SCTL, 0);
+    assert_eq!(h.r(b + P_CMD) & CMD_CR, 0);
+    assert_eq!(h.r(b + P_SSTS) & 0xf, 3, "link up");
+    assert_ne!(h.r(b + P_TFD) & S_BUSY, 0, "device busy");
+    // Not even CLO lets a new command through.
+    h.w(b + P_CMD, CMD_FRE | CMD_ST | CMD_CLO);
+    h.issue(
+        0,
+        1,
+        &fis(ata::WRITE_DMA48, 7, 1),
+        &[],
+        &[(DATA + 0x1000, 512)],
+    );
+    assert_eq!(h.disks[0].submitted().len(), 1, "overtook the old write");
+    h.disks[0].hold(false);
+    h.wait("new write done", |h| h.r(b + P_CI) == 0);
+    assert_eq!(h.r(b + P_SIG), SIG_ATA);
+    assert_eq!(h.r(b + P_TFD) & 0xff, 0x50);
+    assert_eq!(h.disks[0].executed().len(), 2);
+    assert_eq!(pattern(&h.disks[0], 7 * 512, 512), vec![0x22; 512]);
 }
