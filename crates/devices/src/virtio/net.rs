@@ -81,6 +81,11 @@ const TXQ: usize = 1;
 /// PCI class "network controller, Ethernet".
 const CLASS_ETHERNET: (u8, u8, u8) = (0x02, 0x00, 0x00);
 
+/// How long a receive worker leaves a backend alone after it failed
+/// (not merely had nothing): its descriptor may poll ready forever, as a
+/// tap whose interface the host deleted does (e1000 waits as long).
+const FAILED_BACKEND_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Link status bit of the configuration's `status`.
 const STATUS_LINK_UP: u16 = 1;
 /// mac[6], status, max_virtqueue_pairs, mtu.

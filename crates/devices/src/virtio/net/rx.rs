@@ -8,7 +8,7 @@ use std::sync::Arc;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{features, poll_fds, NetCtx, MAX_FRAME, RXQ, VNET_HDR_LEN};
+use super::{features, poll_fds, NetCtx, FAILED_BACKEND_PAUSE, MAX_FRAME, RXQ, VNET_HDR_LEN};
 use crate::virtio::chain_io::MAX_SEGMENTS;
 
 /// Frames moved per queue-lock hold, so a reset never waits long.
@@ -67,7 +67,11 @@ pub(super) fn worker(ctx: Arc<NetCtx>) {
                 -1,
             ),
             RxWait::Kick => poll_fds(&[(kick_fd, libc::POLLIN), (stop, libc::POLLIN)], -1),
-            RxWait::Error => poll_fds(&[(kick_fd, libc::POLLIN), (stop, libc::POLLIN)], 1000),
+            // Not the backend's descriptor: it may poll ready forever.
+            RxWait::Error => poll_fds(
+                &[(kick_fd, libc::POLLIN), (stop, libc::POLLIN)],
+                FAILED_BACKEND_PAUSE.as_millis() as i32,
+            ),
         };
         if revents[1] != 0 || ctx.queues.is_stopped() {
             return;
@@ -88,6 +92,7 @@ fn rx_round(ctx: &NetCtx, rx: &mut Rx) -> RxWait {
             return RxWait::Stop;
         };
         let mut wait = RxWait::More;
+        let mut skipped = 0;
         for _ in 0..BATCH {
             let len = match rx.pending {
                 Some(len) => len,
@@ -105,7 +110,8 @@ fn rx_round(ctx: &NetCtx, rx: &mut Rx) -> RxWait {
                             io::ErrorKind::Interrupted | io::ErrorKind::InvalidData
                         ) =>
                     {
-                        continue
+                        skipped += 1;
+                        continue;
                     }
                     Err(e) => {
                         if !rx.logged_error {
@@ -147,6 +153,15 @@ fn rx_round(ctx: &NetCtx, rx: &mut Rx) -> RxWait {
                 }
             }
         }
+        if skipped == BATCH {
+            // Nothing but unusable reads while the descriptor polls
+            // ready: a broken backend, not traffic.
+            if !rx.logged_error {
+                log::warn!("virtio-net: the backend gives no usable frames");
+                rx.logged_error = true;
+            }
+            wait = RxWait::Error;
+        }
         let notify = used && q.needs_notification(mem).unwrap_or(true);
         used = notify || force;
         wait
@@ -160,8 +175,14 @@ fn rx_round(ctx: &NetCtx, rx: &mut Rx) -> RxWait {
 /// Reads one frame from the backend into `rx.buf` so that the buffer
 /// holds a `virtio_net_hdr_v1` then the frame; returns the frame length.
 fn receive(ctx: &NetCtx, rx: &mut Rx) -> io::Result<usize> {
+    // Nothing read is end of file (a stream whose peer went away), never
+    // a frame: left as is, it would be read again at once, forever.
+    let eof = || io::Error::new(io::ErrorKind::UnexpectedEof, "end of file");
     if ctx.backend.has_vnet_hdr() {
         let n = ctx.backend.recv(&mut rx.buf)?;
+        if n == 0 {
+            return Err(eof());
+        }
         if n < VNET_HDR_LEN {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -171,7 +192,10 @@ fn receive(ctx: &NetCtx, rx: &mut Rx) -> io::Result<usize> {
         Ok(n - VNET_HDR_LEN)
     } else {
         rx.buf[..VNET_HDR_LEN].fill(0);
-        ctx.backend.recv(&mut rx.buf[VNET_HDR_LEN..])
+        match ctx.backend.recv(&mut rx.buf[VNET_HDR_LEN..])? {
+            0 => Err(eof()),
+            n => Ok(n),
+        }
     }
 }
 

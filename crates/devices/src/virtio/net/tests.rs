@@ -592,3 +592,126 @@ fn receive_caps_the_descriptors_looked_at_per_frame() {
     assert_eq!(r.used_idx(RXQ), 0, "the guest keeps its buffer");
     assert_eq!(r.dev.rx_dropped(), 1);
 }
+
+/// A backend that failed for good but whose descriptor polls ready
+/// forever (a tap whose interface the host deleted), counting calls.
+struct BrokenBackend {
+    reads: std::sync::atomic::AtomicUsize,
+    writes: std::sync::atomic::AtomicUsize,
+    fd: EventFd,
+}
+
+impl NetBackend for BrokenBackend {
+    fn has_vnet_hdr(&self) -> bool {
+        false
+    }
+    fn offload_features(&self) -> u64 {
+        0
+    }
+    fn set_offloads(&self, _: u64) -> io::Result<()> {
+        Ok(())
+    }
+    fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(io::Error::from_raw_os_error(libc::EBADFD))
+    }
+    fn send(&self, _: &[u8]) -> io::Result<usize> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(io::Error::from_raw_os_error(libc::EBADFD))
+    }
+    fn poll_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[test]
+fn a_failed_backend_does_not_spin_the_workers() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
+    let be = Arc::new(BrokenBackend {
+        reads: Default::default(),
+        writes: Default::default(),
+        fd: EventFd::new(0).unwrap(),
+    });
+    be.fd.write(1).unwrap();
+    let (_a, b) = socketpair();
+    let mut r = Rig::with_backend(mem, be.clone(), b, None, F_VERSION_1);
+    // No receive buffers first, then some; a frame to send.
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..4 {
+        let a = r.room(2048);
+        r.post(RXQ, &[(a, 2048, true)]);
+    }
+    let f = r.data(&[0u8; 12 + 60]);
+    r.post(TXQ, &[(f, 72, false)]);
+    r.wait_used(TXQ, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let reads = be.reads.load(SeqCst);
+    assert!(reads >= 1, "the backend was tried ({reads} reads)");
+    assert!(reads < 50, "{reads} reads of a failed backend in 0.6 s");
+    assert_eq!(be.writes.load(SeqCst), 1, "one frame, one attempt");
+    assert_eq!(r.used_idx(RXQ), 0);
+}
+
+/// A backend whose descriptor is readable forever while every read
+/// gives `len` bytes, shorter than the virtio-net header it promised: 0
+/// at end of file (a stream whose peer went away), or garbage.
+struct EofBackend {
+    reads: std::sync::atomic::AtomicUsize,
+    len: usize,
+    fd: EventFd,
+}
+
+impl NetBackend for EofBackend {
+    fn has_vnet_hdr(&self) -> bool {
+        true
+    }
+    fn offload_features(&self) -> u64 {
+        0
+    }
+    fn set_offloads(&self, _: u64) -> io::Result<()> {
+        Ok(())
+    }
+    fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.len)
+    }
+    fn send(&self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::from_raw_os_error(libc::EPIPE))
+    }
+    fn poll_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[test]
+fn a_backend_at_end_of_file_does_not_spin_the_receive_worker() {
+    for len in [0, 5] {
+        backend_giving_no_frames(len);
+    }
+}
+
+fn backend_giving_no_frames(len: usize) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
+    let be = Arc::new(EofBackend {
+        reads: Default::default(),
+        len,
+        fd: EventFd::new(0).unwrap(),
+    });
+    be.fd.write(1).unwrap();
+    let (_a, b) = socketpair();
+    let mut r = Rig::with_backend(mem, be.clone(), b, None, F_VERSION_1);
+    for _ in 0..4 {
+        let a = r.room(2048);
+        r.post(RXQ, &[(a, 2048, true)]);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let n0 = be.reads.load(SeqCst);
+    std::thread::sleep(Duration::from_millis(500));
+    let reads = be.reads.load(SeqCst) - n0;
+    assert!(reads >= 1, "the backend was retried");
+    assert!(reads < 500, "{reads} reads of {len} bytes in 0.5 s");
+    assert_eq!(r.used_idx(RXQ), 0, "no empty frame reached the guest");
+}
