@@ -7,25 +7,32 @@ use std::os::fd::RawFd;
 use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
-/// At most this many segments are remembered of one chain: a guest's
-/// indirect table may claim tens of thousands.
+/// At most this many descriptors of one chain are looked at, empty ones
+/// and both directions included: a guest's indirect table may hold
+/// 65,535, each read under the queue lock a reset waits for. Far above
+/// what drivers use (Linux: a page per descriptor, and our largest
+/// message is 128 KiB).
 pub(crate) const MAX_SEGMENTS: usize = 1024;
 
-/// The device-readable (`writable == false`) or device-writable parts of
-/// a chain, as (address, length) pairs, in order.
+/// The non-empty device-readable (`writable == false`) or device-writable
+/// parts of a chain, as (address, length) pairs, in order. A chain of
+/// more than [`MAX_SEGMENTS`] descriptors is malformed and yields none:
+/// the device answers it as it answers a chain without buffers.
 pub(crate) fn segments(
     chain: DescriptorChain<&GuestMemoryMmap>,
     writable: bool,
 ) -> Vec<(GuestAddress, u32)> {
-    let it: Box<dyn Iterator<Item = _>> = if writable {
-        Box::new(chain.writable())
-    } else {
-        Box::new(chain.readable())
-    };
-    it.filter(|d| d.len() > 0)
-        .take(MAX_SEGMENTS)
-        .map(|d| (d.addr(), d.len()))
-        .collect()
+    let mut segs = Vec::new();
+    for (i, d) in chain.enumerate() {
+        if i >= MAX_SEGMENTS {
+            log::debug!("virtio: a chain of over {MAX_SEGMENTS} descriptors, taken as empty");
+            return Vec::new();
+        }
+        if d.is_write_only() == writable && d.len() > 0 {
+            segs.push((d.addr(), d.len()));
+        }
+    }
+    segs
 }
 
 /// Copies the start of `segs` (guest memory) into `buf`; returns the
@@ -149,4 +156,60 @@ pub(crate) fn gather(
         done += n;
     }
     done == buf.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESC: u64 = 0x1000;
+    const AVAIL: u64 = 0x2000;
+    const USED: u64 = 0x3000;
+    const TABLE: u64 = 0x10000;
+    const DATA: u64 = 0x80000;
+    const F_NEXT: u16 = 1;
+    const F_WRITE: u16 = 2;
+    const F_INDIRECT: u16 = 4;
+
+    /// The segments of a chain whose indirect table holds `n`
+    /// descriptors, the last one 64 bytes long and the others empty.
+    fn segments_of_indirect(n: u64, writable: bool) -> Vec<(GuestAddress, u32)> {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let dir = if writable { F_WRITE } else { 0 };
+        for i in 0..n {
+            let d = TABLE + 16 * i;
+            let last = i + 1 == n;
+            mem.write_obj(DATA, GuestAddress(d)).unwrap();
+            mem.write_obj(if last { 64u32 } else { 0 }, GuestAddress(d + 8))
+                .unwrap();
+            let flags = dir | if last { 0 } else { F_NEXT };
+            mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
+            mem.write_obj((i + 1) as u16, GuestAddress(d + 14)).unwrap();
+        }
+        mem.write_obj(TABLE, GuestAddress(DESC)).unwrap();
+        mem.write_obj((16 * n) as u32, GuestAddress(DESC + 8))
+            .unwrap();
+        mem.write_obj(F_INDIRECT, GuestAddress(DESC + 12)).unwrap();
+        mem.write_obj(1u16, GuestAddress(AVAIL + 2)).unwrap();
+        let mut q = Queue::new(16).unwrap();
+        q.try_set_desc_table_address(GuestAddress(DESC)).unwrap();
+        q.try_set_avail_ring_address(GuestAddress(AVAIL)).unwrap();
+        q.try_set_used_ring_address(GuestAddress(USED)).unwrap();
+        q.set_ready(true);
+        let chain = super::super::pop_chain(&mut q, &mem).expect("a chain");
+        segments(chain, writable)
+    }
+
+    /// Empty descriptors count: a chain of thousands of them is not
+    /// walked to its end under the queue lock, and yields no segments
+    /// (the device answers it as a chain without buffers).
+    #[test]
+    fn segments_look_at_most_max_segments_descriptors() {
+        for writable in [false, true] {
+            let at_cap = segments_of_indirect(MAX_SEGMENTS as u64, writable);
+            assert_eq!(at_cap, vec![(GuestAddress(DATA), 64)], "{writable}");
+            assert!(segments_of_indirect(MAX_SEGMENTS as u64 + 1, writable).is_empty());
+            assert!(segments_of_indirect(4000, writable).is_empty());
+        }
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 
+use crate::virtio::chain_io::MAX_SEGMENTS;
 use crate::virtio::DRAIN_BUDGET;
 
 use super::{
@@ -157,7 +158,15 @@ fn transmit(
     // A 10-byte header lands at 2 so that the frame starts at 12 either way.
     let start = VNET_HDR_LEN - gh;
     let mut end = start;
-    for d in chain.readable() {
+    // Every descriptor looked at counts, empty and device-writable ones
+    // too: a table of 65,535 would otherwise all be read under the lock.
+    for (i, d) in chain.enumerate() {
+        if i >= MAX_SEGMENTS {
+            return drop_frame("over MAX_SEGMENTS descriptors");
+        }
+        if d.is_write_only() {
+            continue;
+        }
         let len = d.len() as usize;
         if len > buf.len() - end {
             return drop_frame("larger than 64 KiB");
