@@ -158,44 +158,52 @@ pub(crate) fn gather(
     done == buf.len()
 }
 
+/// A queue of 16 in `mem` (rings at 0x1000..0x4000) with one chain
+/// available: head 0, indirect, pointing at a table at 0x10000 of
+/// `table` entries (addr, len, device-writable), linked in order.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+pub(crate) fn indirect_chain_queue(mem: &GuestMemoryMmap, table: &[(u64, u32, bool)]) -> Queue {
     const DESC: u64 = 0x1000;
     const AVAIL: u64 = 0x2000;
     const USED: u64 = 0x3000;
     const TABLE: u64 = 0x10000;
+    let n = table.len() as u64;
+    for (i, &(addr, len, w)) in table.iter().enumerate() {
+        let d = TABLE + 16 * i as u64;
+        let next = i as u64 + 1 < n;
+        let flags = u16::from(next) | if w { 2 } else { 0 };
+        mem.write_obj(addr, GuestAddress(d)).unwrap();
+        mem.write_obj(len, GuestAddress(d + 8)).unwrap();
+        mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
+        mem.write_obj((i + 1) as u16, GuestAddress(d + 14)).unwrap();
+    }
+    mem.write_obj(TABLE, GuestAddress(DESC)).unwrap();
+    mem.write_obj((16 * n) as u32, GuestAddress(DESC + 8))
+        .unwrap();
+    mem.write_obj(4u16, GuestAddress(DESC + 12)).unwrap(); // INDIRECT
+    mem.write_obj(0u16, GuestAddress(AVAIL + 4)).unwrap();
+    mem.write_obj(1u16, GuestAddress(AVAIL + 2)).unwrap();
+    let mut q = Queue::new(16).unwrap();
+    q.try_set_desc_table_address(GuestAddress(DESC)).unwrap();
+    q.try_set_avail_ring_address(GuestAddress(AVAIL)).unwrap();
+    q.try_set_used_ring_address(GuestAddress(USED)).unwrap();
+    q.set_ready(true);
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
     const DATA: u64 = 0x80000;
-    const F_NEXT: u16 = 1;
-    const F_WRITE: u16 = 2;
-    const F_INDIRECT: u16 = 4;
 
     /// The segments of a chain whose indirect table holds `n`
     /// descriptors, the last one 64 bytes long and the others empty.
-    fn segments_of_indirect(n: u64, writable: bool) -> Vec<(GuestAddress, u32)> {
+    fn segments_of_indirect(n: usize, writable: bool) -> Vec<(GuestAddress, u32)> {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let dir = if writable { F_WRITE } else { 0 };
-        for i in 0..n {
-            let d = TABLE + 16 * i;
-            let last = i + 1 == n;
-            mem.write_obj(DATA, GuestAddress(d)).unwrap();
-            mem.write_obj(if last { 64u32 } else { 0 }, GuestAddress(d + 8))
-                .unwrap();
-            let flags = dir | if last { 0 } else { F_NEXT };
-            mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
-            mem.write_obj((i + 1) as u16, GuestAddress(d + 14)).unwrap();
-        }
-        mem.write_obj(TABLE, GuestAddress(DESC)).unwrap();
-        mem.write_obj((16 * n) as u32, GuestAddress(DESC + 8))
-            .unwrap();
-        mem.write_obj(F_INDIRECT, GuestAddress(DESC + 12)).unwrap();
-        mem.write_obj(1u16, GuestAddress(AVAIL + 2)).unwrap();
-        let mut q = Queue::new(16).unwrap();
-        q.try_set_desc_table_address(GuestAddress(DESC)).unwrap();
-        q.try_set_avail_ring_address(GuestAddress(AVAIL)).unwrap();
-        q.try_set_used_ring_address(GuestAddress(USED)).unwrap();
-        q.set_ready(true);
+        let mut table = vec![(DATA, 0, writable); n];
+        table[n - 1].1 = 64;
+        let mut q = indirect_chain_queue(&mem, &table);
         let chain = super::super::pop_chain(&mut q, &mem).expect("a chain");
         segments(chain, writable)
     }
@@ -206,9 +214,9 @@ mod tests {
     #[test]
     fn segments_look_at_most_max_segments_descriptors() {
         for writable in [false, true] {
-            let at_cap = segments_of_indirect(MAX_SEGMENTS as u64, writable);
+            let at_cap = segments_of_indirect(MAX_SEGMENTS, writable);
             assert_eq!(at_cap, vec![(GuestAddress(DATA), 64)], "{writable}");
-            assert!(segments_of_indirect(MAX_SEGMENTS as u64 + 1, writable).is_empty());
+            assert!(segments_of_indirect(MAX_SEGMENTS + 1, writable).is_empty());
             assert!(segments_of_indirect(4000, writable).is_empty());
         }
     }

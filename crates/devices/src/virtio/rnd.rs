@@ -7,6 +7,7 @@ use vm_memory::{Bytes, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{serve_queue, types, wait_readable, Activation, ActiveQueues, VirtioDevice};
+use crate::virtio::chain_io::MAX_SEGMENTS;
 use crate::virtio::worker::Workers;
 
 /// bhyve's ring size.
@@ -65,7 +66,9 @@ fn fill_random(buf: &mut [u8]) -> bool {
 fn drain(aq: &ActiveQueues, mem: &GuestMemoryMmap, buf: &mut [u8]) -> bool {
     serve_queue(aq, 0, mem, |chain| {
         let mut written = 0usize;
-        for d in chain.writable() {
+        // Every descriptor looked at counts, readable ones too: a table
+        // of 65,535 would otherwise all be read under the queue lock.
+        for d in chain.take(MAX_SEGMENTS).filter(|d| d.is_write_only()) {
             let want = (d.len() as usize).min(MAX_REQUEST - written);
             if want == 0
                 || !fill_random(&mut buf[..want])
@@ -121,5 +124,46 @@ impl VirtioDevice for VirtioRnd {
 
     fn reset(&mut self) {
         self.workers.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virtio::chain_io::indirect_chain_queue;
+    use crate::virtio::VirtioInterrupt;
+    use vm_memory::GuestAddress;
+
+    struct NoSignal;
+    impl VirtioInterrupt for NoSignal {
+        fn signal_used(&self, _: u16) {}
+        fn signal_config(&self) {}
+    }
+
+    /// Bytes written for a chain of `readable` empty device-readable
+    /// descriptors, then a 16-byte device-writable one.
+    fn written_after(readable: usize) -> u32 {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mut table = vec![(0x80000, 0, false); readable];
+        table.push((0x80000, 16, true));
+        let q = indirect_chain_queue(&mem, &table);
+        let aq = ActiveQueues::new(vec![q], Vec::new(), Arc::new(NoSignal));
+        assert!(drain(&aq, &mem, &mut [0u8; MAX_REQUEST]));
+        assert_eq!(
+            mem.read_obj::<u16>(GuestAddress(0x3002)).unwrap(),
+            1,
+            "used"
+        );
+        mem.read_obj(GuestAddress(0x3008)).unwrap()
+    }
+
+    /// A chain is looked at for at most MAX_SEGMENTS descriptors: a
+    /// writable buffer behind thousands of readable ones gets nothing.
+    #[test]
+    fn at_most_max_segments_descriptors_are_looked_at() {
+        assert_eq!(written_after(10), 16);
+        assert_eq!(written_after(MAX_SEGMENTS - 1), 16);
+        assert_eq!(written_after(MAX_SEGMENTS), 0);
+        assert_eq!(written_after(4000), 0);
     }
 }
