@@ -119,7 +119,7 @@ fn main() -> Result<()> {
         match w.as_str() {
             "boot" => boot::run(&bhyve, &qemu, &work, runs)?,
             "pio" => pio::run(&bhyve, &work, iterations, runs)?,
-            "blk" => {
+            "blk" | "ahci" | "nvme" => {
                 let p = virtio::BlkParams {
                     runs,
                     reqs,
@@ -127,18 +127,13 @@ fn main() -> Result<()> {
                     dir: dir.clone().unwrap_or_else(|| work.clone()),
                     ram,
                 };
-                virtio::run_blk(&bhyve, &qemu, &work, &p)?
+                match w.as_str() {
+                    "blk" => virtio::run_blk(&bhyve, &qemu, &work, &p)?,
+                    "ahci" => storage::run(storage::Controller::Ahci, &bhyve, &qemu, &work, &p)?,
+                    _ => storage::run(storage::Controller::Nvme, &bhyve, &qemu, &work, &p)?,
+                }
             }
             "net" => net::run_net(&bhyve, &qemu, &work, ram, runs, frames, rxframes)?,
-            "ahci" | "nvme" => {
-                let ctl = if w == "ahci" {
-                    storage::Controller::Ahci
-                } else {
-                    storage::Controller::Nvme
-                };
-                let d = dir.clone().unwrap_or_else(|| work.clone());
-                storage::run(ctl, &bhyve, &qemu, &work, &d, ram, runs, reqs)?
-            }
             _ => unreachable!(),
         }
     }

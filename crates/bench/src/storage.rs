@@ -9,8 +9,8 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::ramdir::{Ram, RunDir};
-use crate::virtio::{alternating_runs, make_disk, tsc_hz, DISK_MIB};
+use crate::ramdir::RunDir;
+use crate::virtio::{alternating_runs, make_disk, tsc_hz, BlkParams, DISK_MIB};
 
 /// The C guests' heap starts at 16 MiB and needs 48 MiB; QEMU's
 /// firmware keeps a little at the top of RAM.
@@ -96,16 +96,8 @@ fn qemu_cmd(qemu: &str, guest: &Path, cmdline: &str, dev: &[String]) -> Command 
 /// Runs the benchmark of `ctl`: `runs` rounds of our bhyve and QEMU
 /// (alternating who goes first), `reqs` reads per phase; the disk file
 /// lives in `dir` (must support O_DIRECT).
-pub fn run(
-    ctl: Controller,
-    bhyve: &Path,
-    qemu: &str,
-    work: &Path,
-    dir: &Path,
-    ram: Ram,
-    runs: usize,
-    reqs: u64,
-) -> Result<()> {
+pub fn run(ctl: Controller, bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<()> {
+    let (dir, ram, runs, reqs) = (&p.dir, p.ram, p.runs, p.reqs);
     let guest = bhyve_testguests::write_guest(ctl.guest(), work)?;
     let disk = dir.join(format!(
         "bhyve-bench-{}-{}.img",

@@ -321,6 +321,8 @@ pub(crate) fn make_disk(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Options of the storage benchmarks (blk, ahci, nvme; `seqreqs` is
+/// blk's only).
 pub struct BlkParams {
     pub runs: usize,
     pub reqs: u64,
