@@ -95,6 +95,12 @@ pub trait BlockIo: Send + Sync {
     /// Queues `req`; `done` runs when it finished (never on the caller's
     /// thread unless the backend is shutting down).
     fn submit(&self, req: BlockRequest, done: BlockDone);
+    /// Like [`submit`](Self::submit), but the backend may run `req` on
+    /// the caller's thread before returning: for a front end's lone
+    /// request, which then skips the hand-off to another thread.
+    fn submit_here(&self, req: BlockRequest, done: BlockDone) {
+        self.submit(req, done)
+    }
     /// The current size in bytes, re-read from the host (a grown file),
     /// or None when it cannot be read.
     fn refresh_size(&self) -> Option<u64> {

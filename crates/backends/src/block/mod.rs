@@ -110,6 +110,11 @@ impl BlockIo for Blockif {
         self.pool.submit(req, done)
     }
 
+    fn submit_here(&self, mut req: BlockRequest, done: BlockDone) {
+        let r = self.disk.execute(&mut req);
+        done(req, r)
+    }
+
     fn refresh_size(&self) -> Option<u64> {
         self.disk.current_size()
     }

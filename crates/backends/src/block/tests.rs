@@ -412,3 +412,35 @@ fn grown_file_is_seen() {
     assert_eq!(b.refresh_size(), Some(8192));
     assert_eq!(b.info().size, 4096, "info is what the device was told");
 }
+
+#[test]
+fn submit_here_runs_on_the_callers_thread() {
+    let t = Tmp::new("here", 1 << 20);
+    let b = Blockif::open(&opts(&t), "t").unwrap();
+    let m = mem();
+    m.write_slice(&[0x5a; 4096], GuestAddress(0x1000)).unwrap();
+    let guest = |a: u64| BlockBuffers::Guest {
+        mem: m.clone(),
+        segs: vec![(GuestAddress(a), 4096)],
+    };
+    let me = std::thread::current().id();
+    let (tx, rx) = mpsc::channel();
+    for (op, a) in [(BlockOp::Write, 0x1000), (BlockOp::Read, 0x3000)] {
+        let tx = tx.clone();
+        b.submit_here(
+            BlockRequest {
+                op,
+                offset: 8192,
+                len: 4096,
+                buffers: guest(a),
+                fua: false,
+            },
+            Box::new(move |_, r| tx.send((std::thread::current().id(), r.ok())).unwrap()),
+        );
+        // Done before submit_here returned, on this thread.
+        assert_eq!(rx.try_recv().unwrap(), (me, Some(4096)));
+    }
+    let mut back = [0u8; 4096];
+    m.read_slice(&mut back, GuestAddress(0x3000)).unwrap();
+    assert_eq!(back, [0x5a; 4096]);
+}

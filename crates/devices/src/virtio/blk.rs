@@ -19,7 +19,7 @@
 //! shrunk disk updates `capacity` and raises a configuration-change
 //! interrupt (bhyve does it on a kqueue event; a guest flushes often).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,6 +176,8 @@ struct Ctx {
     inflight: Arc<InFlight>,
     /// Written by a completion when the worker may pop again.
     more: Arc<EventFd>,
+    /// Which requests the worker runs itself.
+    lone: LoneStreak,
 }
 
 /// What a checked chain asks for.
@@ -451,27 +453,59 @@ fn submit(ctx: &Arc<Ctx>, r: BlockRequest, members: Vec<Member>) {
         return;
     }
     let flush = r.op == BlockOp::Flush;
+    let here = ctx.lone.run_here(ctx.inflight.get(), members.len(), &r);
     let c2 = ctx.clone();
-    ctx.backend.submit(
-        r,
-        Box::new(move |_req, res| {
-            let status = match res {
-                Ok(_) => req::S_OK,
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => req::S_UNSUPP,
-                Err(e) => {
-                    log::debug!("virtio-blk: request failed: {e}");
-                    req::S_IOERR
-                }
-            };
-            complete(&c2, answers(&members, status));
-            // After `complete`: a configuration interrupt may wait for
-            // the PCI function, which a reset holds while it waits for
-            // these members.
-            if flush {
-                check_resize(&c2);
+    let done: crate::blockif::BlockDone = Box::new(move |_req, res| {
+        let status = match res {
+            Ok(_) => req::S_OK,
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => req::S_UNSUPP,
+            Err(e) => {
+                log::debug!("virtio-blk: request failed: {e}");
+                req::S_IOERR
             }
-        }),
-    );
+        };
+        complete(&c2, answers(&members, status));
+        // After `complete`: a configuration interrupt may wait for
+        // the PCI function, which a reset holds while it waits for
+        // these members.
+        if flush {
+            check_resize(&c2);
+        }
+    });
+    if here {
+        ctx.backend.submit_here(r, done);
+    } else {
+        ctx.backend.submit(r, done);
+    }
+}
+
+/// Lone requests in a row before the worker runs them itself.
+const LONE_STREAK: u32 = 4;
+
+/// Decides which requests the worker executes itself instead of handing
+/// them to a backend thread: at queue depth 1 the hand-off (waking a
+/// backend thread, which then completes) is a large part of each
+/// request's latency. Only reads and plain writes (a flush may take
+/// long), only when the request is everything the device has in flight,
+/// and only after a streak of such requests: while the worker executes,
+/// the guest's next request waits, which a guest at depth 1 never
+/// notices but one that keeps several in flight would; any request
+/// submitted beside others ends the streak. Only the worker uses it.
+#[derive(Default)]
+struct LoneStreak(AtomicU32);
+
+impl LoneStreak {
+    /// `inflight`: chains the device has in flight, `members` of them
+    /// this request's.
+    fn run_here(&self, inflight: usize, members: usize, r: &BlockRequest) -> bool {
+        if inflight != members {
+            self.0.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let streak = self.0.load(Ordering::Relaxed).saturating_add(1);
+        self.0.store(streak, Ordering::Relaxed);
+        streak > LONE_STREAK && matches!(r.op, BlockOp::Read | BlockOp::Write) && !r.fua
+    }
 }
 
 /// Every member's answer for `status`.
@@ -681,6 +715,7 @@ impl VirtioDevice for VirtioBlk {
             capacity: self.capacity.clone(),
             inflight: self.inflight.clone(),
             more,
+            lone: LoneStreak::default(),
         });
         let s = stop.clone();
         self.workers.spawn("virtio-blk", move || worker(ctx, s))?;
@@ -698,3 +733,40 @@ impl VirtioDevice for VirtioBlk {
 #[cfg(test)]
 #[path = "blk_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod lone_tests {
+    use super::*;
+
+    fn rq(op: BlockOp, fua: bool) -> BlockRequest {
+        BlockRequest {
+            op,
+            offset: 0,
+            len: 0,
+            buffers: BlockBuffers::None,
+            fua,
+        }
+    }
+
+    #[test]
+    fn only_a_streak_of_lone_reads_and_writes_runs_on_the_worker() {
+        let l = LoneStreak::default();
+        let read = rq(BlockOp::Read, false);
+        for _ in 0..LONE_STREAK {
+            assert!(!l.run_here(1, 1, &read));
+        }
+        assert!(l.run_here(1, 1, &read));
+        assert!(l.run_here(1, 1, &rq(BlockOp::Write, false)));
+        // A merged request that is all in flight counts as lone.
+        assert!(l.run_here(3, 3, &read));
+        // Never a flush or a write-through write, streak or not.
+        assert!(!l.run_here(1, 1, &rq(BlockOp::Flush, false)));
+        assert!(!l.run_here(1, 1, &rq(BlockOp::Write, true)));
+        // A request beside others ends the streak.
+        assert!(!l.run_here(2, 1, &read));
+        for _ in 0..LONE_STREAK {
+            assert!(!l.run_here(1, 1, &read));
+        }
+        assert!(l.run_here(1, 1, &read));
+    }
+}
