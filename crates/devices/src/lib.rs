@@ -19,6 +19,8 @@ pub mod fuzzing;
 pub mod fw_cfg;
 pub mod fwctl;
 pub mod hpet;
+#[cfg(test)]
+mod net_test_util;
 pub mod nvme;
 pub mod pci;
 pub mod pctestdev;

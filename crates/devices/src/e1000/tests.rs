@@ -1,16 +1,15 @@
 //! The e1000 driven through its PCI interface, as a driver would, with a
 //! datagram socketpair as the backend (the test holds the host side).
 
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::regs::*;
 use super::*;
+use crate::net_test_util::FakeBackend;
 use crate::pci::{MsiMessage, PciInterrupts};
 use crate::timer::ManualClock;
 use crate::virtio::net::sock::{socketpair, SockBackend};
@@ -477,56 +476,23 @@ fn no_transmit_write_back_lands_after_tctl_disable_returned() {
     );
 }
 
-/// A backend counting frames that runs the guest's `on_first` (on this,
-/// the transmit worker's thread, as a vCPU would race it) at the first.
-struct CountingBackend {
-    sent: AtomicUsize,
-    on_first: OnceLock<Box<dyn Fn() + Send + Sync>>,
-    fd: vmm_sys_util::eventfd::EventFd,
-}
-
-impl NetBackend for CountingBackend {
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-    fn offload_features(&self) -> u64 {
-        0
-    }
-    fn set_offloads(&self, _: u64) -> io::Result<()> {
-        Ok(())
-    }
-    fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-    fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        if self.sent.fetch_add(1, Ordering::SeqCst) == 0 {
-            if let Some(f) = self.on_first.get() {
-                f();
-            }
-        }
-        Ok(frame.len())
-    }
-    fn poll_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
 #[test]
 fn a_reset_stops_a_tso_packet_between_segments() {
-    let be = Arc::new(CountingBackend {
-        sent: AtomicUsize::new(0),
-        on_first: OnceLock::new(),
-        fd: vmm_sys_util::eventfd::EventFd::new(0).unwrap(),
-    });
+    let be = Arc::new(FakeBackend::new());
     let n = Nic::with_backend(None, Some(be.clone()));
+    // The guest resets the device as the first segment goes out (on the
+    // transmit worker's thread, as a vCPU would race it).
     let dev = Arc::downgrade(&n.dev);
-    let _ = be.on_first.set(Box::new(move || {
+    be.on_send(move |sent| {
+        if sent > 1 {
+            return;
+        }
         if let Some(d) = dev.upgrade() {
             d.lock()
                 .unwrap()
                 .bar_write(REGISTER_BAR, u64::from(CTRL), &CTRL_RST.to_le_bytes());
         }
-    }));
+    });
     n.setup_tx();
     // One TCP/IPv4 TSO packet: a 54-byte header and 3000 bytes in MSS 100,
     // i.e. 30 segments.
@@ -550,58 +516,22 @@ fn a_reset_stops_a_tso_packet_between_segments() {
         .write_slice(&data, GuestAddress(TX_RING + 16))
         .unwrap();
     n.wr(TDT, 2);
-    n.wait_for("the first segment", || be.sent.load(Ordering::SeqCst) > 0);
+    n.wait_for("the first segment", || be.sends() > 0);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(n.rd(TCTL), 0, "the reset happened");
-    assert_eq!(
-        be.sent.load(Ordering::SeqCst),
-        1,
-        "segments sent after CTRL.RST returned"
-    );
-}
-
-/// A backend that failed for good but whose descriptor polls ready
-/// forever (a tap whose interface the host deleted), counting reads.
-struct BrokenBackend {
-    reads: AtomicUsize,
-    fd: vmm_sys_util::eventfd::EventFd,
-}
-
-impl NetBackend for BrokenBackend {
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-    fn offload_features(&self) -> u64 {
-        0
-    }
-    fn set_offloads(&self, _: u64) -> io::Result<()> {
-        Ok(())
-    }
-    fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        Err(io::Error::from_raw_os_error(libc::EBADFD))
-    }
-    fn send(&self, _: &[u8]) -> io::Result<usize> {
-        Err(io::Error::from_raw_os_error(libc::EBADFD))
-    }
-    fn poll_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
+    assert_eq!(be.sends(), 1, "segments sent after CTRL.RST returned");
 }
 
 #[test]
 fn a_failed_backend_does_not_spin_the_receive_worker() {
-    let be = Arc::new(BrokenBackend {
-        reads: AtomicUsize::new(0),
-        fd: vmm_sys_util::eventfd::EventFd::new(0).unwrap(),
-    });
-    be.fd.write(1).unwrap();
+    // A tap whose interface the host deleted: fails, yet polls ready.
+    let be = Arc::new(FakeBackend::failed(libc::EBADFD));
     let n = Nic::with_backend(None, Some(be.clone()));
     // Receiving off (frames discarded), then on with buffers.
     std::thread::sleep(Duration::from_millis(300));
     n.setup_rx(RCTL_UPE);
     std::thread::sleep(Duration::from_millis(300));
-    let reads = be.reads.load(Ordering::SeqCst);
+    let reads = be.reads();
     assert!(reads >= 2, "the backend was tried ({reads} reads)");
     assert!(reads < 50, "{reads} reads of a failed backend in 0.6 s");
 }

@@ -3,8 +3,7 @@
 //! mergeable buffers, frames held while the guest has no room, and
 //! hostile chains.
 
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::sock::{self, SockBackend};
 use super::*;
+use crate::net_test_util::FakeBackend;
 use crate::virtio::{ActiveQueues, VirtioInterrupt, F_VERSION_1};
 
 const MEM: usize = 4 << 20;
@@ -49,9 +49,8 @@ struct Rig {
     aq: Arc<ActiveQueues>,
     kicks: Vec<Arc<EventFd>>,
     peer: OwnedFd,
-    /// Next descriptor and available index per queue.
+    /// Next descriptor per queue.
     next_desc: [u16; 2],
-    avail: [u16; 2],
     next_data: u64,
 }
 
@@ -59,16 +58,48 @@ fn ring(q: usize) -> u64 {
     RING + q as u64 * 0x10000
 }
 
+fn avail_ring(q: usize) -> u64 {
+    ring(q) + 0x1000
+}
+
 fn used_ring(q: usize) -> u64 {
     ring(q) + 0x8000
 }
 
+/// Writes descriptor `(addr, len, writable)` at `at`, chained to `next`
+/// when there is one.
+fn write_desc(mem: &GuestMemoryMmap, at: u64, (addr, len, w): (u64, u32, bool), next: Option<u16>) {
+    let flags = if w { F_WRITE } else { 0 } | if next.is_some() { F_NEXT } else { 0 };
+    mem.write_obj(addr, GuestAddress(at)).unwrap();
+    mem.write_obj(len, GuestAddress(at + 8)).unwrap();
+    mem.write_obj(flags, GuestAddress(at + 12)).unwrap();
+    mem.write_obj(next.unwrap_or(0), GuestAddress(at + 14))
+        .unwrap();
+}
+
+/// Makes the chain at `head` available on `q` after whatever the
+/// guest's avail index says (no kick).
+fn make_available(mem: &GuestMemoryMmap, q: usize, head: u16) {
+    let avail = avail_ring(q);
+    let idx: u16 = mem.read_obj(GuestAddress(avail + 2)).unwrap();
+    let slot = u64::from(idx % QSIZE);
+    mem.write_obj(head, GuestAddress(avail + 4 + 2 * slot))
+        .unwrap();
+    mem.write_obj(idx.wrapping_add(1), GuestAddress(avail + 2))
+        .unwrap();
+}
+
 impl Rig {
     fn new(vnet: bool, mtu: Option<u16>, features: u64) -> Rig {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
         let (a, b) = socketpair();
         let backend = Arc::new(SockBackend::new(a, vnet, OFFLOADS));
-        Rig::with_backend(mem, backend, b, mtu, features)
+        Rig::with_backend(guest_ram(), backend, b, mtu, features)
+    }
+
+    /// A version 1 device over a scripted backend (the peer is unused).
+    fn with_fake(backend: Arc<FakeBackend>) -> Rig {
+        let (_a, b) = socketpair();
+        Rig::with_backend(guest_ram(), backend, b, None, F_VERSION_1)
     }
 
     /// A device over `backend`; `peer` is the test's end of it.
@@ -110,7 +141,6 @@ impl Rig {
             kicks,
             peer,
             next_desc: [0; 2],
-            avail: [0; 2],
             next_data: DATA,
         }
     }
@@ -119,32 +149,41 @@ impl Rig {
     /// its head.
     fn post(&mut self, q: usize, segs: &[(u64, u32, bool)]) -> u16 {
         let head = self.next_desc[q];
-        for (i, &(addr, len, w)) in segs.iter().enumerate() {
+        for (i, &seg) in segs.iter().enumerate() {
             let idx = (head + i as u16) % QSIZE;
-            let d = ring(q) + 16 * u64::from(idx);
-            let mut flags = if w { F_WRITE } else { 0 };
-            if i + 1 < segs.len() {
-                flags |= F_NEXT;
-            }
-            let m = &self.mem;
-            m.write_obj(addr, GuestAddress(d)).unwrap();
-            m.write_obj(len, GuestAddress(d + 8)).unwrap();
-            m.write_obj(flags, GuestAddress(d + 12)).unwrap();
-            m.write_obj((idx + 1) % QSIZE, GuestAddress(d + 14))
-                .unwrap();
+            let next = (i + 1 < segs.len()).then_some((idx + 1) % QSIZE);
+            write_desc(&self.mem, ring(q) + 16 * u64::from(idx), seg, next);
         }
         self.next_desc[q] = (head + segs.len() as u16) % QSIZE;
-        let avail = ring(q) + 0x1000;
-        let slot = u64::from(self.avail[q] % QSIZE);
-        self.mem
-            .write_obj(head, GuestAddress(avail + 4 + 2 * slot))
-            .unwrap();
-        self.avail[q] = self.avail[q].wrapping_add(1);
-        self.mem
-            .write_obj(self.avail[q], GuestAddress(avail + 2))
-            .unwrap();
+        make_available(&self.mem, q, head);
         self.kicks[q].write(1).unwrap();
         head
+    }
+
+    /// Makes the indirect `table` of `n` descriptors available on `q`,
+    /// flagged before the worker can see it.
+    fn post_indirect(&mut self, q: usize, table: u64, n: u16) {
+        const F_INDIRECT: u16 = 4;
+        let head = self.next_desc[q];
+        let d = ring(q) + 16 * u64::from(head);
+        write_desc(&self.mem, d, (table, 16 * u32::from(n), false), None);
+        self.mem
+            .write_obj(F_INDIRECT, GuestAddress(d + 12))
+            .unwrap();
+        self.next_desc[q] = (head + 1) % QSIZE;
+        make_available(&self.mem, q, head);
+        self.kicks[q].write(1).unwrap();
+    }
+
+    /// An indirect table of `n` descriptors, `seg(i)` each, chained in
+    /// order; returns its address.
+    fn indirect_table(&mut self, n: u16, seg: impl Fn(u16) -> (u64, u32, bool)) -> u64 {
+        let table = self.room(16 * u32::from(n));
+        for i in 0..n {
+            let next = (i + 1 < n).then_some(i + 1);
+            write_desc(&self.mem, table + 16 * u64::from(i), seg(i), next);
+        }
+        table
     }
 
     fn data(&mut self, bytes: &[u8]) -> u64 {
@@ -214,6 +253,10 @@ impl Drop for Rig {
         self.aq.stop();
         self.dev.reset();
     }
+}
+
+fn guest_ram() -> GuestMemoryMmap {
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap()
 }
 
 fn frame(len: usize, seed: u8) -> Vec<u8> {
@@ -446,8 +489,9 @@ fn lying_rx_avail_index_does_not_spin() {
     let r = Rig::new(false, None, F_VERSION_1);
     r.peer_send(&frame(600, 5));
     std::thread::sleep(Duration::from_millis(50));
-    let avail = ring(RXQ) + 0x1000;
-    r.mem.write_obj(0x8000u16, GuestAddress(avail + 2)).unwrap();
+    r.mem
+        .write_obj(0x8000u16, GuestAddress(avail_ring(RXQ) + 2))
+        .unwrap();
     r.kicks[RXQ].write(1).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let t0 = rx_cpu_time();
@@ -475,78 +519,38 @@ fn rx_cpu_time() -> f64 {
     ticks as f64 / hz
 }
 
-/// A backend standing for a guest that keeps transmitting: each frame
-/// sent makes descriptor 0 available again, up to `limit` times.
-struct Reposting {
-    mem: GuestMemoryMmap,
-    sends: std::sync::atomic::AtomicUsize,
-    limit: usize,
-}
-
-impl NetBackend for Reposting {
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-    fn offload_features(&self) -> u64 {
-        0
-    }
-    fn set_offloads(&self, _: u64) -> io::Result<()> {
-        Ok(())
-    }
-    fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-    fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        use std::sync::atomic::Ordering::SeqCst;
-        if self.sends.fetch_add(1, SeqCst) + 1 < self.limit {
-            let avail = ring(TXQ) + 0x1000;
-            let idx: u16 = self.mem.read_obj(GuestAddress(avail + 2)).unwrap();
-            let slot = u64::from(idx % QSIZE);
-            self.mem
-                .write_obj(0u16, GuestAddress(avail + 4 + 2 * slot))
-                .unwrap();
-            self.mem
-                .write_obj(idx.wrapping_add(1), GuestAddress(avail + 2))
-                .unwrap();
-        }
-        Ok(frame.len())
-    }
-    fn poll_fd(&self) -> RawFd {
-        -1
-    }
-}
-
 /// A guest that posts a frame for every one sent must not keep the
 /// transmit queue locked: a reset (which waits for the queue locks)
 /// gets in after at most a batch (found in review: the worker held the
 /// lock until the guest stopped).
 #[test]
 fn a_guest_that_keeps_transmitting_cannot_hold_off_a_reset() {
-    use std::sync::atomic::Ordering::SeqCst;
     const LIMIT: usize = 200_000;
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
-    let backend = Arc::new(Reposting {
-        mem: mem.clone(),
-        sends: Default::default(),
-        limit: LIMIT,
+    let backend = Arc::new(FakeBackend::new());
+    let mut r = Rig::with_fake(backend.clone());
+    // Each frame sent makes descriptor 0 available again, up to LIMIT
+    // times: a guest that keeps transmitting.
+    let guest = r.mem.clone();
+    backend.on_send(move |sent| {
+        if sent < LIMIT {
+            make_available(&guest, TXQ, 0);
+        }
     });
-    let (_a, b) = socketpair();
-    let mut r = Rig::with_backend(mem, backend.clone(), b, None, F_VERSION_1);
     let f = r.data(&[0u8; 12 + 60]);
     r.post(TXQ, &[(f, 72, false)]);
     let t = Instant::now();
-    while backend.sends.load(SeqCst) < 1000 {
+    while backend.sends() < 1000 {
         assert!(t.elapsed() < Duration::from_secs(5), "nothing sent");
         std::thread::yield_now();
     }
     r.aq.stop();
-    let at_stop = backend.sends.load(SeqCst);
+    let at_stop = backend.sends();
     assert!(
         at_stop < LIMIT,
         "the reset waited for the guest to stop transmitting"
     );
     std::thread::sleep(Duration::from_millis(50));
-    assert!(backend.sends.load(SeqCst) - at_stop <= crate::virtio::DRAIN_BUDGET);
+    assert!(backend.sends() - at_stop <= crate::virtio::DRAIN_BUDGET);
 }
 
 /// A receive chain of thousands of (mostly empty) indirect descriptors:
@@ -555,30 +559,11 @@ fn a_guest_that_keeps_transmitting_cannot_hold_off_a_reset() {
 /// chains cost 16 million descriptor reads per frame).
 #[test]
 fn receive_caps_the_descriptors_looked_at_per_frame() {
-    const N: u64 = 2000;
+    const N: u16 = 2000;
     let mut r = Rig::new(false, None, F_VERSION_1);
-    let table = r.room(16 * N as u32);
     let big = r.room(4096);
-    for i in 0..N {
-        let d = table + 16 * i;
-        let (addr, len) = if i + 1 == N { (big, 4096u32) } else { (big, 0) };
-        r.mem.write_obj(addr, GuestAddress(d)).unwrap();
-        r.mem.write_obj(len, GuestAddress(d + 8)).unwrap();
-        let flags = F_WRITE | if i + 1 < N { F_NEXT } else { 0 };
-        r.mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
-        r.mem
-            .write_obj((i + 1) as u16, GuestAddress(d + 14))
-            .unwrap();
-    }
-    let head = r.post(RXQ, &[(table, 16 * N as u32, false)]);
-    const F_INDIRECT: u16 = 4;
-    r.mem
-        .write_obj(
-            F_INDIRECT,
-            GuestAddress(ring(RXQ) + 16 * u64::from(head) + 12),
-        )
-        .unwrap();
-    r.kicks[RXQ].write(1).unwrap();
+    let table = r.indirect_table(N, |i| (big, if i + 1 == N { 4096 } else { 0 }, true));
+    r.post_indirect(RXQ, table, N);
     r.peer_send(&frame(100, 1));
     let t = Instant::now();
     while r.dev.rx_dropped() == 0 {
@@ -593,50 +578,11 @@ fn receive_caps_the_descriptors_looked_at_per_frame() {
     assert_eq!(r.dev.rx_dropped(), 1);
 }
 
-/// A backend that failed for good but whose descriptor polls ready
-/// forever (a tap whose interface the host deleted), counting calls.
-struct BrokenBackend {
-    reads: std::sync::atomic::AtomicUsize,
-    writes: std::sync::atomic::AtomicUsize,
-    fd: EventFd,
-}
-
-impl NetBackend for BrokenBackend {
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-    fn offload_features(&self) -> u64 {
-        0
-    }
-    fn set_offloads(&self, _: u64) -> io::Result<()> {
-        Ok(())
-    }
-    fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
-        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Err(io::Error::from_raw_os_error(libc::EBADFD))
-    }
-    fn send(&self, _: &[u8]) -> io::Result<usize> {
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Err(io::Error::from_raw_os_error(libc::EBADFD))
-    }
-    fn poll_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
 #[test]
 fn a_failed_backend_does_not_spin_the_workers() {
-    use std::sync::atomic::Ordering::SeqCst;
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
-    let be = Arc::new(BrokenBackend {
-        reads: Default::default(),
-        writes: Default::default(),
-        fd: EventFd::new(0).unwrap(),
-    });
-    be.fd.write(1).unwrap();
-    let (_a, b) = socketpair();
-    let mut r = Rig::with_backend(mem, be.clone(), b, None, F_VERSION_1);
+    // A tap whose interface the host deleted: fails, yet polls ready.
+    let be = Arc::new(FakeBackend::failed(libc::EBADFD));
+    let mut r = Rig::with_fake(be.clone());
     // No receive buffers first, then some; a frame to send.
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..4 {
@@ -647,42 +593,11 @@ fn a_failed_backend_does_not_spin_the_workers() {
     r.post(TXQ, &[(f, 72, false)]);
     r.wait_used(TXQ, 1);
     std::thread::sleep(Duration::from_millis(300));
-    let reads = be.reads.load(SeqCst);
+    let reads = be.reads();
     assert!(reads >= 1, "the backend was tried ({reads} reads)");
     assert!(reads < 50, "{reads} reads of a failed backend in 0.6 s");
-    assert_eq!(be.writes.load(SeqCst), 1, "one frame, one attempt");
+    assert_eq!(be.sends(), 1, "one frame, one attempt");
     assert_eq!(r.used_idx(RXQ), 0);
-}
-
-/// A backend whose descriptor is readable forever while every read
-/// gives `len` bytes, shorter than the virtio-net header it promised: 0
-/// at end of file (a stream whose peer went away), or garbage.
-struct EofBackend {
-    reads: std::sync::atomic::AtomicUsize,
-    len: usize,
-    fd: EventFd,
-}
-
-impl NetBackend for EofBackend {
-    fn has_vnet_hdr(&self) -> bool {
-        true
-    }
-    fn offload_features(&self) -> u64 {
-        0
-    }
-    fn set_offloads(&self, _: u64) -> io::Result<()> {
-        Ok(())
-    }
-    fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
-        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(self.len)
-    }
-    fn send(&self, _: &[u8]) -> io::Result<usize> {
-        Err(io::Error::from_raw_os_error(libc::EPIPE))
-    }
-    fn poll_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
 }
 
 #[test]
@@ -692,25 +607,20 @@ fn a_backend_at_end_of_file_does_not_spin_the_receive_worker() {
     }
 }
 
+/// A backend readable forever whose every read gives `len` bytes,
+/// shorter than the virtio-net header it promised: 0 at end of file (a
+/// stream whose peer went away), or garbage.
 fn backend_giving_no_frames(len: usize) {
-    use std::sync::atomic::Ordering::SeqCst;
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
-    let be = Arc::new(EofBackend {
-        reads: Default::default(),
-        len,
-        fd: EventFd::new(0).unwrap(),
-    });
-    be.fd.write(1).unwrap();
-    let (_a, b) = socketpair();
-    let mut r = Rig::with_backend(mem, be.clone(), b, None, F_VERSION_1);
+    let be = Arc::new(FakeBackend::short_reads(len));
+    let mut r = Rig::with_fake(be.clone());
     for _ in 0..4 {
         let a = r.room(2048);
         r.post(RXQ, &[(a, 2048, true)]);
     }
     std::thread::sleep(Duration::from_millis(100));
-    let n0 = be.reads.load(SeqCst);
+    let n0 = be.reads();
     std::thread::sleep(Duration::from_millis(500));
-    let reads = be.reads.load(SeqCst) - n0;
+    let reads = be.reads() - n0;
     assert!(reads >= 1, "the backend was retried");
     assert!(reads < 500, "{reads} reads of {len} bytes in 0.5 s");
     assert_eq!(r.used_idx(RXQ), 0, "no empty frame reached the guest");
@@ -721,40 +631,11 @@ fn backend_giving_no_frames(len: usize) {
 /// under the queue lock; the queue goes on.
 #[test]
 fn transmit_caps_the_descriptors_looked_at_per_frame() {
-    const N: u64 = 2000;
-    const F_INDIRECT: u16 = 4;
+    const N: u16 = 2000;
     let mut r = Rig::new(false, None, F_VERSION_1);
     let f = r.data(&[&[0u8; 12][..], &frame(60, 3)].concat());
-    let table = r.room(16 * N as u32);
-    for i in 0..N {
-        let d = table + 16 * i;
-        let (addr, len) = if i == 0 { (f, 72u32) } else { (f, 0) };
-        r.mem.write_obj(addr, GuestAddress(d)).unwrap();
-        r.mem.write_obj(len, GuestAddress(d + 8)).unwrap();
-        let flags = if i + 1 < N { F_NEXT } else { 0 };
-        r.mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
-        r.mem
-            .write_obj((i + 1) as u16, GuestAddress(d + 14))
-            .unwrap();
-    }
-    // The head, indirect, made available by hand (post() writes its
-    // own flags, and the worker may look before they could be fixed).
-    let head = r.next_desc[TXQ];
-    let d = ring(TXQ) + 16 * u64::from(head);
-    r.mem.write_obj(table, GuestAddress(d)).unwrap();
-    r.mem.write_obj(16 * N as u32, GuestAddress(d + 8)).unwrap();
-    r.mem.write_obj(F_INDIRECT, GuestAddress(d + 12)).unwrap();
-    r.next_desc[TXQ] = (head + 1) % QSIZE;
-    let avail = ring(TXQ) + 0x1000;
-    let slot = u64::from(r.avail[TXQ] % QSIZE);
-    r.mem
-        .write_obj(head, GuestAddress(avail + 4 + 2 * slot))
-        .unwrap();
-    r.avail[TXQ] = r.avail[TXQ].wrapping_add(1);
-    r.mem
-        .write_obj(r.avail[TXQ], GuestAddress(avail + 2))
-        .unwrap();
-    r.kicks[TXQ].write(1).unwrap();
+    let table = r.indirect_table(N, |i| (f, if i == 0 { 72 } else { 0 }, false));
+    r.post_indirect(TXQ, table, N);
     r.wait_used(TXQ, 1);
     // A plain frame after it still goes out, and is the first to.
     let g = r.data(&[&[0u8; 12][..], &frame(60, 9)].concat());
