@@ -35,6 +35,19 @@ fn reenable(d: &mut Drv) {
     d.enable();
 }
 
+/// An enabled controller with I/O queue pair 1 whose `cmd` sits in the
+/// (held) disk; returns it and the command's id.
+fn one_in_flight(cmd: Command) -> (Drv, u16) {
+    let mut d = Drv::default();
+    d.enable();
+    d.create_pair(1, 16, 0);
+    d.disk.hold(true);
+    let cid = d.put(1, cmd);
+    d.ring(1);
+    wait_queued(&d, 1);
+    (d, cid)
+}
+
 fn read(slba: u32, prp1: u64) -> Command {
     Command {
         opc: io::READ,
@@ -47,14 +60,9 @@ fn read(slba: u32, prp1: u64) -> Command {
 
 #[test]
 fn delete_sq_completes_after_its_commands() {
-    let mut d = Drv::default();
-    d.enable();
-    d.create_pair(1, 16, 0);
-    d.disk.hold(true);
+    let (mut d, cid) = one_in_flight(read(7, DATA));
+    // Overwritten only once the held read is let go.
     d.mem.write_slice(&[0xee; 512], GuestAddress(DATA)).unwrap();
-    let cid = d.put(1, read(7, DATA));
-    d.ring(1);
-    wait_queued(&d, 1);
     let del = d.put(
         0,
         Command {
@@ -101,13 +109,7 @@ fn delete_sq_completes_after_its_commands() {
 
 #[test]
 fn reset_keeps_ready_until_commands_in_flight_finish() {
-    let mut d = Drv::default();
-    d.enable();
-    d.create_pair(1, 16, 0);
-    d.disk.hold(true);
-    d.put(1, read(3, DATA));
-    d.ring(1);
-    wait_queued(&d, 1);
+    let (mut d, _) = one_in_flight(read(3, DATA));
     d.w32(CC, 0);
     assert_eq!(
         d.r32(CSTS) & 1,
@@ -125,13 +127,7 @@ fn reset_keeps_ready_until_commands_in_flight_finish() {
 
 #[test]
 fn enable_during_drain_waits_then_serves_the_admin_queue() {
-    let mut d = Drv::default();
-    d.enable();
-    d.create_pair(1, 16, 0);
-    d.disk.hold(true);
-    d.put(1, read(3, DATA));
-    d.ring(1);
-    wait_queued(&d, 1);
+    let (mut d, _) = one_in_flight(read(3, DATA));
     d.w32(CC, 0);
     // Enabled again at once, and the admin doorbell rung before RDY.
     d.w32(CC, 1 | (6 << 16) | (4 << 20));
@@ -166,21 +162,12 @@ fn enable_during_drain_waits_then_serves_the_admin_queue() {
 
 #[test]
 fn shutdown_flushes_after_writes_in_flight() {
-    let mut d = Drv::default();
-    d.enable();
-    d.create_pair(1, 16, 0);
-    d.disk.hold(true);
-    d.put(
-        1,
-        Command {
-            opc: io::WRITE,
-            nsid: 1,
-            prp1: DATA,
-            ..Default::default()
-        },
-    );
-    d.ring(1);
-    wait_queued(&d, 1);
+    let (d, _) = one_in_flight(Command {
+        opc: io::WRITE,
+        nsid: 1,
+        prp1: DATA,
+        ..Default::default()
+    });
     let cc = d.r32(CC);
     d.w32(CC, cc | (1 << 14));
     assert_eq!((d.r32(CSTS) >> 2) & 3, 1, "shutdown processing");
