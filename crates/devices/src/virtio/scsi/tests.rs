@@ -294,19 +294,7 @@ fn malformed_chains_are_answered_not_trusted() {
     assert_eq!(d.used(REQUESTQ).0, head);
     assert_eq!(d.read(resp + 11, 1)[0], resp::FAILURE);
     // A READ whose data-in lies outside RAM: MEDIUM ERROR, no panic.
-    let mut hdr = vec![0u8; REQ_LEN as usize];
-    hdr[..8].copy_from_slice(&addr(0, 0));
-    hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
-    let req = d.alloc(REQ_LEN);
-    d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
-    let head = d.post(
-        REQUESTQ,
-        &[
-            (req, REQ_LEN, false),
-            (resp, RESP_LEN, true),
-            (1 << 40, 512, true),
-        ],
-    );
+    let (head, resp) = post_read(&mut d, 0, 1 << 40);
     d.kick(REQUESTQ);
     assert_eq!(d.used(REQUESTQ), (head, RESP_LEN));
     assert_eq!(d.read(resp + 10, 1)[0], 2);
@@ -319,6 +307,27 @@ fn malformed_chains_are_answered_not_trusted() {
         0,
     );
     assert_eq!((r.response, r.status), (resp::OK, 0));
+}
+
+/// Makes READ(10) of one block at `lba` of LUN 0 available (no kick),
+/// its 512 bytes of data-in at `din`; returns the chain's head and its
+/// response buffer.
+fn post_read(d: &mut Driver, lba: u8, din: u64) -> (u16, u64) {
+    let mut hdr = vec![0u8; REQ_LEN as usize];
+    hdr[..8].copy_from_slice(&addr(0, 0));
+    hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, lba, 0, 0, 1, 0]);
+    let req = d.alloc(REQ_LEN);
+    d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
+    let resp = d.alloc(RESP_LEN);
+    let head = d.post(
+        REQUESTQ,
+        &[
+            (req, REQ_LEN, false),
+            (resp, RESP_LEN, true),
+            (din, 512, true),
+        ],
+    );
+    (head, resp)
 }
 
 /// A control request: `req` out, `resp_len` bytes in.
@@ -349,20 +358,8 @@ fn task_management_waits_for_earlier_requests() {
     let (mut d, disk) = setup(false);
     // A READ held in the backend.
     disk.hold(true);
-    let mut hdr = vec![0u8; REQ_LEN as usize];
-    hdr[..8].copy_from_slice(&addr(0, 0));
-    hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, 3, 0, 0, 1, 0]);
-    let req = d.alloc(REQ_LEN);
-    d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
-    let (resp, din) = (d.alloc(RESP_LEN), d.alloc(512));
-    let head = d.post(
-        REQUESTQ,
-        &[
-            (req, REQ_LEN, false),
-            (resp, RESP_LEN, true),
-            (din, 512, true),
-        ],
-    );
+    let din = d.alloc(512);
+    let (head, _) = post_read(&mut d, 3, din);
     d.kick(REQUESTQ);
     assert!(d
         .used_within(REQUESTQ, Duration::from_millis(100))
@@ -410,20 +407,8 @@ fn reset_with_requests_in_flight() {
     // The reset gives up waiting for the held read at once.
     let (mut d, disk) = setup_bounded(false, Duration::from_millis(10));
     disk.hold(true);
-    let mut hdr = vec![0u8; REQ_LEN as usize];
-    hdr[..8].copy_from_slice(&addr(0, 0));
-    hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, 3, 0, 0, 1, 0]);
-    let req = d.alloc(REQ_LEN);
-    d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
-    let (resp, din) = (d.alloc(RESP_LEN), d.alloc(512));
-    d.post(
-        REQUESTQ,
-        &[
-            (req, REQ_LEN, false),
-            (resp, RESP_LEN, true),
-            (din, 512, true),
-        ],
-    );
+    let din = d.alloc(512);
+    post_read(&mut d, 3, din);
     d.kick(REQUESTQ);
     std::thread::sleep(Duration::from_millis(50));
     d.reset();
@@ -464,20 +449,8 @@ fn resets_do_not_multiply_the_in_flight_bound() {
     };
     // One READ chain, made available again and again.
     let start = |d: &mut Driver| {
-        let mut hdr = vec![0u8; REQ_LEN as usize];
-        hdr[..8].copy_from_slice(&addr(0, 0));
-        hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, 3, 0, 0, 1, 0]);
-        let req = d.alloc(REQ_LEN);
-        d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
-        let (resp, din) = (d.alloc(RESP_LEN), d.alloc(512));
-        d.post(
-            REQUESTQ,
-            &[
-                (req, REQ_LEN, false),
-                (resp, RESP_LEN, true),
-                (din, 512, true),
-            ],
-        )
+        let din = d.alloc(512);
+        post_read(d, 3, din).0
     };
     let head = start(&mut d);
     d.kick(REQUESTQ);
@@ -515,21 +488,9 @@ fn resets_do_not_multiply_the_in_flight_bound() {
 /// Posts READ(10) of one block at `lba` into a fresh buffer of 0xaa
 /// bytes and waits until the LUN has it; returns the buffer.
 fn post_held_read(d: &mut Driver, disk: &RamDisk, lba: u8, submitted: usize) -> u64 {
-    let mut hdr = vec![0u8; REQ_LEN as usize];
-    hdr[..8].copy_from_slice(&addr(0, 0));
-    hdr[19..29].copy_from_slice(&[op::READ_10, 0, 0, 0, 0, lba, 0, 0, 1, 0]);
-    let req = d.alloc(REQ_LEN);
-    d.mem.write_slice(&hdr, GuestAddress(req)).unwrap();
-    let (resp, din) = (d.alloc(RESP_LEN), d.alloc(512));
+    let din = d.alloc(512);
     d.mem.write_slice(&[0xaa; 512], GuestAddress(din)).unwrap();
-    d.post(
-        REQUESTQ,
-        &[
-            (req, REQ_LEN, false),
-            (resp, RESP_LEN, true),
-            (din, 512, true),
-        ],
-    );
+    post_read(d, lba, din);
     d.kick(REQUESTQ);
     let t = std::time::Instant::now();
     while disk.submitted().len() < submitted {
