@@ -38,33 +38,41 @@ fn c_runtime_under_bhyve() {
     );
 }
 
-#[test]
-fn c_runtime_needs_64_mib() {
-    // The heap (48 MiB from 16 MiB) does not fit: one line, status 35.
-    let s = Scratch::new("c-runtime-small");
-    let kernel = kernel_opt(&s.guest("c_runtime"));
-    let o = s.run(&[
+/// Runs `guest` with no device but the serial port and pc-testdev,
+/// `mem` of RAM and the `-o` settings `opts`, and checks that it gives
+/// up with the guest status `code` after printing only `line`.
+fn assert_guest_refuses(test: &str, guest: &str, mem: &str, opts: &[&str], code: u32, line: &str) {
+    let s = Scratch::new(test);
+    let kernel = kernel_opt(&s.guest(guest));
+    let mut args = vec![
         "-l",
         "com1,stdio",
         "-l",
         "pc-testdev",
         "-m",
-        "32M",
+        mem,
         "-o",
         &kernel,
-        "vm0",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(exit_status(EXIT_FAIL)),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(
-        stdout(&o),
-        "tg: less than 48 MiB of RAM from 16 MiB\n",
-        "{}",
-        stderr(&o)
+    ];
+    for o in opts {
+        args.extend(["-o", o]);
+    }
+    args.push("vm0");
+    let o = s.run(&args);
+    assert_eq!(o.status.code(), Some(exit_status(code)), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{line}\n"), "{}", stderr(&o));
+}
+
+#[test]
+fn c_runtime_needs_64_mib() {
+    // The heap (48 MiB from 16 MiB) does not fit: one line, status 35.
+    assert_guest_refuses(
+        "c-runtime-small",
+        "c_runtime",
+        "32M",
+        &[],
+        EXIT_FAIL,
+        "tg: less than 48 MiB of RAM from 16 MiB",
     );
 }
 
@@ -228,30 +236,13 @@ fn virtio_blk_io_modern() {
 
 #[test]
 fn virtio_blk_io_needs_a_transport() {
-    let s = Scratch::new("blk-io-cmdline");
-    let kernel = kernel_opt(&s.guest("virtio_blk_io"));
-    let o = s.run(&[
-        "-l",
-        "com1,stdio",
-        "-l",
-        "pc-testdev",
-        "-m",
+    assert_guest_refuses(
+        "blk-io-cmdline",
+        "virtio_blk_io",
         "256M",
-        "-o",
-        &kernel,
-        "-o",
-        "boot.cmdline=transport=pci",
-        "vm0",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(exit_status(EXIT_BAD_CMDLINE)),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(
-        stdout(&o),
-        "virtio_blk_io: transport=legacy|modern required\n"
+        &["boot.cmdline=transport=pci"],
+        EXIT_BAD_CMDLINE,
+        "virtio_blk_io: transport=legacy|modern required",
     );
 }
 
