@@ -5,12 +5,10 @@
 //! time themselves with the TSC, as `virtio_blk_bench` does.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::Result;
 
-use crate::ramdir::RunDir;
-use crate::virtio::{alternating_runs, make_disk, tsc_hz, BlkParams, DISK_MIB};
+use crate::virtio::{qemu_drive, run_disk_bench, BlkParams, DiskBench};
 
 /// The C guests' heap starts at 16 MiB and needs 48 MiB; QEMU's
 /// firmware keeps a little at the top of RAM.
@@ -50,8 +48,8 @@ impl Controller {
 
     /// QEMU's devices for the disk.
     fn qemu_devices(self, disk: &Path) -> Vec<String> {
-        let drive = format!("file={},if=none,id=d,format=raw,cache=none", disk.display());
-        let mut v = vec!["-drive".to_string(), drive, "-device".to_string()];
+        let mut v = qemu_drive(disk);
+        v.push("-device".to_string());
         match self {
             Controller::Ahci => v.extend([
                 "ahci,id=ahci0".to_string(),
@@ -64,74 +62,20 @@ impl Controller {
     }
 }
 
-fn bhyve_cmd(bhyve: &Path, rundir: &Path, guest: &Path, cmdline: &str, slot: &str) -> Command {
-    let mut c = Command::new(bhyve);
-    c.env("BHYVE_RUNDIR", rundir)
-        .arg("-m")
-        .arg(format!("{MEM_MIB}M"))
-        .args(["-l", "com1,stdio", "-l", "pc-testdev", "-s", "0,hostbridge"])
-        .args(["-s", slot, "-o"])
-        .arg(format!("boot.kernel={}", guest.display()))
-        .arg("-o")
-        .arg(format!("boot.cmdline={cmdline}"))
-        .arg("bench");
-    c
-}
-
-fn qemu_cmd(qemu: &str, guest: &Path, cmdline: &str, dev: &[String]) -> Command {
-    let mut c = Command::new(qemu);
-    c.args(["-accel", "kvm", "-M", "pc", "-cpu", "host", "-m"])
-        .arg(MEM_MIB.to_string())
-        .args(["-nodefaults", "-no-user-config", "-display", "none"])
-        .args(["-no-reboot", "-serial", "stdio"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
-        .args(dev)
-        .arg("-kernel")
-        .arg(guest)
-        .arg("-append")
-        .arg(cmdline);
-    c
-}
-
-/// Runs the benchmark of `ctl`: `runs` rounds of our bhyve and QEMU
-/// (alternating who goes first), `reqs` reads per phase; the disk file
-/// lives in `dir` (must support O_DIRECT).
+/// Runs the benchmark of `ctl`: `p.runs` rounds of our bhyve and QEMU
+/// (alternating who goes first), `p.reqs` reads per phase; the disk file
+/// lives in `p.dir` (must support O_DIRECT).
 pub fn run(ctl: Controller, bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<()> {
-    let (dir, ram, runs, reqs) = (&p.dir, p.ram, p.runs, p.reqs);
-    let guest = bhyve_testguests::write_guest(ctl.guest(), work)?;
-    let disk = dir.join(format!(
-        "bhyve-bench-{}-{}.img",
-        ctl.name(),
-        std::process::id()
-    ));
-    make_disk(&disk)?;
-    let rundir = RunDir::new(work, ram);
-    let result = (|| {
-        let cmdline = format!("bench=1 reqs={reqs}");
-        let hz = tsc_hz();
-        let slot = ctl.slot(&disk);
-        let dev = ctl.qemu_devices(&disk);
-        let mut t = alternating_runs(runs, hz, PHASES, |ours| {
-            if ours {
-                bhyve_cmd(bhyve, rundir.path(), &guest, &cmdline, &slot)
-            } else {
-                qemu_cmd(qemu, &guest, &cmdline, &dev)
-            }
-        })?;
-        println!(
-            "{}: `{}` ({cmdline}), {DISK_MIB} MiB raw file, O_DIRECT (bhyve nocache, \
-             qemu cache=none), {}, TSC {:.0} MHz, median of {} runs",
-            ctl.name(),
-            ctl.guest(),
-            rundir.describe(),
-            hz / 1e6,
-            runs.max(1)
-        );
-        t.print();
-        Ok(())
-    })();
-    let _ = std::fs::remove_file(&disk);
-    result
+    let bench = DiskBench {
+        name: ctl.name(),
+        guest: ctl.guest(),
+        cmdline: format!("bench=1 reqs={}", p.reqs),
+        mem_mib: MEM_MIB,
+        phases: PHASES,
+        slot: &|disk| ctl.slot(disk),
+        qemu_devices: &|disk| ctl.qemu_devices(disk),
+    };
+    run_disk_bench(&bench, bhyve, qemu, work, p)
 }
 
 #[cfg(test)]

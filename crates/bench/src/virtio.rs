@@ -150,10 +150,22 @@ pub(crate) fn bhyve_cmd(
     cmdline: &str,
     slot: &str,
 ) -> Command {
+    bhyve_cmd_mem(MEM_MIB, bhyve, rundir, guest, cmdline, slot)
+}
+
+/// [`bhyve_cmd`] with `mem_mib` of guest RAM.
+fn bhyve_cmd_mem(
+    mem_mib: u32,
+    bhyve: &Path,
+    rundir: &Path,
+    guest: &Path,
+    cmdline: &str,
+    slot: &str,
+) -> Command {
     let mut c = Command::new(bhyve);
     c.env("BHYVE_RUNDIR", rundir)
         .arg("-m")
-        .arg(format!("{MEM_MIB}M"))
+        .arg(format!("{mem_mib}M"))
         .args(["-l", "com1,stdio", "-l", "pc-testdev", "-s", "0,hostbridge"])
         .args(["-s", slot, "-o"])
         .arg(format!("boot.kernel={}", guest.display()))
@@ -164,9 +176,14 @@ pub(crate) fn bhyve_cmd(
 }
 
 pub(crate) fn qemu_cmd(qemu: &str, guest: &Path, cmdline: &str, dev: &[String]) -> Command {
+    qemu_cmd_mem(MEM_MIB, qemu, guest, cmdline, dev)
+}
+
+/// [`qemu_cmd`] with `mem_mib` of guest RAM.
+fn qemu_cmd_mem(mem_mib: u32, qemu: &str, guest: &Path, cmdline: &str, dev: &[String]) -> Command {
     let mut c = Command::new(qemu);
     c.args(["-accel", "kvm", "-M", "pc", "-cpu", "host", "-m"])
-        .arg(MEM_MIB.to_string())
+        .arg(mem_mib.to_string())
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
         .args(["-no-reboot", "-serial", "stdio"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
@@ -332,33 +349,63 @@ pub struct BlkParams {
     pub ram: Ram,
 }
 
-pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<()> {
-    let guest = bhyve_testguests::write_guest("virtio_blk_bench", work)?;
+/// QEMU's drive `d` over the benchmark disk, bypassing the page cache
+/// as our `nocache` does.
+pub(crate) fn qemu_drive(disk: &Path) -> Vec<String> {
+    vec![
+        "-drive".to_string(),
+        format!("file={},if=none,id=d,format=raw,cache=none", disk.display()),
+    ]
+}
+
+/// One disk benchmark: which guest, how it is told to run, and how each
+/// VMM attaches the disk file.
+pub(crate) struct DiskBench<'a> {
+    /// Names the disk file and the report.
+    pub name: &'a str,
+    pub guest: &'a str,
+    pub cmdline: String,
+    pub mem_mib: u32,
+    pub phases: &'a [&'a str],
+    /// Our `-s` argument for the disk file.
+    pub slot: &'a dyn Fn(&Path) -> String,
+    /// QEMU's arguments for the disk file.
+    pub qemu_devices: &'a dyn Fn(&Path) -> Vec<String>,
+}
+
+/// Runs `b`: `p.runs` rounds of our bhyve and QEMU (alternating who goes
+/// first) over a fresh disk file in `p.dir` (must support O_DIRECT),
+/// removed afterwards; prints the table.
+pub(crate) fn run_disk_bench(
+    b: &DiskBench,
+    bhyve: &Path,
+    qemu: &str,
+    work: &Path,
+    p: &BlkParams,
+) -> Result<()> {
+    let guest = bhyve_testguests::write_guest(b.guest, work)?;
     let disk = p
         .dir
-        .join(format!("bhyve-bench-disk-{}.img", std::process::id()));
+        .join(format!("bhyve-bench-{}-{}.img", b.name, std::process::id()));
     make_disk(&disk)?;
     let rundir = RunDir::new(work, p.ram);
     let result = (|| {
-        let cmdline = format!("reqs={} seqreqs={}", p.reqs, p.seqreqs);
+        let cmdline = &b.cmdline;
         let hz = tsc_hz();
-        let slot = format!("4,virtio-blk,{},nocache", disk.display());
-        let dev = [
-            "-drive".to_string(),
-            format!("file={},if=none,id=d,format=raw,cache=none", disk.display()),
-            "-device".to_string(),
-            "virtio-blk-pci,drive=d".to_string(),
-        ];
-        let mut t = alternating_runs(p.runs, hz, BLK_PHASES, |ours| {
+        let slot = (b.slot)(&disk);
+        let dev = (b.qemu_devices)(&disk);
+        let mut t = alternating_runs(p.runs, hz, b.phases, |ours| {
             if ours {
-                bhyve_cmd(bhyve, rundir.path(), &guest, &cmdline, &slot)
+                bhyve_cmd_mem(b.mem_mib, bhyve, rundir.path(), &guest, cmdline, &slot)
             } else {
-                qemu_cmd(qemu, &guest, &cmdline, &dev)
+                qemu_cmd_mem(b.mem_mib, qemu, &guest, cmdline, &dev)
             }
         })?;
         println!(
-            "blk: `virtio_blk_bench` ({cmdline}), {DISK_MIB} MiB raw file, O_DIRECT \
-             (bhyve nocache, qemu cache=none), {}, TSC {:.0} MHz, median of {} runs",
+            "{}: `{}` ({cmdline}), {DISK_MIB} MiB raw file, O_DIRECT (bhyve nocache, \
+             qemu cache=none), {}, TSC {:.0} MHz, median of {} runs",
+            b.name,
+            b.guest,
             rundir.describe(),
             hz / 1e6,
             p.runs.max(1)
@@ -368,6 +415,23 @@ pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<(
     })();
     let _ = std::fs::remove_file(&disk);
     result
+}
+
+pub fn run_blk(bhyve: &Path, qemu: &str, work: &Path, p: &BlkParams) -> Result<()> {
+    let bench = DiskBench {
+        name: "blk",
+        guest: "virtio_blk_bench",
+        cmdline: format!("reqs={} seqreqs={}", p.reqs, p.seqreqs),
+        mem_mib: MEM_MIB,
+        phases: BLK_PHASES,
+        slot: &|disk| format!("4,virtio-blk,{},nocache", disk.display()),
+        qemu_devices: &|disk| {
+            let mut v = qemu_drive(disk);
+            v.extend(["-device".to_string(), "virtio-blk-pci,drive=d".to_string()]);
+            v
+        },
+    };
+    run_disk_bench(&bench, bhyve, qemu, work, p)
 }
 
 #[cfg(test)]
