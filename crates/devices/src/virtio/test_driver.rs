@@ -152,15 +152,7 @@ impl Driver {
             self.mem.write_obj(next, GuestAddress(at + 14)).unwrap();
         }
         r.next_desc = (r.next_desc + bufs.len() as u16) % QSIZE;
-        let avail = r.base + 16 * u64::from(QSIZE);
-        let slot = u64::from(r.avail_idx % QSIZE);
-        self.mem
-            .write_obj(head, GuestAddress(avail + 4 + 2 * slot))
-            .unwrap();
-        r.avail_idx = r.avail_idx.wrapping_add(1);
-        self.mem
-            .write_obj(r.avail_idx, GuestAddress(avail + 2))
-            .unwrap();
+        self.repost(q, head);
         head
     }
 
