@@ -289,9 +289,12 @@ impl E1000 {
 
     fn assert(&mut self) {
         self.irq_asserted = true;
-        if !self.config.raise_interrupt(0) {
-            self.config.set_intx(true);
-        }
+        // The INTx level follows the cause even while MSI is on (the
+        // configuration gates the pin): a driver turning MSI off before
+        // it read ICR gets INTx at once, and turning it on again drops
+        // the pin. bhyve leaves INTx low until ICR is read.
+        self.config.set_intx(true);
+        self.config.raise_interrupt(0);
         if self.r.itr != 0 {
             let now = self.clock.now_ns();
             self.itr_deadline = Some(now + u64::from(self.r.itr) * ITR_UNIT_NS);
@@ -300,9 +303,7 @@ impl E1000 {
     }
 
     fn deassert(&mut self) {
-        if self.irq_asserted {
-            self.irq_asserted = false;
-        }
+        self.irq_asserted = false;
         self.config.set_intx(false);
     }
 

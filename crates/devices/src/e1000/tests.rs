@@ -97,6 +97,17 @@ impl Nic {
         u32::from_le_bytes(b)
     }
 
+    /// Turns the MSI capability on or off, as a driver switching
+    /// interrupt modes does.
+    fn set_msi(&self, on: bool) {
+        let mut d = self.dev.lock().unwrap();
+        let mut p = [0u8; 1];
+        d.config().read(0x34, &mut p);
+        let cap = u16::from(p[0]);
+        d.config_mut().write(cap + 4, &0xfee0_0000u32.to_le_bytes());
+        d.config_mut().write(cap + 2, &[u8::from(on), 0]);
+    }
+
     fn wait_for(&self, what: &str, f: impl Fn() -> bool) {
         let end = Instant::now() + Duration::from_secs(5);
         while !f() {
@@ -251,18 +262,35 @@ fn icr_ims_imc_and_itr_window() {
     // MSI: the same causes fire the vector instead of INTx.
     let n = Nic::new(false);
     n.wr(ITR, 0);
-    {
-        let mut d = n.dev.lock().unwrap();
-        let mut p = [0u8; 1];
-        d.config().read(0x34, &mut p);
-        let cap = u16::from(p[0]);
-        d.config_mut().write(cap + 4, &0xfee0_0000u32.to_le_bytes());
-        d.config_mut().write(cap + 2, &[1, 0]);
-    }
+    n.set_msi(true);
     n.wr(IMS, ICR_TXDW);
     n.wr(ICS, ICR_TXDW);
     assert_eq!(n.irq.msis.load(Ordering::SeqCst), 1);
     assert!(!n.irq.intx.load(Ordering::SeqCst));
+}
+
+#[test]
+fn intx_takes_over_a_pending_cause_when_msi_goes_off() {
+    let n = Nic::new(false);
+    n.wr(ITR, 0);
+    n.set_msi(true);
+    n.wr(IMS, ICR_TXDW | ICR_RXT0);
+    n.wr(ICS, ICR_TXDW);
+    assert_eq!(n.irq.msis.load(Ordering::SeqCst), 1);
+    let intx = || n.irq.intx.load(Ordering::SeqCst);
+    assert!(!intx(), "INTx while MSI is on");
+    // The driver falls back to INTx before reading ICR.
+    n.set_msi(false);
+    assert!(intx(), "INTx low with an unmasked cause pending");
+    n.set_msi(true);
+    assert!(!intx(), "INTx left asserted with MSI on again");
+    n.set_msi(false);
+    assert!(intx());
+    assert_eq!(n.rd(ICR), ICR_TXDW);
+    assert!(!intx(), "reading ICR drops the line");
+    n.wr(ICS, ICR_RXT0);
+    assert!(intx(), "a new cause with MSI off");
+    assert_eq!(n.irq.msis.load(Ordering::SeqCst), 1);
 }
 
 #[test]
