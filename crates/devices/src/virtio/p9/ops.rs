@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use super::fd_budget::Charge;
-use super::server::{qid_of, Fid, Reply, Server};
+use super::server::{qid_of, qid_path, Fid, Reply, Server};
 use super::share::{stat, Res};
 use super::wire::{self, Reader, Writer};
 
@@ -179,6 +179,9 @@ impl Server {
         let count = r.u32()?;
         let fd = self.opened(fid)?;
         let limit = self.io_limit(count);
+        // The entries live on the directory's file system (a mount
+        // point's entry names the directory it covers, as getdents says).
+        let dev = stat(fd)?.dev;
         // Offsets are the host's d_off cookies, handed back verbatim.
         // SAFETY: plain lseek on our descriptor.
         if unsafe { libc::lseek64(fd, off as i64, libc::SEEK_SET) } < 0 {
@@ -216,7 +219,12 @@ impl Server {
                     _ => wire::QTFILE,
                 };
                 let mut e = Writer::new(0, 0);
-                e.u8(qty).u32(0).u64(ino).u64(d_off).u8(dtype).str(name);
+                e.u8(qty)
+                    .u32(0)
+                    .u64(qid_path(&self.share, dev, ino))
+                    .u64(d_off)
+                    .u8(dtype)
+                    .str(name);
                 out.extend_from_slice(&e.finish()[wire::HEADER..]);
                 p += reclen;
             }

@@ -90,17 +90,21 @@ pub(super) fn qid_of(share: &Share, a: &Attr) -> Qid {
     } else {
         wire::QTFILE
     };
-    // Mount points inside the share: mix the device in so inode
-    // numbers of two file systems do not collide.
-    let path = if a.dev == share.root_attr().dev {
-        a.ino
-    } else {
-        a.ino ^ a.dev.rotate_left(48)
-    };
     Qid {
         ty,
         version: 0,
-        path,
+        path: qid_path(share, a.dev, a.ino),
+    }
+}
+
+/// The qid path of inode `ino` of device `dev`. Mount points inside the
+/// share: the device is mixed in so inode numbers of two file systems do
+/// not collide. Every qid (walk, getattr, readdir) is built here.
+pub(super) fn qid_path(share: &Share, dev: u64, ino: u64) -> u64 {
+    if dev == share.root_attr().dev {
+        ino
+    } else {
+        ino ^ dev.rotate_left(48)
     }
 }
 

@@ -528,3 +528,45 @@ fn replies_never_exceed_msize() {
     });
     assert_eq!(Reader::new(&b).str().unwrap(), target.as_bytes());
 }
+
+/// Readdir's qids are built as walk's are (device mixed in): an entry
+/// of a file system mounted inside the share gets the qid path its walk
+/// reports, not the bare inode number (which may collide with one of the
+/// share's own file system).
+#[test]
+fn readdir_qids_match_walk_qids_across_mounts() {
+    // /proc is a mount of its own under /, the share here (read-only).
+    let root = Path::new("/");
+    if fs::metadata("/proc").unwrap().dev() == fs::metadata(root).unwrap().dev() {
+        eprintln!("skipped: /proc is not a mount of its own");
+        return;
+    }
+    let mut c = Client::new(root, true);
+    let walked = c.walk(0, 2, &["proc", "version"]).unwrap()[1];
+    c.walk(0, 1, &["proc"]).unwrap();
+    c.lopen(1, 0).unwrap();
+    let mut off = 0;
+    let listed = 'find: loop {
+        let b = c.ok(msg::TREADDIR, |w| {
+            w.u32(1).u64(off).u32(4096);
+        });
+        let mut r = Reader::new(&b);
+        let n = r.u32().unwrap() as usize;
+        assert!(n > 0, "no `version` in /proc");
+        let mut e = Reader::new(r.bytes(n).unwrap());
+        while let Ok(ty) = e.u8() {
+            let q = Qid {
+                ty,
+                version: e.u32().unwrap(),
+                path: e.u64().unwrap(),
+            };
+            off = e.u64().unwrap();
+            e.u8().unwrap();
+            if e.str().unwrap() == b"version" {
+                break 'find q;
+            }
+        }
+    };
+    assert_eq!(listed.path, walked.path, "readdir and walk disagree");
+    assert_eq!(listed.ty, walked.ty);
+}
