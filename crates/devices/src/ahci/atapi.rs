@@ -36,6 +36,7 @@ const ASC_INVALID_FIELD: u8 = 0x24;
 const ASC_SAVING_NOT_SUPPORTED: u8 = 0x39;
 const ASC_MEDIUM_REMOVAL_PREVENTED: u8 = 0x53;
 const ASC_UNRECOVERED_READ: u8 = 0x11;
+const ASC_MEDIUM_NOT_PRESENT: u8 = 0x3a;
 
 /// MMC profiles: what the medium is, by size.
 const PROFILE_CDROM: u16 = 0x0008;
@@ -66,6 +67,10 @@ fn msf(lba: u64) -> [u8; 4] {
 fn blocks(p: &Port) -> u64 {
     p.drive.as_ref().map_or(0, |d| d.info.size / BLOCK)
 }
+
+/// An image without a whole block is no medium: commands that need one
+/// fail NOT READY, MEDIUM NOT PRESENT, as a drive with an empty tray.
+const NO_MEDIUM: Option<(u8, u8)> = Some((SENSE_NOT_READY, ASC_MEDIUM_NOT_PRESENT));
 
 /// Ends a packet command: the interrupt reason (C/D, I/O) goes in the
 /// sector count, a failed one sets the sense data.
@@ -126,6 +131,7 @@ fn packet(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: &mut [u8]) {
     acmd.copy_from_slice(&cfis[0x40..0x50]);
     let invalid = Some((SENSE_ILLEGAL_REQUEST, ASC_INVALID_FIELD));
     match acmd[0] {
+        TEST_UNIT_READY if blocks(p) == 0 => done(p, ctx, slot, cfis, NO_MEDIUM),
         TEST_UNIT_READY | PREVENT_ALLOW => done(p, ctx, slot, cfis, None),
         INQUIRY => {
             let alloc = be16(&acmd[3..5]);
@@ -143,6 +149,7 @@ fn packet(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: &mut [u8]) {
             b[32..35].copy_from_slice(b"001");
             reply(p, ctx, slot, hdr, cfis, &b, alloc);
         }
+        READ_CAPACITY if blocks(p) == 0 => done(p, ctx, slot, cfis, NO_MEDIUM),
         READ_CAPACITY => {
             let last = blocks(p).saturating_sub(1).min(u64::from(u32::MAX)) as u32;
             let mut b = [0u8; 8];
@@ -352,8 +359,8 @@ fn read(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: &mut [u8], acm
         u64::from(be32(&acmd[6..10]))
     };
     let total = blocks(p);
-    if p.drive.as_ref().is_some_and(|d| d.info.size == 0) {
-        return done(p, ctx, slot, cfis, Some((SENSE_NOT_READY, 0x3a)));
+    if total == 0 {
+        return done(p, ctx, slot, cfis, NO_MEDIUM);
     }
     if lba > total || n > total - lba {
         let s = Some((SENSE_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE));

@@ -131,3 +131,22 @@ fn toc_mode_sense_configuration_events() {
     assert_eq!(packet(&h, 8, &[0xff], 0x10) & 1, 1);
     assert_eq!(sense(&h), (5, 0x20));
 }
+
+#[test]
+fn no_medium_is_not_ready() {
+    // A zero-size image (no medium): READ CAPACITY and TEST UNIT READY
+    // fail as READ does, NOT READY / MEDIUM NOT PRESENT.
+    let h = cd(0);
+    assert_eq!(h.disks[0].with_data(|v| v.len()), 0);
+    let tfd = packet(&h, 0, &[0x25], 8);
+    assert_eq!(tfd & 0xff, 0x41, "READ CAPACITY on no medium");
+    assert_eq!(tfd >> 12, 2, "sense key NOT READY");
+    assert_eq!(sense(&h), (2, 0x3a));
+    assert_eq!(packet(&h, 1, &[0x00], 0x10) & 0xff, 0x41);
+    assert_eq!(sense(&h), (2, 0x3a));
+    assert_eq!(
+        packet(&h, 2, &[0x28, 0, 0, 0, 0, 0, 0, 0, 1], 2048) & 0xff,
+        0x41
+    );
+    assert_eq!(sense(&h), (2, 0x3a));
+}
