@@ -164,6 +164,18 @@ impl Server {
         self.share.writable()?;
         let fd = self.opened(fid)?;
         let off = i64::try_from(off).map_err(|_| libc::EINVAL)?;
+        // A root-run server holds CAP_FSETID, so the kernel keeps the
+        // set-id bits of a file it writes, whoever the guest's writer is;
+        // an unprivileged writer's write must clear them (else a guest
+        // user could rewrite a set-uid program and keep it set-uid).
+        // QEMU's local backend (hw/9pfs/9p-local.c, local_pwritev) writes
+        // with a plain pwritev and leaves this to the kernel: right when
+        // QEMU runs unprivileged, not when it runs as root as we do. So
+        // the kernel's rule is applied for the fid's user, before the
+        // data lands; only user 0 (Tattach's n_uname) keeps the bits.
+        if self.fid(fid)?.uid != 0 {
+            self.share.drop_set_id(fd)?;
+        }
         // SAFETY: `data` is readable for its length.
         let n = unsafe { libc::pwrite64(fd, data.as_ptr().cast(), data.len(), off) };
         if n < 0 {

@@ -570,3 +570,50 @@ fn readdir_qids_match_walk_qids_across_mounts() {
     assert_eq!(listed.path, walked.path, "readdir and walk disagree");
     assert_eq!(listed.ty, walked.ty);
 }
+
+/// A write for a user other than root clears the set-user-ID bit (and
+/// set-group-ID when group-execute is set), as the kernel would for an
+/// unprivileged writer: the root-run server's CAP_FSETID must not keep
+/// them. Root's writes keep them, as root's own would.
+#[test]
+fn writes_clear_set_id_bits_unless_root() {
+    // SAFETY: no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: without CAP_FSETID the kernel clears them itself");
+        return;
+    }
+    let t = Tmp::new();
+    let mode_of = |name: &str| fs::metadata(t.p(name)).unwrap().permissions().mode() & 0o7777;
+    for (name, mode) in [
+        ("suid", 0o6755),
+        ("sgid", 0o2755),
+        ("lock", 0o2644),
+        ("mine", 0o6755),
+    ] {
+        fs::write(t.p(&format!("share/{name}")), b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(
+            t.p(&format!("share/{name}")),
+            fs::Permissions::from_mode(mode),
+        )
+        .unwrap();
+    }
+    let mut c = Client::new(&t.share(), false);
+    c.ok(msg::TATTACH, |w| {
+        w.u32(10).u32(u32::MAX).str(b"u").str(b"").u32(1000);
+    });
+    for (i, name) in ["suid", "sgid", "lock"].iter().enumerate() {
+        let fid = 11 + i as u32;
+        c.walk(10, fid, &[name]).unwrap();
+        c.lopen(fid, RDWR).unwrap();
+        assert_eq!(c.write(fid, 0, b"#"), Ok(1));
+    }
+    assert_eq!(mode_of("share/suid"), 0o755, "set-uid kept");
+    assert_eq!(mode_of("share/sgid"), 0o755, "set-gid kept");
+    // Set-gid without group-execute is not a set-id program.
+    assert_eq!(mode_of("share/lock"), 0o2644);
+    // Root (fid 0's user) writes as root does.
+    c.walk(0, 20, &["mine"]).unwrap();
+    c.lopen(20, RDWR).unwrap();
+    assert_eq!(c.write(20, 0, b"#"), Ok(1));
+    assert_eq!(mode_of("share/mine"), 0o6755);
+}

@@ -496,6 +496,22 @@ impl Share {
         })
     }
 
+    /// Clears the set-user-ID bit of the open file `fd`, and set-group-ID
+    /// when group-execute is set (Linux's `should_remove_suid` rule), as
+    /// the kernel does when a writer lacks CAP_FSETID.
+    pub fn drop_set_id(&self, fd: RawFd) -> Res<()> {
+        let a = stat(fd)?;
+        let mut kill = libc::S_ISUID;
+        if a.mode & libc::S_IXGRP != 0 {
+            kill |= libc::S_ISGID;
+        }
+        if !a.is_reg() || a.mode & kill == 0 {
+            return Ok(());
+        }
+        // SAFETY: plain fchmod of a descriptor we hold open.
+        check(unsafe { libc::fchmod(fd, a.mode & 0o7777 & !kill) })
+    }
+
     pub fn truncate(&self, fd: RawFd, attr: &Attr, size: u64) -> Res<()> {
         self.writable()?;
         if attr.is_dir() {
