@@ -130,6 +130,9 @@ pub(super) enum Op {
 pub(super) struct Inflight {
     pub cfis: [u8; 20],
     pub op: Op,
+    /// PxCLB when the command was fetched: its byte count goes back to
+    /// that header even if the guest moves the list meanwhile.
+    pub clb: u64,
 }
 
 /// A backend completion on its way back to the port.
@@ -553,7 +556,11 @@ impl Port {
         let mut c = [0u8; 20];
         c.copy_from_slice(&cfis[..20]);
         self.pending |= 1 << slot;
-        self.inflight[usize::from(slot)] = Some(Inflight { cfis: c, op });
+        self.inflight[usize::from(slot)] = Some(Inflight {
+            cfis: c,
+            op,
+            clb: self.clb(),
+        });
         self.submit_all(ctx, slot, reqs);
     }
 
@@ -645,7 +652,7 @@ impl Port {
                             return;
                         }
                     }
-                    set_prdbc(ctx.mem, self.clb(), slot, *done as u32);
+                    set_prdbc(ctx.mem, inf.clb, slot, *done as u32);
                 }
                 (*ncq, *atapi, ok)
             }

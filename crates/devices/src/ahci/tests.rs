@@ -781,3 +781,24 @@ fn reset_keeps_the_device_busy_until_old_requests_drained() {
     assert_eq!(h.disks[0].executed().len(), 2);
     assert_eq!(pattern(&h.disks[0], 7 * 512, 512), vec![0x22; 512]);
 }
+
+#[test]
+fn prdbc_goes_to_the_header_the_command_came_from() {
+    // The guest moves PxCLB while a read is in flight: its byte count
+    // belongs in the header it was fetched from, not in the new list.
+    let h = Hba::disk(0);
+    h.start(0);
+    let b = pbase(0);
+    h.disks[0].hold(true);
+    h.issue(0, 2, &fis(ata::READ_DMA48, 0, 1), &[], &[(DATA, 512)]);
+    let moved = clb(0) + 0x400;
+    h.mem
+        .write_obj(0xdead_beefu32, GuestAddress(moved + 2 * 32 + 4))
+        .unwrap();
+    h.w(b + P_CLB, moved as u32);
+    h.disks[0].hold(false);
+    h.wait("read done", |h| h.r(b + P_CI) == 0);
+    assert_eq!(h.prdbc(0, 2), 512);
+    let other: u32 = h.mem.read_obj(GuestAddress(moved + 2 * 32 + 4)).unwrap();
+    assert_eq!(other, 0xdead_beef, "PRDBC written into the new list");
+}
