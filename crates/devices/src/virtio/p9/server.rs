@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use super::fd_budget::{Charge, FdBudget};
-use super::share::{stat, Attr, Errno, Res, Share};
+use super::share::{stat, Attr, Errno, Inside, Res, Share};
 use super::wire::{self, msg, Malformed, Qid, Reader, Writer};
 
 /// The largest msize we accept: 128 KiB of payload plus Linux's
@@ -280,8 +280,12 @@ impl Server {
         let mut cur = start.fd.clone();
         let mut attr = stat(cur.as_raw_fd())?;
         let mut qids = Vec::with_capacity(names.len());
+        let mut inside = Inside::default();
         for name in &names {
-            match self.share.walk(cur.as_raw_fd(), &attr, name) {
+            match self
+                .share
+                .walk_in(cur.as_raw_fd(), &attr, name, &mut inside)
+            {
                 Ok(next) => {
                     attr = stat(next.as_raw_fd())?;
                     qids.push(qid_of(&self.share, &attr));

@@ -617,3 +617,44 @@ fn writes_clear_set_id_bits_unless_root() {
     assert_eq!(c.write(20, 0, b"#"), Ok(1));
     assert_eq!(mode_of("share/mine"), 0o6755);
 }
+
+/// A Twalk of 16 `..` from deep in the share checks the way up to the
+/// root once, not once per `..`: the `..` lookups stay near depth + 16
+/// instead of 16 × depth.
+#[test]
+fn a_walk_of_many_dotdots_climbs_once() {
+    const DEPTH: usize = 64;
+    let t = Tmp::new();
+    let names: Vec<String> = (0..DEPTH).map(|i| format!("d{i}")).collect();
+    let mut deep = t.share();
+    for n in &names {
+        deep.push(n);
+    }
+    fs::create_dir_all(&deep).unwrap();
+    let share = Arc::new(Share::open(&t.share(), false).unwrap());
+    let mut c = Client {
+        s: Server::new(share.clone()),
+    };
+    c.ok(msg::TVERSION, |w| {
+        w.u32(MAX_MSIZE).str(b"9P2000.L");
+    });
+    c.ok(msg::TATTACH, |w| {
+        w.u32(0).u32(u32::MAX).str(b"root").str(b"").u32(0);
+    });
+    // Down 64 levels, 16 at a time (MAXWELEM).
+    let mut fid = 0;
+    for chunk in names.chunks(16) {
+        let n: Vec<&str> = chunk.iter().map(|s| s.as_str()).collect();
+        c.walk(fid, fid + 1, &n).unwrap();
+        fid += 1;
+    }
+    let before = share.climbs();
+    let up = c.walk(fid, 100, &[".."; 16]).unwrap();
+    let climbs = share.climbs() - before;
+    // The walk lands where it should: d47, which fid 3 stands for.
+    assert_eq!((fid, up[15]), (4, c.getattr(3).0));
+    assert!(
+        climbs <= (DEPTH + 16 + 2) as u64,
+        "{climbs} `..` lookups for one walk of 16 `..` at depth {DEPTH}"
+    );
+}

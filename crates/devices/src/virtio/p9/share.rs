@@ -19,6 +19,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A Linux errno (the value 9P2000.L's Rlerror carries).
 pub type Errno = i32;
@@ -177,6 +178,18 @@ fn retry_eagain<T>(mut f: impl FnMut() -> Res<T>) -> Res<T> {
     last
 }
 
+/// Directories (device, inode) one walk found to lie inside the share.
+/// Bounded: a walk has at most MAXWELEM steps and each climb records at
+/// most [`MAX_DEPTH`] directories (in practice only the first climbs).
+#[derive(Debug, Default)]
+pub struct Inside(Vec<(u64, u64)>);
+
+impl Inside {
+    fn holds(&self, a: &Attr) -> bool {
+        self.0.contains(&(a.dev, a.ino))
+    }
+}
+
 /// The shared directory.
 pub struct Share {
     root: OwnedFd,
@@ -184,6 +197,9 @@ pub struct Share {
     /// `/proc/self/fd`, through which files are reopened for I/O.
     proc_fd: OwnedFd,
     ro: bool,
+    /// `..` lookups made to check that a directory lies inside the
+    /// share (the cost a guest's walks of `..` put on the worker).
+    climbs: AtomicU64,
 }
 
 impl Share {
@@ -210,6 +226,7 @@ impl Share {
             root_attr,
             proc_fd,
             ro,
+            climbs: AtomicU64::new(0),
         };
         // Confinement rests on openat2 (Linux 5.6): refuse to serve
         // without it rather than serve unconfined.
@@ -232,6 +249,11 @@ impl Share {
         &self.root_attr
     }
 
+    /// `..` lookups made so far (see `climbs`).
+    pub fn climbs(&self) -> u64 {
+        self.climbs.load(Ordering::Relaxed)
+    }
+
     pub fn is_root(&self, a: &Attr) -> bool {
         a.dev == self.root_attr.dev && a.ino == self.root_attr.ino
     }
@@ -243,6 +265,19 @@ impl Share {
     /// Walks one component from directory `dir` (whose attributes are
     /// `dir_attr`): `.` stays, `..` climbs but never above the root.
     pub fn walk(&self, dir: RawFd, dir_attr: &Attr, name: &[u8]) -> Res<OwnedFd> {
+        self.walk_in(dir, dir_attr, name, &mut Inside::default())
+    }
+
+    /// [`Share::walk`] as one step of a longer walk: `inside` carries
+    /// what the walk's earlier `..` steps proved, so that a walk of many
+    /// `..` checks the way up to the root once rather than once per step.
+    pub fn walk_in(
+        &self,
+        dir: RawFd,
+        dir_attr: &Attr,
+        name: &[u8],
+        inside: &mut Inside,
+    ) -> Res<OwnedFd> {
         let c = component(name)?;
         if !dir_attr.is_dir() {
             return Err(libc::ENOTDIR);
@@ -250,7 +285,7 @@ impl Share {
         match name {
             b"." => self.lookup(dir, c"."),
             b".." if self.is_root(dir_attr) => self.root(),
-            b".." => self.parent(dir),
+            b".." => self.parent(dir, inside),
             _ => self.lookup(dir, &c),
         }
     }
@@ -258,8 +293,12 @@ impl Share {
     /// `dir`'s parent, provided the share's root is among its
     /// ancestors. A directory the guest reached lies inside the share
     /// unless the host moved it out meanwhile; then `..` is refused.
-    fn parent(&self, dir: RawFd) -> Res<OwnedFd> {
+    /// Directories the climb passes are recorded in `inside`: a later
+    /// `..` of the same walk that lands on one of them is not climbed
+    /// again (the check is as old as the walk, no older).
+    fn parent(&self, dir: RawFd, inside: &mut Inside) -> Res<OwnedFd> {
         let dotdot = |fd: RawFd| {
+            self.climbs.fetch_add(1, Ordering::Relaxed);
             // SAFETY: valid C string; `..` of a directory descriptor.
             owned(unsafe {
                 libc::openat(
@@ -271,11 +310,17 @@ impl Share {
         };
         let parent = dotdot(dir)?;
         let mut cur_attr = stat(parent.as_raw_fd())?;
+        if inside.holds(&cur_attr) {
+            return Ok(parent);
+        }
         let mut cur: Option<OwnedFd> = None;
+        let mut passed = Vec::new();
         for _ in 0..MAX_DEPTH {
             if self.is_root(&cur_attr) {
+                inside.0.extend(passed);
                 return Ok(parent);
             }
+            passed.push((cur_attr.dev, cur_attr.ino));
             let next = dotdot(cur.as_ref().map_or(parent.as_raw_fd(), |f| f.as_raw_fd()))?;
             let next_attr = stat(next.as_raw_fd())?;
             if next_attr.dev == cur_attr.dev && next_attr.ino == cur_attr.ino {
