@@ -263,8 +263,9 @@ for i in $(seq 1800); do
     sleep 0.1
 done
 result lease "$(grep "$MAC" $leases 2>/dev/null | cut -d' ' -f2,3)"
-# iPXE prints the address once it has configured net0.
-wait_for console.log 'net0: 10\.77\.2\.' 30
+# iPXE prints the address once it has configured net0 (sercon puts a
+# cursor move between "net0:" and the address).
+wait_for console.log 'net0:.*10\.77\.2\.' 30
 kill -KILL $pid $dns
 wait $pid
 ip link del tap1

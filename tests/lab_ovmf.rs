@@ -113,7 +113,12 @@ impl OvmfRun {
 fn ovmf_run(name: &str, guest_script: &str, vars: &[u8]) -> OvmfRun {
     efi::check_ovmf().unwrap();
     let img = images();
-    let lab = Lab::boot(&LabOptions::default()).unwrap_or_else(|e| panic!("lab: {e}"));
+    // One boot: losing L1 to the known abort is an outcome judged here.
+    let opts = LabOptions {
+        max_boots: 1,
+        ..LabOptions::default()
+    };
+    let lab = Lab::boot(&opts).unwrap_or_else(|e| panic!("lab: {e}"));
     let dir: PathBuf = lab.work_dir().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let vars_path = dir.join("vars.fd");

@@ -12,9 +12,14 @@
 //! second serial port lost a command now and then under TCG; files on 9p
 //! do not.) L1's second serial port (QEMU's stdio) only says when L1 is
 //! ready or why it failed, and its end tells that L1 died. One L1 boot
-//! serves every run of a test process.
+//! serves every run of a test process, unless it is lost.
+//!
+//! L1 also writes a heartbeat into the work folder about once a second.
+//! If it stops during a job (L1 hangs: QEMU 7.2's emulated AMD-V has
+//! frozen L1 whole under a loaded host), or QEMU exits, the job's L1 is
+//! lost: a new L1 boots and the job runs once more (see [`Lab::run`]).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -41,75 +46,9 @@ const L1_MODULES: &[&str] = &[
     "evdev",
 ];
 
-const L1_INIT: &str = r#"#!/bin/sh
-# The lab's L1 init (see crates/lab/src/l1.rs).
-export PATH=/bin
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec 3<>/dev/ttyS1
-stty -F /dev/ttyS1 raw -echo
-fail() { echo "LAB-L1-FAIL $*" >&3; echo "LAB-L1-FAIL $*"; poweroff -f; }
-work=
-for w in $(cat /proc/cmdline); do
-    case "$w" in lab.work=*) work="${w#lab.work=}" ;; esac
-done
-[ -n "$work" ] || fail "no lab.work= on the kernel command line"
-for m in $(cat /modules.order); do
-    insmod /lib/modules/$m.ko || fail "insmod $m"
-done
-[ -c /dev/kvm ] || fail "no /dev/kvm after loading kvm_amd (does the CPU model offer svm?)"
-opts=trans=virtio,version=9p2000.L,msize=512000,cache=none
-mkdir -p /host
-mount -t 9p -o ro,$opts hostroot /host || fail "mounting the host root"
-mount --bind /proc /host/proc
-mount --bind /sys /host/sys
-mount --bind /dev /host/dev
-mkdir -p /host/dev/shm
-mount -t tmpfs tmpfs /host/dev/shm
-# Scratch space on /run (each job gets its own directory there, see
-# below). The host's /tmp stays visible, read-only: the workspace may
-# live there.
-mount -t tmpfs tmpfs /host/run
-mkdir -p /host/run/tmp
-chmod 1777 /host/run/tmp
-# Last, so no scratch mount can hide it.
-mount -t 9p -o $opts work "/host$work" || fail "mounting the work folder at $work"
-echo "LAB-L1-READY" >&3
-jobs="/host$work/jobs"
-while :; do
-    for go in "$jobs"/*/go; do
-        [ -f "$go" ] || continue
-        d="${go%/go}"
-        j="${d#/host}"
-        secs=$(cat "$go")
-        rm -f "$go"
-        echo "lab-l1: job ${d##*/} (${secs} s)" >/dev/console
-        (
-            exec 3>&-
-            # Each job's scratch (TMPDIR, bhyve's run dir with the guests'
-            # memory files) goes with it: a guest killed with SIGKILL
-            # leaves its memory file, and /run is a tmpfs shared by every
-            # job of this L1.
-            scratch=/run/job-${d##*/}
-            mkdir -p "/host$scratch/tmp"
-            chmod 1777 "/host$scratch/tmp"
-            chroot /host /usr/bin/env -i \
-                PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-                HOME=/root TERM=dumb TMPDIR="$scratch/tmp" \
-                BHYVE_RUNDIR="$scratch/bhyve" LAB_JOB="$j" LAB_WORK="$work" \
-                /usr/bin/timeout -s KILL "$secs" /bin/bash "$j/script" \
-                >"$d/out" 2>&1 </dev/null
-            echo $? >"$d/status.tmp"
-            rm -rf "/host$scratch"
-            mv "$d/status.tmp" "$d/status"
-        ) &
-    done
-    [ -f "/host$work/exit" ] && poweroff -f
-    usleep 200000
-done
-"#;
+/// L1's `/init`: loads the modules, mounts the shares, says it is ready
+/// and then runs jobs; see the module comment.
+const L1_INIT: &str = include_str!("l1_init.sh");
 
 /// How to boot L1.
 #[derive(Debug, Clone)]
@@ -128,6 +67,14 @@ pub struct LabOptions {
     /// and even L1 state now and then (L2 triple faults, an L1 oops in
     /// KVM_RUN), which would make the lab's verdicts flaky.
     pub parallel_jobs: usize,
+    /// How long L1's heartbeat (about one a second) may stay still before
+    /// L1 is declared hung. The default covers a host whose two cores run
+    /// two L1s and the rest of the test suite.
+    pub hang_after: Duration,
+    /// Boots of L1 a lab may make, the first included: a job that loses
+    /// its L1 runs once more on a new one while boots are left. 1 when
+    /// losing L1 is an outcome the test judges itself.
+    pub max_boots: u32,
 }
 
 impl Default for LabOptions {
@@ -138,6 +85,8 @@ impl Default for LabOptions {
             boot_timeout: Duration::from_secs(180),
             qemu: PathBuf::from("qemu-system-x86_64"),
             parallel_jobs: 1,
+            hang_after: Duration::from_secs(90),
+            max_boots: 3,
         }
     }
 }
@@ -157,19 +106,46 @@ pub struct JobOutput {
     pub elapsed: Duration,
 }
 
-/// A running L1. Dropping it powers L1 off.
+/// L1, booted again when it hangs or dies during a job (see [`Lab::run`]).
+/// Dropping it powers L1 off.
 pub struct Lab {
     work: PathBuf,
+    spec: Spec,
+    /// The L1 now running; replaced (under this lock) when it is lost.
+    l1: Mutex<Arc<L1>>,
+    next: AtomicU64,
+    /// Free job slots (see [`LabOptions::parallel_jobs`]).
+    slots: (Mutex<usize>, Condvar),
+}
+
+/// What boots an L1, kept to boot it again.
+struct Spec {
+    qemu: PathBuf,
+    cpus: u32,
+    mem_mib: u32,
+    bzimage: PathBuf,
+    initrd: PathBuf,
+    /// The work folder as UTF-8 without spaces or commas (QEMU's syntax).
+    work: String,
+    boot_timeout: Duration,
+    hang_after: Duration,
+    max_boots: u32,
+}
+
+/// One boot of L1: one QEMU process.
+struct L1 {
+    /// 1 for the first boot.
+    boot: u32,
     console: PathBuf,
+    qemu_log: PathBuf,
+    /// QEMU's human monitor, asked for the CPU state when L1 hangs.
+    monitor: PathBuf,
     /// Kept open: QEMU's stdio chardev must not see EOF.
     _ctl: ChildStdin,
     dead: Arc<AtomicBool>,
     /// Shared with the supervising thread, which reaps it: killing through
     /// `Child` never signals a recycled PID.
     child: Arc<Mutex<Option<Child>>>,
-    next: AtomicU64,
-    /// Free job slots (see [`LabOptions::parallel_jobs`]).
-    slots: (Mutex<usize>, Condvar),
 }
 
 /// A job slot, given back on drop.
@@ -193,6 +169,13 @@ impl Drop for Slot<'_> {
         *m.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         cv.notify_one();
     }
+}
+
+/// Why a job did not end with a status.
+enum Failure {
+    /// L1 hung or died under it: the job says nothing about bhyve.
+    Lost(String),
+    Other(LabError),
 }
 
 impl Lab {
@@ -221,13 +204,11 @@ impl Lab {
         }
         c.file("modules.order", 0o644, order.as_bytes());
 
-        // A fresh work folder per L1; absolute, since L1 mounts it at the
-        // same path inside the host root.
+        // A fresh work folder per lab (every boot of its L1 shares it);
+        // absolute, since L1 mounts it at the same path in the host root.
         let work = fresh_work_dir(&dir)?;
         let initrd = work.join("l1-initramfs.cpio");
         std::fs::write(&initrd, c.finish()).map_err(io_err("writing the L1 initramfs"))?;
-        let console = work.join("l1-console.log");
-        let qemu_log = work.join("qemu.log");
         let work_str = work
             .to_str()
             .filter(|s| !s.contains([' ', ',']))
@@ -238,8 +219,234 @@ impl Lab {
                 ))
             })?
             .to_string();
+        let spec = Spec {
+            qemu: opts.qemu.clone(),
+            cpus: opts.cpus,
+            mem_mib: opts.mem_mib,
+            bzimage: kernel.bzimage.clone(),
+            initrd,
+            work: work_str,
+            boot_timeout: opts.boot_timeout,
+            hang_after: opts.hang_after,
+            max_boots: opts.max_boots,
+        };
+        let l1 = spec.start(1)?;
+        Ok(Self {
+            work,
+            spec,
+            l1: Mutex::new(Arc::new(l1)),
+            next: AtomicU64::new(1),
+            slots: (Mutex::new(opts.parallel_jobs.max(1)), Condvar::new()),
+        })
+    }
 
-        let mut cmd = Command::new(&opts.qemu);
+    /// The writable folder shared with L1 (same path on both sides).
+    pub fn work_dir(&self) -> &Path {
+        &self.work
+    }
+
+    /// Runs `script` with bash in L1 (in the host root, as root, in its own
+    /// job folder, `$LAB_JOB`) and waits for it. It is killed after
+    /// `timeout`.
+    ///
+    /// If L1 itself hangs (its heartbeat stops) or dies during the job,
+    /// a new L1 boots and the job runs once more, in a new folder: QEMU
+    /// 7.2's emulated AMD-V has frozen L1 whole now and then under a
+    /// loaded host, which says nothing about bhyve. What happened goes to
+    /// stderr, uncaptured, so a passing test still shows it; a second
+    /// loss, or one past [`LabOptions::max_boots`], is an error.
+    pub fn run(&self, script: &str, timeout: Duration) -> Result<JobOutput> {
+        let _slot = Slot::take(&self.slots);
+        let l1 = self.current();
+        let why = match self.run_on(&l1, script, timeout) {
+            Ok(out) => return Ok(out),
+            Err(Failure::Other(e)) => return Err(e),
+            Err(Failure::Lost(why)) => why,
+        };
+        if l1.boot >= self.spec.max_boots {
+            return Err(LabError::L1(format!(
+                "{why}\n(no more L1 boots for this lab)"
+            )));
+        }
+        // Not eprintln!: the test harness would hide it when the retry passes.
+        let _ = writeln!(
+            std::io::stderr(),
+            "lab: {why}\nlab: booting L1 again to run the job once more"
+        );
+        let l1 = self.replace(&l1)?;
+        self.run_on(&l1, script, timeout).map_err(|f| match f {
+            Failure::Lost(again) => LabError::L1(format!("{again}\n(L1 was lost before too)")),
+            Failure::Other(e) => e,
+        })
+    }
+
+    fn current(&self) -> Arc<L1> {
+        self.l1.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Boots a new L1 in place of `lost`, unless another job did already.
+    fn replace(&self, lost: &Arc<L1>) -> Result<Arc<L1>> {
+        let mut now = self.l1.lock().unwrap_or_else(|p| p.into_inner());
+        if now.boot == lost.boot {
+            lost.kill();
+            let _ = std::fs::remove_file(self.work.join("alive"));
+            *now = Arc::new(self.spec.start(lost.boot + 1)?);
+        }
+        Ok(now.clone())
+    }
+
+    fn run_on(
+        &self,
+        l1: &L1,
+        script: &str,
+        timeout: Duration,
+    ) -> std::result::Result<JobOutput, Failure> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let dir = self.work.join("jobs").join(id.to_string());
+        let other = Failure::Other;
+        std::fs::create_dir_all(&dir)
+            .map_err(io_err(format!("creating {}", dir.display())))
+            .map_err(other)?;
+        let body = format!("cd \"$LAB_JOB\" || exit 120\n{script}\n");
+        std::fs::write(dir.join("script"), body)
+            .map_err(io_err("writing the job script"))
+            .map_err(other)?;
+
+        let secs = timeout.as_secs().max(1);
+        let go = dir.join("go");
+        std::fs::write(dir.join("go.tmp"), secs.to_string())
+            .and_then(|_| std::fs::rename(dir.join("go.tmp"), &go))
+            .map_err(io_err("starting the job"))
+            .map_err(other)?;
+        let start = Instant::now();
+        // L1 enforces the timeout; the grace covers a slow, loaded L1.
+        let deadline = start + timeout + Duration::from_secs(60);
+        let mut beat = Heartbeat::new(self.work.join("alive"));
+        let status = loop {
+            if let Ok(s) = std::fs::read_to_string(dir.join("status")) {
+                break s.trim().parse::<i32>().map_err(|_| {
+                    Failure::Other(LabError::L1(format!("job {id}: bad status {s:?}")))
+                })?;
+            }
+            if l1.dead.load(Ordering::SeqCst) {
+                return Err(Failure::Lost(format!(
+                    "L1 (boot {}) died during job {id}\n{}",
+                    l1.boot,
+                    l1.tails()
+                )));
+            }
+            if beat.still_for() > self.spec.hang_after {
+                // The CPU state first: killing QEMU loses it.
+                let regs = l1.registers();
+                return Err(Failure::Lost(format!(
+                    "L1 (boot {}) hung during job {id}: no heartbeat for {} s\n{}\n--- CPU:\n{regs}",
+                    l1.boot,
+                    self.spec.hang_after.as_secs(),
+                    l1.tails()
+                )));
+            }
+            if Instant::now() > deadline {
+                let started = !go.exists();
+                return Err(Failure::Other(LabError::L1(format!(
+                    "L1 did not finish job {id} (started: {started}) within its timeout plus 60 s\n{}",
+                    l1.tails()
+                ))));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let output = std::fs::read(dir.join("out"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Ok(JobOutput {
+            status,
+            timed_out: status == 137 && start.elapsed() >= timeout,
+            elapsed: start.elapsed(),
+            output,
+            dir,
+        })
+    }
+
+    /// The last lines of L1's console and of QEMU's own messages.
+    pub fn tails(&self) -> String {
+        self.current().tails()
+    }
+
+    /// Which boot of L1 runs now: 1 until one was lost.
+    pub fn boots(&self) -> u32 {
+        self.current().boot
+    }
+
+    /// Stops L1's CPU as a hang would (QEMU's monitor `stop`), for the
+    /// test of the recovery.
+    pub fn freeze(&self) -> Result<()> {
+        let answer = self.current().monitor("stop")?;
+        if answer.matches("(qemu)").count() >= 2 {
+            Ok(())
+        } else {
+            Err(LabError::L1(format!(
+                "QEMU's monitor did not answer `stop`: {answer:?}"
+            )))
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Ask L1 to power off (it checks between jobs), then make sure.
+        let _ = std::fs::write(self.work.join("exit"), b"");
+        let l1 = self.current();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !l1.dead.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        l1.kill();
+    }
+}
+
+/// When L1's heartbeat file last changed, as seen from here (the two
+/// clocks need not agree).
+struct Heartbeat {
+    path: PathBuf,
+    last: Option<String>,
+    since: Instant,
+}
+
+impl Heartbeat {
+    fn new(path: PathBuf) -> Self {
+        let last = std::fs::read_to_string(&path).ok();
+        Self {
+            path,
+            last,
+            since: Instant::now(),
+        }
+    }
+
+    fn still_for(&mut self) -> Duration {
+        let now = std::fs::read_to_string(&self.path).ok();
+        if now != self.last {
+            self.last = now;
+            self.since = Instant::now();
+        }
+        self.since.elapsed()
+    }
+}
+
+impl Spec {
+    /// Starts QEMU for boot number `boot` and waits for L1's ready line.
+    fn start(&self, boot: u32) -> Result<L1> {
+        let work = Path::new(&self.work);
+        let suffix = if boot == 1 {
+            String::new()
+        } else {
+            format!("-{boot}")
+        };
+        let console = work.join(format!("l1-console{suffix}.log"));
+        let qemu_log = work.join(format!("qemu{suffix}.log"));
+        // Short and outside the work folder: a socket path has 107 bytes.
+        let monitor =
+            std::env::temp_dir().join(format!("bhyve-lab-{}-{boot}.mon", std::process::id()));
+        let _ = std::fs::remove_file(&monitor);
+        let mut cmd = Command::new(&self.qemu);
         cmd.args([
             "-accel",
             "tcg",
@@ -248,17 +455,19 @@ impl Lab {
             "-nodefaults",
             "-no-user-config",
         ])
-        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .args(["-display", "none", "-no-reboot"])
+        .arg("-monitor")
+        .arg(format!("unix:{},server=on,wait=off", monitor.display()))
         .arg("-smp")
-        .arg(opts.cpus.to_string())
+        .arg(self.cpus.to_string())
         .arg("-m")
-        .arg(opts.mem_mib.to_string())
+        .arg(self.mem_mib.to_string())
         .arg("-kernel")
-        .arg(&kernel.bzimage)
+        .arg(&self.bzimage)
         .arg("-initrd")
-        .arg(&initrd)
+        .arg(&self.initrd)
         .arg("-append")
-        .arg(format!("console=ttyS0 panic=-1 lab.work={work_str}"))
+        .arg(format!("console=ttyS0 panic=-1 lab.work={}", self.work))
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .args([
@@ -271,7 +480,8 @@ impl Lab {
         .arg("local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
         .arg("-virtfs")
         .arg(format!(
-            "local,path={work_str},mount_tag=work,security_model=none,multidevs=remap"
+            "local,path={},mount_tag=work,security_model=none,multidevs=remap",
+            self.work
         ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -306,87 +516,46 @@ impl Lab {
         let stdin = spawned_rx
             .recv()
             .map_err(|_| LabError::L1("the L1 thread ended early".into()))?
-            .map_err(|e| LabError::L1(format!("starting {}: {e}", opts.qemu.display())))?;
-        let lab = Self {
-            work,
+            .map_err(|e| LabError::L1(format!("starting {}: {e}", self.qemu.display())))?;
+        let l1 = L1 {
+            boot,
             console,
+            qemu_log,
+            monitor,
             _ctl: stdin,
             dead,
             child,
-            next: AtomicU64::new(1),
-            slots: (Mutex::new(opts.parallel_jobs.max(1)), Condvar::new()),
         };
-        match ready_rx.recv_timeout(opts.boot_timeout) {
-            Ok(Ok(())) => Ok(lab),
-            Ok(Err(why)) => Err(LabError::L1(format!("L1 failed: {why}\n{}", lab.tails()))),
-            Err(_) => Err(LabError::L1(format!(
-                "L1 was not ready within {:?}\n{}",
-                opts.boot_timeout,
-                lab.tails()
-            ))),
+        match ready_rx.recv_timeout(self.boot_timeout) {
+            Ok(Ok(())) => Ok(l1),
+            Ok(Err(why)) => Err(LabError::L1(format!("L1 failed: {why}\n{}", l1.tails()))),
+            Err(_) => {
+                let e = LabError::L1(format!(
+                    "L1 was not ready within {:?}\n{}",
+                    self.boot_timeout,
+                    l1.tails()
+                ));
+                l1.kill();
+                Err(e)
+            }
         }
     }
+}
 
-    /// The writable folder shared with L1 (same path on both sides).
-    pub fn work_dir(&self) -> &Path {
-        &self.work
+impl L1 {
+    fn kill(&self) {
+        if let Some(c) = self
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            let _ = c.kill();
+        }
+        let _ = std::fs::remove_file(&self.monitor);
     }
 
-    /// Runs `script` with bash in L1 (in the host root, as root, in its own
-    /// job folder, `$LAB_JOB`) and waits for it. It is killed after
-    /// `timeout`; if L1 itself stops answering, the lab is declared dead.
-    pub fn run(&self, script: &str, timeout: Duration) -> Result<JobOutput> {
-        let _slot = Slot::take(&self.slots);
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let dir = self.work.join("jobs").join(id.to_string());
-        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let body = format!("cd \"$LAB_JOB\" || exit 120\n{script}\n");
-        std::fs::write(dir.join("script"), body).map_err(io_err("writing the job script"))?;
-
-        let secs = timeout.as_secs().max(1);
-        let go = dir.join("go");
-        std::fs::write(dir.join("go.tmp"), secs.to_string())
-            .and_then(|_| std::fs::rename(dir.join("go.tmp"), &go))
-            .map_err(io_err("starting the job"))?;
-        let start = Instant::now();
-        // L1 enforces the timeout; the grace covers a slow, loaded L1.
-        let deadline = start + timeout + Duration::from_secs(60);
-        let status = loop {
-            if let Ok(s) = std::fs::read_to_string(dir.join("status")) {
-                break s
-                    .trim()
-                    .parse::<i32>()
-                    .map_err(|_| LabError::L1(format!("job {id}: bad status {s:?}")))?;
-            }
-            if self.dead.load(Ordering::SeqCst) {
-                return Err(LabError::L1(format!(
-                    "L1 died during job {id}\n{}",
-                    self.tails()
-                )));
-            }
-            if Instant::now() > deadline {
-                let started = !go.exists();
-                return Err(LabError::L1(format!(
-                    "L1 did not finish job {id} (started: {started}) within its timeout plus 60 s\n{}",
-                    self.tails()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let output = std::fs::read(dir.join("out"))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        Ok(JobOutput {
-            status,
-            timed_out: status == 137 && start.elapsed() >= timeout,
-            elapsed: start.elapsed(),
-            output,
-            dir,
-        })
-    }
-
-    /// The last lines of L1's console and of QEMU's own messages.
-    pub fn tails(&self) -> String {
+    fn tails(&self) -> String {
         let tail = |p: &Path| {
             let s = std::fs::read(p)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -398,27 +567,48 @@ impl Lab {
             "--- L1 console ({}):\n{}\n--- QEMU:\n{}",
             self.console.display(),
             tail(&self.console),
-            tail(&self.work.join("qemu.log"))
+            tail(&self.qemu_log)
         )
     }
-}
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Ask L1 to power off (it checks between jobs), then make sure.
-        let _ = std::fs::write(self.work.join("exit"), b"");
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !self.dead.load(Ordering::SeqCst) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+    /// QEMU's `info registers` for L1's CPU (or why there is none): where
+    /// a hung L1 stands, e.g. in an L2 guest or in L1's kernel.
+    fn registers(&self) -> String {
+        match self.monitor("info registers") {
+            // The FPU and vector registers say nothing about a hang.
+            Ok(all) => all
+                .lines()
+                .filter(|l| {
+                    !["FCW", "FPR", "XMM", "YMM"]
+                        .iter()
+                        .any(|p| l.starts_with(p))
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => format!("(no registers: {e})"),
         }
-        if let Some(c) = self
-            .child
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            let _ = c.kill();
+    }
+
+    /// Sends one command to QEMU's human monitor; its answer, up to the
+    /// prompt after it (or a 3 s pause).
+    fn monitor(&self, command: &str) -> Result<String> {
+        use std::io::Read;
+        let what = format!("talking to QEMU's monitor at {}", self.monitor.display());
+        let mut s =
+            std::os::unix::net::UnixStream::connect(&self.monitor).map_err(io_err(what.clone()))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .and_then(|_| s.write_all(format!("{command}\n").as_bytes()))
+            .map_err(io_err(what))?;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The greeting's prompt, then the answer's.
+        while out.len() < 65536 && String::from_utf8_lossy(&out).matches("(qemu)").count() < 2 {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
         }
+        Ok(String::from_utf8_lossy(&out).into_owned())
     }
 }
 

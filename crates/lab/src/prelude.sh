@@ -15,10 +15,12 @@ export BHYVE_LOG=info
 result() { echo "RESULT $1=$2"; }
 
 # wait_for FILE PATTERN SECONDS: until FILE contains PATTERN.
+# By the clock: in a loaded L1 each grep can take longer than the pause.
 wait_for() {
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
+    local end=$((SECONDS + $3))
+    while :; do
         grep -q -- "$2" "$1" 2>/dev/null && return 0
+        ((SECONDS < end)) || break
         sleep 0.1
     done
     echo "LAB: '$2' did not appear in $1 within $3 s"
