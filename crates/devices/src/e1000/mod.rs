@@ -17,11 +17,13 @@
 //! ([`tx`]) for the tap backend virtio-net uses; the receive worker
 //! waits on the backend and fills receive descriptors ([`rx`]). Workers
 //! take the function's lock only to copy ring state out and to publish
-//! results; guest memory is accessed without it. A reset or a ring
-//! disable bumps a generation so that a batch in flight is not
+//! results; guest memory is accessed without it. A reset, a head write
+//! or a ring disable bumps a generation so that a batch in flight is not
 //! published; the bump waits for a write to guest memory in progress
 //! (one frame's copy, never a backend), so nothing lands after the
-//! register write returned (bhyve waits for its whole batch).
+//! register write returned (bhyve waits for its whole batch). A disable
+//! still publishes the packets the batch completed (TDH/RDH move over
+//! descriptors with DD), so a re-enable does not repeat them.
 
 mod eeprom;
 mod phy;
@@ -142,8 +144,8 @@ pub struct E1000 {
     /// End of the ITR window, on `clock`.
     itr_deadline: Option<u64>,
     clock: Arc<dyn Clock>,
-    tx_gen: Arc<worker::Generation>,
-    rx_gen: Arc<worker::Generation>,
+    tx_gen: Arc<worker::Generation<worker::TxResult>>,
+    rx_gen: Arc<worker::Generation<worker::RxProgress>>,
     kicks: Arc<Kicks>,
     workers: Workers,
 }
@@ -244,6 +246,7 @@ impl E1000 {
     /// bhyve's `e82545_reset`: `software` is CTRL.RST, which keeps the
     /// flow-control, ring-base and filter registers a power-on clears.
     fn reset_state(&mut self, software: bool) {
+        // The workers' unpublished progress goes with the rings' state.
         self.tx_gen.bump();
         self.rx_gen.bump();
         self.deassert();
@@ -368,7 +371,11 @@ impl E1000 {
         self.r.rctl = v & !0xf920_4c01;
         let on = v & RCTL_EN != 0;
         if was && !on {
-            self.rx_gen.bump();
+            // Frames delivered before the disable stay delivered: RDH
+            // moves over them, so a re-enable does not overwrite them.
+            if let Some(p) = self.rx_gen.bump() {
+                self.rx_publish(&p);
+            }
         }
         kick(&self.kicks.rx);
     }
@@ -379,7 +386,12 @@ impl E1000 {
         self.r.tctl = v & !0xfe80_0005;
         let on = v & TCTL_EN != 0;
         if was && !on {
-            self.tx_gen.bump();
+            // Packets completed (DD written) before the disable stay
+            // completed: TDH moves over them, so a re-enable does not
+            // send them again.
+            if let Some(p) = self.tx_gen.bump() {
+                self.tx_publish(&p);
+            }
         }
         if on {
             kick(&self.kicks.tx);
@@ -576,9 +588,12 @@ impl E1000 {
     }
 
     pub(crate) fn tx_done(&mut self, job: &worker::TxJob, out: &worker::TxResult) {
-        if job.gen != self.tx_gen.get() {
-            return;
+        if self.tx_gen.finish(job.gen) {
+            self.tx_publish(out);
         }
+    }
+
+    fn tx_publish(&mut self, out: &worker::TxResult) {
         self.r.tdh = out.head;
         self.tdh_read = out.read_head;
         self.tx_ctx = out.ctx;
@@ -624,15 +639,25 @@ impl E1000 {
         }))
     }
 
-    pub(crate) fn rx_done(&mut self, job: &worker::RxBatch, head: u32, cause: u32, st: &Stats) {
-        if job.gen != self.rx_gen.get() {
+    /// A receive batch of generation `gen` that began at `head` ends.
+    pub(crate) fn rx_done(&mut self, gen: u64, head: u32, p: &worker::RxProgress) {
+        if !self.rx_gen.finish(gen) {
             return;
         }
-        self.stats.merge(st);
-        self.r.rdh = head;
-        let mut cause = cause;
-        let ring = job.ring;
-        let left = ring.distance(head, self.r.rdt);
+        if p.head == head && p.cause == 0 {
+            // Nothing delivered: only drops to count.
+            self.stats.merge(&p.stats);
+            return;
+        }
+        self.rx_publish(p);
+    }
+
+    fn rx_publish(&mut self, p: &worker::RxProgress) {
+        self.stats.merge(&p.stats);
+        self.r.rdh = p.head;
+        let mut cause = p.cause;
+        let ring = p.ring;
+        let left = ring.distance(p.head, self.r.rdt);
         let shift = ((self.r.rctl >> RCTL_RDMTS_SHIFT) & 3) + 1;
         if left < ring.len >> shift {
             cause |= ICR_RXDMT0;
@@ -640,12 +665,6 @@ impl E1000 {
         if cause != 0 {
             self.icr_assert(cause);
         }
-    }
-
-    /// Frames dropped by the receive worker (oversized or filtered
-    /// counts go in `st`).
-    pub(crate) fn rx_stats(&mut self, st: &Stats) {
-        self.stats.merge(st);
     }
 
     fn bar_dword(data: &[u8]) -> Option<u32> {

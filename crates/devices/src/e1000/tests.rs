@@ -407,10 +407,19 @@ fn hostile_ring_registers_never_stall_or_panic() {
 /// Parks the workers right before their next guest-memory write until the
 /// returned sender is dropped; the receiver hears when one is parked.
 fn park_before_dma(n: &Nic) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+    park_before_dma_after(n, 0)
+}
+
+/// As [`park_before_dma`], letting the first `skip` writes through.
+fn park_before_dma_after(n: &Nic, skip: usize) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
     let (parked_tx, parked) = mpsc::channel();
     let (release, release_rx) = mpsc::channel::<()>();
     let (parked_tx, release_rx) = (Mutex::new(parked_tx), Mutex::new(release_rx));
+    let calls = AtomicUsize::new(0);
     let hook: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        if calls.fetch_add(1, Ordering::SeqCst) < skip {
+            return;
+        }
         let _ = parked_tx.lock().unwrap().send(());
         let _ = release_rx
             .lock()
@@ -562,4 +571,108 @@ fn a_failed_backend_does_not_spin_the_receive_worker() {
     let reads = be.reads();
     assert!(reads >= 2, "the backend was tried ({reads} reads)");
     assert!(reads < 50, "{reads} reads of a failed backend in 0.6 s");
+}
+
+// ---- a ring disabled in the middle of a batch ----------------------------
+
+/// Descriptors of the ring at `base` whose status has DD.
+fn dd_count(n: &Nic, base: u64) -> Vec<u32> {
+    (0..RING_LEN)
+        .filter(|&i| {
+            let mut st = [0u8; 1];
+            n.mem
+                .read_slice(&mut st, GuestAddress(base + 16 * u64::from(i) + 12))
+                .unwrap();
+            st[0] & 1 != 0
+        })
+        .collect()
+}
+
+#[test]
+fn a_transmit_disable_mid_batch_keeps_the_packets_completed() {
+    let be = Arc::new(FakeBackend::new());
+    let n = Nic::with_backend(None, Some(be.clone()));
+    // The guest clears TCTL.EN as the third frame goes out (on the
+    // worker's thread, as a vCPU would race it).
+    let dev = Arc::downgrade(&n.dev);
+    be.on_send(move |sent| {
+        if sent != 3 {
+            return;
+        }
+        if let Some(d) = dev.upgrade() {
+            d.lock()
+                .unwrap()
+                .bar_write(REGISTER_BAR, u64::from(TCTL), &0u32.to_le_bytes());
+        }
+    });
+    n.setup_tx();
+    for i in 0..4 {
+        n.send_legacy(i, &frame([2, 0, 0, 0, 0, 9], 100));
+    }
+    n.wr(TDT, 4);
+    n.wait_for("the third frame", || be.sends() >= 3);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(n.rd(TCTL), 0, "the disable happened");
+    assert_eq!(be.sends(), 3, "frames sent after TCTL.EN=0 returned");
+    assert_eq!(dd_count(&n, TX_RING), [0, 1], "DD of the packets completed");
+    assert_eq!(n.rd(TDH), 2, "TDH left behind descriptors with DD");
+    // Re-enabled without rewriting TDH: the two packets done stay done;
+    // the one in flight at the disable (sent, DD not written) goes again.
+    n.wr(TCTL, TCTL_EN);
+    n.wait_for("TDH", || n.rd(TDH) == 4);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(be.sends(), 5, "completed packets sent again");
+}
+
+#[test]
+fn a_receive_disable_mid_batch_keeps_the_frames_delivered() {
+    let n = Nic::new(true);
+    n.setup_rx(RCTL_UPE | RCTL_SECRC);
+    // The worker delivers the first frame and parks before the second.
+    let (parked, release) = park_before_dma_after(&n, 1);
+    let host = n.host.as_ref().unwrap();
+    for i in 0..4u8 {
+        let mut f = frame(MAC, 100);
+        f[20] = i;
+        host.send(&f).unwrap();
+    }
+    parked
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the receive worker reached its second write");
+    // RCTL.EN=0 on a vCPU: it waits for the copy in progress, which is
+    // let go once the vCPU is (very likely) waiting.
+    let dev = n.dev.clone();
+    let vcpu = std::thread::spawn(move || {
+        dev.lock()
+            .unwrap()
+            .bar_write(REGISTER_BAR, u64::from(RCTL), &RCTL_UPE.to_le_bytes());
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    drop(release);
+    vcpu.join().unwrap();
+    let rdh = n.rd(RDH);
+    let done = dd_count(&n, RX_RING);
+    assert!(done.len() >= 2, "frames delivered: {done:?}");
+    assert_eq!(
+        done,
+        (0..rdh).collect::<Vec<_>>(),
+        "RDH {rdh} left behind descriptors with DD"
+    );
+    // Re-enabled without rewriting RDH: the next frame lands after them.
+    n.wr(RCTL, RCTL_EN | RCTL_UPE | RCTL_SECRC);
+    let mut f = frame(MAC, 100);
+    f[20] = 0x77;
+    host.send(&f).unwrap();
+    n.wait_for("a frame after the re-enable", || {
+        let mut b = [0u8; 1];
+        n.mem
+            .read_slice(&mut b, GuestAddress(RX_BUF + 0x800 * u64::from(rdh) + 20))
+            .unwrap();
+        b[0] == 0x77
+    });
+    let mut first = [0u8; 1];
+    n.mem
+        .read_slice(&mut first, GuestAddress(RX_BUF + 20))
+        .unwrap();
+    assert_eq!(first[0], 0, "the first frame was overwritten");
 }

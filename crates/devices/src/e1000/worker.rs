@@ -4,7 +4,9 @@
 //! Each batch is bounded (a quarter of the ring, as bhyve), copies the
 //! ring state out under the function's lock, works on guest memory
 //! without it, and publishes under it again only if no reset or ring
-//! disable happened meanwhile (the generation).
+//! disable happened meanwhile (the generation). What a batch completed
+//! before a ring disable is recorded in the generation, and the disable
+//! publishes it (the head moves over descriptors whose DD was written).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -28,8 +30,8 @@ pub(crate) struct WorkerCtx {
     pub kicks: Arc<Kicks>,
     pub mem: GuestMemoryMmap,
     pub backend: Option<Arc<dyn NetBackend>>,
-    pub tx_gen: Arc<Generation>,
-    pub rx_gen: Arc<Generation>,
+    pub tx_gen: Arc<Generation<TxResult>>,
+    pub rx_gen: Arc<Generation<RxProgress>>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -39,27 +41,66 @@ pub(crate) struct WorkerCtx {
 /// nothing lands after it returned: a driver frees its rings as soon as
 /// it disabled them. Lock order: the function, then this; a worker never
 /// takes the function while holding it.
-#[derive(Default)]
-pub(crate) struct Generation(Mutex<u64>);
+///
+/// With each write the worker records its batch's progress `P` (heads,
+/// statistics, causes) here, so that the bump can hand over what was
+/// completed: a disabled ring keeps it, a reset or head write drops it.
+pub(crate) struct Generation<P>(Mutex<GenState<P>>);
 
-impl Generation {
-    fn value(&self) -> MutexGuard<'_, u64> {
+struct GenState<P> {
+    value: u64,
+    /// What a worker completed in this generation and has not published.
+    progress: Option<P>,
+}
+
+impl<P> Default for Generation<P> {
+    fn default() -> Self {
+        Generation(Mutex::new(GenState {
+            value: 0,
+            progress: None,
+        }))
+    }
+}
+
+/// A generation held across a write to guest memory.
+pub(crate) struct Held<'a, P>(MutexGuard<'a, GenState<P>>);
+
+impl<P> Held<'_, P> {
+    /// What the batch completed so far, this write included.
+    pub fn record(&mut self, progress: P) {
+        self.0.progress = Some(progress);
+    }
+}
+
+impl<P> Generation<P> {
+    fn state(&self) -> MutexGuard<'_, GenState<P>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn get(&self) -> u64 {
-        *self.value()
+        self.state().value
     }
 
-    pub fn bump(&self) {
-        let mut g = self.value();
-        *g = g.wrapping_add(1);
+    /// Ends the generation; returns what a worker completed in it and
+    /// had not published yet.
+    pub fn bump(&self) -> Option<P> {
+        let mut g = self.state();
+        g.value = g.value.wrapping_add(1);
+        g.progress.take()
     }
 
     /// The generation, held, if it is still `gen`.
-    pub fn hold(&self, gen: u64) -> Option<MutexGuard<'_, u64>> {
-        let g = self.value();
-        (*g == gen).then_some(g)
+    pub fn hold(&self, gen: u64) -> Option<Held<'_, P>> {
+        let g = self.state();
+        (g.value == gen).then_some(Held(g))
+    }
+
+    /// A batch of `gen` publishes: false if the generation ended since
+    /// (its bump took the progress).
+    pub fn finish(&self, gen: u64) -> bool {
+        let mut g = self.state();
+        g.progress = None;
+        g.value == gen
     }
 }
 
@@ -72,6 +113,7 @@ pub(crate) struct TxJob {
     pub params: TxParams,
 }
 
+#[derive(Clone)]
 pub(crate) struct TxResult {
     pub head: u32,
     pub read_head: u32,
@@ -88,6 +130,15 @@ pub(crate) struct RxBatch {
     pub tail: u32,
     pub rsrpd: usize,
     pub filter: RxFilter,
+}
+
+/// What a receive batch delivered so far.
+#[derive(Clone)]
+pub(crate) struct RxProgress {
+    pub ring: Ring,
+    pub head: u32,
+    pub cause: u32,
+    pub stats: Stats,
 }
 
 pub(crate) enum RxJob {
@@ -207,8 +258,8 @@ fn tx_batch(
         stats: Stats::default(),
     };
     let mut budget = (ring.len / 4).max(1);
-    let mut sent = Stats::default();
     while budget > 0 && res.head != job.tail {
+        let mut sent = Stats::default();
         let mut send = |f: &[u8]| {
             // Reset or disabled since: the rest of a TSO packet's
             // segments (up to 256 KiB of MSS 1) go nowhere.
@@ -232,11 +283,13 @@ fn tx_batch(
                 break;
             }
             TxOutcome::Done { next, tso } => {
-                let Some(_held) = ctx.tx_gen.hold(job.gen) else {
+                let Some(mut held) = ctx.tx_gen.hold(job.gen) else {
+                    // Sent, not completed: a re-enable sends it again.
                     break;
                 };
                 dma_hook(&ctx.kicks);
                 res.wrote_back |= write_back(&ctx.mem, ring, res.head, next);
+                res.stats.merge(&sent);
                 if tso {
                     res.stats.add(stat::TSCTC, 1);
                 }
@@ -244,10 +297,10 @@ fn tx_batch(
                 res.head = next;
                 res.read_head = next;
                 res.consumed = true;
+                held.record(res.clone());
             }
         }
     }
-    res.stats.merge(&sent);
     res
 }
 
@@ -396,10 +449,13 @@ fn rx_batch(
     let per_packet = rx::descs_per_packet(rctl);
     let max = rx::max_packet(rctl);
     let mut left = b.ring.distance(b.head, b.tail);
-    let mut head = b.head;
+    let mut p = RxProgress {
+        ring: b.ring,
+        head: b.head,
+        cause: 0,
+        stats: Stats::default(),
+    };
     let mut budget = (b.ring.len / 4).max(1);
-    let mut cause = 0;
-    let mut st = Stats::default();
     let mut got = Received::Empty;
     while budget > 0 && left >= per_packet {
         let n = match backend.recv(buf) {
@@ -417,35 +473,30 @@ fn rx_batch(
             continue;
         };
         if frame.len() + 4 > max {
-            st.add(stat::ROC, 1);
+            p.stats.add(stat::ROC, 1);
             continue;
         }
         if !b.filter.accepts(frame) {
             continue;
         }
-        let Some(held) = ctx.rx_gen.hold(b.gen) else {
+        let Some(mut held) = ctx.rx_gen.hold(b.gen) else {
             break;
         };
         dma_hook(&ctx.kicks);
-        let (next, len) = rx::deliver(&ctx.mem, b.ring, head, rctl, frame);
-        drop(held);
-        left -= b.ring.distance(head, next);
-        head = next;
-        st.count_rx(frame, len);
-        cause |= ICR_RXT0;
+        let (next, len) = rx::deliver(&ctx.mem, b.ring, p.head, rctl, frame);
+        left -= b.ring.distance(p.head, next);
+        p.head = next;
+        p.stats.count_rx(frame, len);
+        p.cause |= ICR_RXT0;
         if len <= b.rsrpd {
-            cause |= ICR_SRPD;
+            p.cause |= ICR_SRPD;
         }
+        held.record(p.clone());
     }
     let Some(dev) = ctx.dev.upgrade() else {
         return Received::Empty;
     };
-    let mut d = lock(&dev);
-    if head != b.head || cause != 0 {
-        d.rx_done(b, head, cause, &st);
-    } else {
-        d.rx_stats(&st);
-    }
+    lock(&dev).rx_done(b.gen, b.head, &p);
     got
 }
 
