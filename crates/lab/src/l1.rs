@@ -290,6 +290,13 @@ impl Lab {
         if now.boot == lost.boot {
             lost.kill();
             let _ = std::fs::remove_file(self.work.join("alive"));
+            // Jobs the lost L1 never picked up are its callers' to rerun:
+            // the new L1 must not start them too.
+            if let Ok(jobs) = std::fs::read_dir(self.work.join("jobs")) {
+                for job in jobs.flatten() {
+                    let _ = std::fs::remove_file(job.path().join("go"));
+                }
+            }
             *now = Arc::new(self.spec.start(lost.boot + 1)?);
         }
         Ok(now.clone())
