@@ -314,6 +314,18 @@ pub(super) fn command(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: 
     }
 }
 
+/// Fails a command before it reached the backend. A queued one is
+/// accepted first and fails as an NCQ error, so that the log (page 10h)
+/// names its tag.
+fn fail(p: &mut Port, ctx: &Ctx, slot: u8, cfis: &[u8], ncq: bool, tfd: u32) {
+    if ncq {
+        p.d2h_ncq(ctx.mem, slot);
+        p.sdb(ctx.mem, slot, cfis, tfd);
+    } else {
+        p.d2h(ctx.mem, slot, cfis, tfd);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn rw(
     p: &mut Port,
@@ -331,10 +343,10 @@ fn rw(
     let (lba, n) = lba_count(cfis, lba48, ncq);
     let sectors = info.size / ss;
     if lba > sectors || n > sectors - lba {
-        return p.d2h(ctx.mem, slot, cfis, (E_IDNF << 8) | S_READY | S_ERR);
+        return fail(p, ctx, slot, cfis, ncq, (E_IDNF << 8) | S_READY | S_ERR);
     }
     if write && info.read_only {
-        return p.d2h(ctx.mem, slot, cfis, ABORT);
+        return fail(p, ctx, slot, cfis, ncq, ABORT);
     }
     let (offset, left) = (lba * ss, n * ss);
     // FUA is bit 7 of the device register in FPDMA QUEUED commands (an
@@ -342,7 +354,7 @@ fn rw(
     let fua = write && ncq && cfis[7] & 0x80 != 0;
     let mut cur = PrdtCursor::new(hdr);
     let Some(r) = Port::chunk_request(ctx.mem, write, fua, &mut cur, offset, left, ss) else {
-        return p.d2h(ctx.mem, slot, cfis, ABORT);
+        return fail(p, ctx, slot, cfis, ncq, ABORT);
     };
     if ncq {
         p.d2h_ncq(ctx.mem, slot);
@@ -368,11 +380,11 @@ fn trim(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: &[u8], ncq: bo
     let Some(d) = p.drive.as_ref() else { return };
     let info = d.info;
     if !info.can_delete || info.read_only {
-        return p.d2h(ctx.mem, slot, cfis, ABORT);
+        return fail(p, ctx, slot, cfis, ncq, ABORT);
     }
     let mut buf = [0u8; 512];
     if read_prdt(ctx.mem, hdr, &mut buf) < buf.len() {
-        return p.d2h(ctx.mem, slot, cfis, ABORT);
+        return fail(p, ctx, slot, cfis, ncq, ABORT);
     }
     let ss = u64::from(info.sector_size.max(512));
     let sectors = info.size / ss;
@@ -386,7 +398,7 @@ fn trim(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: &[u8], ncq: bo
             continue;
         }
         if lba > sectors || n > sectors - lba {
-            return p.d2h(ctx.mem, slot, cfis, (E_IDNF << 8) | S_READY | S_ERR);
+            return fail(p, ctx, slot, cfis, ncq, (E_IDNF << 8) | S_READY | S_ERR);
         }
         reqs.push(BlockRequest {
             op: BlockOp::Discard,

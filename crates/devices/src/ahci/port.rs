@@ -171,6 +171,10 @@ pub(super) struct Port {
     /// generation cannot be recalled and still move data, so the device
     /// stays busy and no new command can race them.
     resetting: bool,
+    /// Commands aborted by an error still have requests at the backend:
+    /// the port keeps running (PxCMD.CR) and issues nothing until they
+    /// drained, so that no buffer is reused under their DMA.
+    draining: bool,
     /// SRST seen in a control FIS (the reset happens when it clears).
     srst: bool,
     pub mult_sectors: u8,
@@ -216,6 +220,7 @@ impl Port {
             waitforclear: false,
             outstanding: 0,
             resetting: false,
+            draining: false,
             srst: false,
             mult_sectors: 128,
             xfermode: 0,
@@ -264,6 +269,8 @@ impl Port {
         self.ci &= !self.pending;
         self.inflight.iter_mut().for_each(|s| *s = None);
         self.pending = 0;
+        // The reset's own wait (`resetting`) covers aborted requests.
+        self.draining = false;
         self.serr = 0;
         self.sact = 0;
         self.waitforclear = false;
@@ -387,7 +394,7 @@ impl Port {
     }
 
     fn check_stopped(&mut self) {
-        if self.cmd & CMD_ST == 0 && self.pending == 0 {
+        if self.cmd & CMD_ST == 0 && self.pending == 0 && !self.draining {
             self.ccs = 0;
             self.cmd &= !(CMD_CR | CMD_CCS_MASK);
             self.ci = 0;
@@ -409,6 +416,7 @@ impl Port {
                 || self.tfd & (S_BUSY | S_DRQ) != 0
                 || self.waitforclear
                 || self.resetting
+                || self.draining
             {
                 break;
             }
@@ -494,6 +502,8 @@ impl Port {
         fis[3] = (tfd >> 8) as u8;
         fis[4..14].copy_from_slice(&cfis[4..14]);
         if tfd & S_ERR != 0 {
+            self.abort_outstanding(slot);
+            // NQ: the error is not a queued command's.
             self.err_cfis = [0; 20];
             self.err_cfis[0] = 0x80;
             self.err_cfis[2] = tfd as u8;
@@ -517,7 +527,9 @@ impl Port {
         self.write_fis(mem, &fis);
     }
 
-    /// Ends an NCQ command with a Set Device Bits FIS.
+    /// Ends an NCQ command with a Set Device Bits FIS. A failed one
+    /// stays in PxSACT (drivers take a cleared bit for success) with the
+    /// commands the error aborted.
     pub fn sdb(&mut self, mem: &GuestMemoryMmap, slot: u8, cfis: &[u8], tfd: u32) {
         let error = (tfd >> 8) as u8;
         let status = tfd & 0x77;
@@ -527,6 +539,7 @@ impl Port {
         fis[2] = status as u8;
         fis[3] = error;
         if status & S_ERR != 0 {
+            self.abort_outstanding(slot);
             self.err_cfis = [0; 20];
             self.err_cfis[0] = slot;
             self.err_cfis[2] = status as u8;
@@ -536,9 +549,31 @@ impl Port {
             fis[4..8].copy_from_slice(&(1u32 << slot).to_le_bytes());
             self.sact &= !(1 << slot);
         }
-        self.tfd = (self.tfd & !0x77) | status;
+        self.tfd = (u32::from(error) << 8) | (self.tfd & !0xff77) | status;
         self.write_fis(mem, &fis);
     }
+
+    /// An error ends every other command the device holds (ATA8-ACS: a
+    /// failed NCQ command, or a non-queued one issued among them, aborts
+    /// all queued commands). They are not completed: their PxSACT bits
+    /// stay until software stops the port (AHCI 1.3.1 §6.2.2.1). Their
+    /// requests at the backend cannot be recalled: a new generation drops
+    /// the completions, and `draining` waits for the data to have moved.
+    fn abort_outstanding(&mut self, failed: u8) {
+        let aborted = self.pending & !(1u32 << (failed & 31));
+        if aborted == 0 {
+            return;
+        }
+        self.gen += 1;
+        for (i, s) in self.inflight.iter_mut().enumerate() {
+            if aborted & (1 << i) != 0 {
+                *s = None;
+            }
+        }
+        self.pending &= !aborted;
+        self.draining = self.outstanding > 0;
+    }
+
 
     /// A command answered from memory: copies `data` into its PRDT and
     /// completes it.
@@ -609,8 +644,13 @@ impl Port {
         let slot = c.slot;
         self.outstanding = self.outstanding.saturating_sub(1);
         if c.gen != self.gen || slot >= 32 {
-            if self.resetting && self.outstanding == 0 {
-                self.device_ready(ctx.mem);
+            if self.outstanding == 0 {
+                if self.resetting {
+                    self.device_ready(ctx.mem);
+                } else if self.draining {
+                    self.draining = false;
+                    self.check_stopped();
+                }
                 self.handle_port(ctx);
             }
             return;

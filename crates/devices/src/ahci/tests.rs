@@ -602,8 +602,8 @@ fn ncq_error_log_and_set_features() {
     let tfd = h.run(0, 0, &f, &[], &[(DATA, 512)]);
     assert_eq!(tfd & 0xff, 0x50);
     let log = h.read_mem(DATA, 512);
-    assert_eq!(log[0], 0x80, "the failed command");
-    assert_eq!(log[2], 0x41);
+    assert_eq!(log[0], 9, "the failed tag");
+    assert_eq!((log[2], u32::from(log[3])), (0x41, E_IDNF));
     assert_eq!(log.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
     // Directory and page 13h.
     h.run(0, 0, &fis(ata::READ_LOG_EXT, 0x13, 1), &[], &[(DATA, 512)]);
@@ -801,4 +801,100 @@ fn prdbc_goes_to_the_header_the_command_came_from() {
     assert_eq!(h.prdbc(0, 2), 512);
     let other: u32 = h.mem.read_obj(GuestAddress(moved + 2 * 32 + 4)).unwrap();
     assert_eq!(other, 0xdead_beef, "PRDBC written into the new list");
+}
+
+/// Issues queued reads of one sector each: `tags` with a good buffer,
+/// `bad` with one outside RAM (the backend fails it).
+fn ncq_reads(h: &Hba, tags: &[u8], bad: u8) {
+    let b = pbase(0);
+    let mut all = 1u32 << bad;
+    for &t in tags {
+        let f = ncq_fis(ata::READ_FPDMA, u64::from(t), 1, t);
+        h.prepare(0, t, &f, &[], &[(DATA + u64::from(t) * 512, 512)]);
+        all |= 1 << t;
+    }
+    let f = ncq_fis(ata::READ_FPDMA, 0, 1, bad);
+    h.prepare(0, bad, &f, &[], &[(1 << 40, 512)]);
+    h.w(b + P_SACT, all);
+    h.w(b + P_CI, all);
+}
+
+#[test]
+fn ncq_error_aborts_all_queued_commands() {
+    let h = Hba::disk(0);
+    h.start(0);
+    let b = pbase(0);
+    h.disks[0].hold(true);
+    ncq_reads(&h, &[1, 2], 0);
+    assert_eq!(h.disks[0].queued(), 3);
+    // Tag 0 fails first: the device reports it and aborts 1 and 2.
+    h.disks[0].release(1);
+    assert_ne!(h.r(b + P_IS) & IS_TFES, 0);
+    let error_sdb = h.read_mem(fb(0) + 0x58, 8);
+    assert_eq!(error_sdb, vec![0xa1, 0x40, 0x41, 0x04, 0, 0, 0, 0]);
+    // Their reads still run (they cannot be recalled), but complete
+    // nothing: the error stays, all three stay outstanding in PxSACT.
+    h.disks[0].release(2);
+    assert_eq!(h.disks[0].executed().len(), 3);
+    assert_eq!(h.r(b + P_SACT), 0b111, "aborted tags reported completed");
+    assert_eq!(h.r(b + P_TFD), ABORT, "error status overwritten");
+    assert_eq!(h.read_mem(fb(0) + 0x58, 8), error_sdb);
+    h.recover(0);
+    assert_eq!(h.r(b + P_SACT), 0);
+    // Page 10h names the failed tag (NQ clear).
+    let mut f = fis(ata::READ_LOG_EXT, 0x10, 1);
+    f[5] = 0;
+    assert_eq!(h.run(0, 5, &f, &[], &[(DATA, 512)]) & 0xff, 0x50);
+    let log = h.read_mem(DATA, 512);
+    assert_eq!((log[0], log[2], log[3]), (0, 0x41, 0x04));
+}
+
+#[test]
+fn ncq_error_keeps_the_port_running_until_aborted_requests_drained() {
+    // An aborted read still lands in guest memory: the port must not
+    // report itself stopped (PxCMD.CR) before it did.
+    let h = Hba::disk(0);
+    h.start(0);
+    let b = pbase(0);
+    h.disks[0].hold(true);
+    ncq_reads(&h, &[4], 3);
+    h.disks[0].release(1);
+    assert_ne!(h.r(b + P_IS) & IS_TFES, 0);
+    h.w(b + P_CMD, CMD_FRE);
+    assert_ne!(h.r(b + P_CMD) & CMD_CR, 0, "stopped with a read in flight");
+    h.disks[0].release(1);
+    assert_eq!(h.r(b + P_CMD) & CMD_CR, 0);
+    assert_eq!(h.r(b + P_SACT), 0);
+    // The port works again, and stale completions did not disturb it.
+    h.w(b + P_IS, u32::MAX);
+    h.w(b + P_CMD, CMD_FRE | CMD_ST);
+    h.disks[0].hold(false);
+    let tfd = h.run(0, 0, &fis(ata::READ_DMA48, 1, 1), &[], &[(DATA, 512)]);
+    assert_eq!(tfd & 0xff, 0x50);
+}
+
+#[test]
+fn queued_command_rejected_at_issue_is_an_ncq_error() {
+    // Out of range: accepted, then failed with its tag in page 10h, and
+    // the queued command before it aborted.
+    let h = Hba::disk(0);
+    h.start(0);
+    let b = pbase(0);
+    h.disks[0].hold(true);
+    let f = ncq_fis(ata::READ_FPDMA, 1, 1, 2);
+    h.prepare(0, 2, &f, &[], &[(DATA, 512)]);
+    let f = ncq_fis(ata::READ_FPDMA, 5000, 1, 6);
+    h.prepare(0, 6, &f, &[], &[(DATA, 512)]);
+    h.w(b + P_SACT, 0x44);
+    h.w(b + P_CI, 0x44);
+    assert_ne!(h.r(b + P_IS) & IS_TFES, 0);
+    assert_eq!(h.r(b + P_CI), 0, "not accepted");
+    assert_eq!(h.r(b + P_TFD), (E_IDNF << 8) | S_READY | S_ERR);
+    h.disks[0].release(1);
+    assert_eq!(h.r(b + P_SACT), 0x44);
+    h.recover(0);
+    let mut f = fis(ata::READ_LOG_EXT, 0x10, 1);
+    f[5] = 0;
+    h.run(0, 0, &f, &[], &[(DATA, 512)]);
+    assert_eq!(h.read_mem(DATA, 4), vec![6, 0, 0x41, E_IDNF as u8]);
 }
