@@ -2,7 +2,7 @@
 //! locked. Every field is the guest's and is checked before use.
 
 use super::ctrl::{Outcome, Shared, State};
-use super::identify::{self, AERL, MAX_TRANSFER};
+use super::identify::{self, AERL, MAX_TRANSFER, WCTEMP};
 use super::prp;
 use super::queues::{in_memory, Cq, Sq};
 use super::regs::{cc_iocqes, cc_iosqes};
@@ -240,10 +240,16 @@ fn set_features(sh: &Shared, st: &mut State, cmd: &Command) -> Outcome {
         // One power state.
         feat::POWER_MGMT if v & 0x1f != 0 => return Outcome::status(Status::INVALID_FIELD),
         feat::TEMP_THRESHOLD => {
-            let (tmpsel, thsel) = ((v >> 16) & 0xf, (v >> 20) & 3);
-            if (tmpsel != 0 && tmpsel != 0xf) || thsel > 1 {
+            // "All sensors" (Fh) is the composite one: we have no other.
+            let Some(under) = temp_select(v, true) else {
                 return Outcome::status(Status::INVALID_FIELD);
+            };
+            if under {
+                st.temp_under = v as u16;
+            } else {
+                st.features[usize::from(fid)] = v & 0xffff;
             }
+            return Outcome::ok(0);
         }
         feat::IRQ_VECTOR_CONFIG => {
             let iv = v & 0xffff;
@@ -270,8 +276,18 @@ fn get_features(sh: &Shared, st: &State, cmd: &Command) -> Outcome {
     if ns_specific && cmd.nsid != 1 {
         return Outcome::status(Status::INVALID_NAMESPACE);
     }
+    // Temperature Threshold: the composite sensor's over or under one.
+    let under = if fid == feat::TEMP_THRESHOLD {
+        match temp_select(cmd.cdw11, false) {
+            Some(under) => under,
+            None => return Outcome::status(Status::INVALID_FIELD),
+        }
+    } else {
+        false
+    };
     let current = match fid {
         feat::NUM_QUEUES => num_queues(st),
+        feat::TEMP_THRESHOLD if under => u32::from(st.temp_under),
         _ => st.features[usize::from(fid)],
     };
     let dw0 = match sel {
@@ -282,7 +298,8 @@ fn get_features(sh: &Shared, st: &State, cmd: &Command) -> Outcome {
                 let m = u32::from(sh.params.max_queues - 1);
                 m | (m << 16)
             }
-            feat::TEMP_THRESHOLD => 0x157,
+            feat::TEMP_THRESHOLD if under => 0,
+            feat::TEMP_THRESHOLD => u32::from(WCTEMP),
             feat::VOLATILE_WC => 1,
             _ => 0,
         },
@@ -291,6 +308,20 @@ fn get_features(sh: &Shared, st: &State, cmd: &Command) -> Outcome {
         _ => return Outcome::status(Status::INVALID_FIELD),
     };
     Outcome::ok(dw0)
+}
+
+/// The threshold a Temperature Threshold CDW11 selects: Some(true) for
+/// the under threshold, Some(false) for the over one, None when TMPSEL
+/// names a sensor we do not have (sensors 1-8: only the composite
+/// temperature is implemented; 9-Eh reserved; Fh "all sensors" only in
+/// a Set) or THSEL is reserved.
+fn temp_select(cdw11: u32, set: bool) -> Option<bool> {
+    let (tmpsel, thsel) = ((cdw11 >> 16) & 0xf, (cdw11 >> 20) & 3);
+    match (tmpsel, thsel) {
+        (0, 0 | 1) => Some(thsel == 1),
+        (0xf, 0 | 1) if set => Some(thsel == 1),
+        _ => None,
+    }
 }
 
 fn format(sh: &Shared, cmd: &Command) -> Outcome {

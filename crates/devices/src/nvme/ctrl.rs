@@ -12,7 +12,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::admin;
-use super::identify::{Identity, Smart, ONCS_DSM, ONCS_WRITE_ZEROES};
+use super::identify::{Identity, Smart, ONCS_DSM, ONCS_WRITE_ZEROES, WCTEMP};
 use super::io;
 use super::queues::{in_memory, Cq, Sq};
 use super::regs::{self, RegEffect, Regs};
@@ -67,8 +67,10 @@ pub(super) struct State {
     pub nsq: u16,
     pub ncq: u16,
     pub nq_set: bool,
-    /// Saved Set Features values by feature ID.
+    /// Saved Set Features values by feature ID (Temperature Threshold:
+    /// the composite sensor's over threshold; the under one below).
     pub features: [u32; 16],
+    pub temp_under: u16,
     /// Command IDs of held Asynchronous Event Requests.
     pub aers: Vec<u16>,
     /// Delete I/O SQ commands waiting for their queue to drain: (the
@@ -107,6 +109,7 @@ impl State {
             ncq: p.max_queues,
             nq_set: false,
             features: [0; 16],
+            temp_under: 0,
             aers: Vec::new(),
             deletes: Vec::new(),
             inflight: 0,
@@ -125,7 +128,8 @@ impl State {
 
     fn default_features(&mut self) {
         self.features = [0; 16];
-        self.features[usize::from(spec::feat::TEMP_THRESHOLD)] = 0x157;
+        self.features[usize::from(spec::feat::TEMP_THRESHOLD)] = u32::from(WCTEMP);
+        self.temp_under = 0;
         // Volatile write cache enabled: writes are stable after Flush.
         self.features[usize::from(spec::feat::VOLATILE_WC)] = 1;
     }

@@ -17,7 +17,9 @@ pub const MAX_TRANSFER: u64 = (1 << MDTS) * super::spec::PAGE;
 pub const AERL: u8 = 4;
 /// Composite temperature we report: 296 K, as bhyve.
 pub const TEMPERATURE: u16 = 296;
-const WCTEMP: u16 = 0x157;
+/// Warning composite temperature threshold (343 K), also the default
+/// over-temperature threshold of the Temperature Threshold feature.
+pub const WCTEMP: u16 = 0x157;
 
 /// ONCS bits.
 pub const ONCS_DSM: u16 = 1 << 2;
