@@ -8,7 +8,8 @@
 //!
 //! Everything in a descriptor is the guest's: a packet is gathered into
 //! one host buffer (at most [`MAX_TXSEGS`] descriptors and
-//! [`MAX_TX_BYTES`] bytes) before anything is computed, so offsets and
+//! [`MAX_TX_BYTES`] bytes, spanning at most [`MAX_PACKET_DESCS`]
+//! descriptors) before anything is computed, so offsets and
 //! lengths are checked against that buffer only; a packet that breaks a
 //! rule is dropped and its descriptors are still completed.
 //!
@@ -21,6 +22,19 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// bhyve's `I82545_MAX_TXSEGS`.
 pub const MAX_TXSEGS: usize = 64;
+/// Descriptors one packet may span, empty ones included: a packet with
+/// no EOP within them is dropped with them, and the next descriptor
+/// starts a new packet. This bounds the walk a TDT write repeats over a
+/// packet still waiting for its EOP (its descriptors are walked again
+/// from TDH each time, as bhyve does, which has no bound).
+///
+/// The 8254x manual documents no descriptor limit (bhyve: "no hard limit
+/// on the chip"), but a packet's buffers must fit in the transmit FIFO
+/// (PBA's transmit share, 16 KB after reset) and empty descriptors may
+/// only stand between packets: the chip cannot hold a longer packet, and
+/// what it does with one is undefined. Twice [`MAX_TXSEGS`] lets the
+/// largest packet accepted have an empty descriptor after each buffer.
+pub const MAX_PACKET_DESCS: u32 = 2 * MAX_TXSEGS as u32;
 /// Bytes one packet (a TSO super-frame included) may gather.
 pub const MAX_TX_BYTES: usize = 256 << 10;
 /// Largest frame sent: the 82545's 16 KiB jumbo limit plus a VLAN tag.
@@ -177,6 +191,7 @@ impl Transmitter {
         let mut nsegs = 0usize;
         let mut bad: Option<&str> = None;
         let mut first_css = 0usize;
+        let mut walked = 0u32;
         let last = loop {
             if idx == tail {
                 return TxOutcome::Incomplete;
@@ -239,6 +254,14 @@ impl Transmitter {
             }
             if lower & CMD_EOP != 0 {
                 break (d, lower, dtype);
+            }
+            walked += 1;
+            if walked >= MAX_PACKET_DESCS {
+                drop_packet("no end of packet within MAX_PACKET_DESCS descriptors");
+                return TxOutcome::Done {
+                    next: ring.next(idx),
+                    tso: false,
+                };
             }
             idx = ring.next(idx);
         };

@@ -160,6 +160,78 @@ fn incomplete_packet_waits_for_its_end() {
 }
 
 #[test]
+fn a_packet_without_eop_is_walked_at_most_max_packet_descs() {
+    // A ring far longer than a packet may span; the descriptors sit past
+    // the buffers so the ring can be large.
+    let m = mem();
+    let big = Ring {
+        base: 0x10000,
+        len: 1024,
+    };
+    let put = |i: u32, d: [u8; 16]| {
+        m.write_slice(&d, big.desc_addr(i).unwrap()).unwrap();
+    };
+    let cap = MAX_PACKET_DESCS;
+    let mut t = Transmitter::new();
+    let mut ctx = TxContext::default();
+    let mut walk = |head: u32, tail: u32| {
+        let mut frames = 0;
+        let o = t.transmit(
+            &m,
+            big,
+            (head, tail),
+            &mut ctx,
+            TxParams::default(),
+            &mut |_| {
+                frames += 1;
+            },
+        );
+        (o, frames)
+    };
+    // 1000 descriptors without EOP: each TDT write would re-walk all of
+    // them. The first MAX_PACKET_DESCS are one dropped packet, and so on.
+    for i in 0..1000 {
+        put(i, legacy(BUFS, 4, 0, 0, 0));
+    }
+    let (o, frames) = walk(0, 1000);
+    assert_eq!(
+        o,
+        TxOutcome::Done {
+            next: cap,
+            tso: false
+        }
+    );
+    assert_eq!(frames, 0);
+    let (o, _) = walk(cap, 1000);
+    assert_eq!(
+        o,
+        TxOutcome::Done {
+            next: 2 * cap,
+            tso: false
+        }
+    );
+    // Fewer than that pending: still waiting for the end.
+    assert_eq!(walk(0, cap - 1).0, TxOutcome::Incomplete);
+    // The largest packet accepted (MAX_TXSEGS data descriptors), with
+    // empty descriptors between them, ends within the bound and is sent.
+    for i in 0..cap {
+        let len = if i % 2 == 0 { 1 } else { 0 };
+        let eop = if i == cap - 1 { CMD_EOP } else { 0 };
+        put(i, legacy(BUFS, len, eop, 0, 0));
+    }
+    assert_eq!(
+        walk(0, 1000),
+        (
+            TxOutcome::Done {
+                next: cap,
+                tso: false
+            },
+            1
+        )
+    );
+}
+
+#[test]
 fn context_then_checksum_offload() {
     let m = mem();
     let f = tcp_frame(&[0xab; 100]);
