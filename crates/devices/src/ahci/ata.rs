@@ -44,6 +44,12 @@ const RW: [(u8, bool, bool, bool); 14] = [
     (WRITE_FPDMA, true, true, true),
 ];
 
+/// The NCQ commands (SATA 3.2 §13.6.3.2): READ/WRITE FPDMA QUEUED,
+/// NCQ NON-DATA, SEND/RECEIVE FPDMA QUEUED.
+fn is_queued(op: u8) -> bool {
+    matches!(op, READ_FPDMA | WRITE_FPDMA | 0x63 | SEND_FPDMA | 0x65)
+}
+
 /// bhyve's IDENTIFY strings and `nmrr` of a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ident {
@@ -232,6 +238,13 @@ pub(super) fn command(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: 
     let Some(d) = p.drive.as_ref() else { return };
     let info = d.info;
     let op = cfis[2];
+    if !is_queued(op) && p.queued_outstanding() {
+        // ATA8-ACS: aborted, with every queued command (d2h's error).
+        // Drivers wait for the queue to empty first (Linux's
+        // ata_std_qc_defer, FreeBSD's ahci_check_collision).
+        log::debug!("ahci port {}: command {op:#x} among queued ones", p.num);
+        return p.d2h(ctx.mem, slot, cfis, ABORT);
+    }
     if let Some(&(_, write, lba48, ncq)) = RW.iter().find(|r| r.0 == op) {
         return rw(p, ctx, slot, hdr, cfis, write, lba48, ncq);
     }

@@ -573,7 +573,13 @@ impl Port {
         self.pending &= !aborted;
         self.draining = self.outstanding > 0;
     }
-
+    /// Whether queued (NCQ) commands are outstanding.
+    pub fn queued_outstanding(&self) -> bool {
+        self.inflight.iter().flatten().any(|i| match i.op {
+            Op::Rw { ncq, .. } | Op::Trim { ncq, .. } => ncq,
+            Op::Flush => false,
+        })
+    }
 
     /// A command answered from memory: copies `data` into its PRDT and
     /// completes it.

@@ -898,3 +898,36 @@ fn queued_command_rejected_at_issue_is_an_ncq_error() {
     h.run(0, 0, &f, &[], &[(DATA, 512)]);
     assert_eq!(h.read_mem(DATA, 4), vec![6, 0, 0x41, E_IDNF as u8]);
 }
+
+#[test]
+fn non_queued_command_among_queued_ones_aborts_them_all() {
+    // ATA: a non-queued command while NCQ commands are outstanding is
+    // aborted, and so are they (no driver mixes them).
+    let h = Hba::disk(0);
+    h.start(0);
+    let b = pbase(0);
+    h.disks[0].hold(true);
+    let f = ncq_fis(ata::READ_FPDMA, 1, 1, 0);
+    h.prepare(0, 0, &f, &[], &[(DATA, 512)]);
+    h.w(b + P_SACT, 1);
+    h.w(b + P_CI, 1);
+    h.issue(0, 1, &fis(ata::FLUSH48, 0, 0), &[], &[]);
+    assert_eq!(h.r(b + P_TFD), ABORT);
+    assert_ne!(h.r(b + P_IS) & IS_TFES, 0);
+    assert_eq!(h.r(b + P_CI), 0b10, "the flush stays issued, failed");
+    h.disks[0].release(1);
+    assert_eq!(h.r(b + P_SACT), 1, "the aborted read completed");
+    assert_eq!(h.r(b + P_TFD), ABORT);
+    h.recover(0);
+    h.disks[0].hold(false);
+    let ops: Vec<BlockOp> = h.disks[0].submitted().iter().map(|s| s.0).collect();
+    assert_eq!(ops, vec![BlockOp::Read], "the flush ran");
+    let mut f = fis(ata::READ_LOG_EXT, 0x10, 1);
+    f[5] = 0;
+    h.run(0, 0, &f, &[], &[(DATA, 512)]);
+    assert_eq!(
+        h.read_mem(DATA, 1),
+        vec![0x80],
+        "NQ: not a queued command's error"
+    );
+}
