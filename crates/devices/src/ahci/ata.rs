@@ -366,8 +366,12 @@ fn rw(
     // obsolete, often set bit in the others).
     let fua = write && ncq && cfis[7] & 0x80 != 0;
     let mut cur = PrdtCursor::new(hdr);
-    let Some(r) = Port::chunk_request(ctx.mem, write, fua, &mut cur, offset, left, ss) else {
-        return fail(p, ctx, slot, cfis, ncq, ABORT);
+    let r = match Port::chunk_request(ctx.mem, write, fua, &mut cur, offset, left, ss) {
+        Ok(r) => r,
+        Err(e) => {
+            p.prdt_error(e, write);
+            return fail(p, ctx, slot, cfis, ncq, ABORT);
+        }
     };
     if ncq {
         p.d2h_ncq(ctx.mem, slot);

@@ -371,9 +371,13 @@ fn read(p: &mut Port, ctx: &Ctx, slot: u8, hdr: &CmdHeader, cfis: &mut [u8], acm
     }
     let (offset, left) = (lba * BLOCK, n * BLOCK);
     let mut cur = PrdtCursor::new(hdr);
-    let Some(r) = Port::chunk_request(ctx.mem, false, false, &mut cur, offset, left, BLOCK) else {
-        let s = Some((SENSE_ILLEGAL_REQUEST, ASC_INVALID_FIELD));
-        return done(p, ctx, slot, cfis, s);
+    let r = match Port::chunk_request(ctx.mem, false, false, &mut cur, offset, left, BLOCK) {
+        Ok(r) => r,
+        Err(e) => {
+            p.prdt_error(e, false);
+            let s = Some((SENSE_ILLEGAL_REQUEST, ASC_INVALID_FIELD));
+            return done(p, ctx, slot, cfis, s);
+        }
     };
     let op = Op::Rw {
         write: false,

@@ -66,6 +66,8 @@ const CMD_WRITABLE: u32 = CMD_ST
 pub const IS_DHRS: u32 = 1 << 0;
 pub const IS_PSS: u32 = 1 << 1;
 pub const IS_SDBS: u32 = 1 << 3;
+/// Overflow: the device sent more data than the PRDT describes.
+pub const IS_OFS: u32 = 1 << 24;
 pub const IS_TFES: u32 = 1 << 30;
 /// PxIE bits that exist.
 const IE_MASK: u32 = 0xfdc0_00ff;
@@ -133,6 +135,15 @@ pub(super) struct Inflight {
     /// PxCLB when the command was fetched: its byte count goes back to
     /// that header even if the guest moves the list meanwhile.
     pub clb: u64,
+}
+
+/// Why a transfer's PRDT cannot take its next chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PrdtError {
+    /// Unreadable, or entries too small to make a sector.
+    Unusable,
+    /// The table ends before the data does.
+    Overflow,
 }
 
 /// A backend completion on its way back to the port.
@@ -614,8 +625,9 @@ impl Port {
         }
     }
 
-    /// The next chunk of a transfer, or `None` when its table ended
-    /// (or is unusable).
+    /// The next chunk of a transfer of `left` bytes. A table that ends
+    /// before the data is an overflow, found at its last chunk, before
+    /// that chunk moves anything.
     pub fn chunk_request(
         mem: &GuestMemoryMmap,
         write: bool,
@@ -624,12 +636,19 @@ impl Port {
         offset: u64,
         left: u64,
         unit: u64,
-    ) -> Option<BlockRequest> {
-        let segs = cur.next_chunk(mem, left, unit)?;
-        if segs.is_empty() {
-            return None;
+    ) -> Result<BlockRequest, PrdtError> {
+        if cur.exhausted() {
+            return Err(PrdtError::Overflow);
         }
-        Some(BlockRequest {
+        let segs = cur.next_chunk(mem, left, unit).ok_or(PrdtError::Unusable)?;
+        let len: u64 = segs.iter().map(|s| s.1).sum();
+        if segs.is_empty() {
+            return Err(PrdtError::Unusable);
+        }
+        if cur.exhausted() && len < left {
+            return Err(PrdtError::Overflow);
+        }
+        Ok(BlockRequest {
             op: if write { BlockOp::Write } else { BlockOp::Read },
             offset,
             len: 0,
@@ -639,6 +658,14 @@ impl Port {
             },
             fua,
         })
+    }
+
+    /// A transfer's PRDT failed it: an overflow of a read is reported
+    /// (PxIS.OFS; AHCI has no such bit for the other direction).
+    pub fn prdt_error(&mut self, e: PrdtError, write: bool) {
+        if e == PrdtError::Overflow && !write {
+            self.is |= IS_OFS;
+        }
     }
 
     fn unit(&self) -> u64 {
@@ -684,18 +711,24 @@ impl Port {
                 done,
                 chunk,
             } => {
+                let mut ok = ok;
                 if ok {
                     *done += *chunk;
                     *offset += *chunk;
                     *left -= *chunk;
-                    if *left > 0 && !cur.exhausted() {
-                        if let Some(r) =
-                            Self::chunk_request(ctx.mem, *write, *fua, cur, *offset, *left, unit)
+                    if *left > 0 {
+                        match Self::chunk_request(ctx.mem, *write, *fua, cur, *offset, *left, unit)
                         {
-                            *chunk = r.buffers.len();
-                            self.inflight[usize::from(slot)] = Some(inf);
-                            self.submit_all(ctx, slot, vec![r]);
-                            return;
+                            Ok(r) => {
+                                *chunk = r.buffers.len();
+                                self.inflight[usize::from(slot)] = Some(inf);
+                                self.submit_all(ctx, slot, vec![r]);
+                                return;
+                            }
+                            Err(e) => {
+                                self.prdt_error(e, *write);
+                                ok = false;
+                            }
                         }
                     }
                     set_prdbc(ctx.mem, inf.clb, slot, *done as u32);

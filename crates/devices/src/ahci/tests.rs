@@ -580,10 +580,41 @@ fn bad_prdts_and_tables() {
         .filter(|l| l.0 == BlockOp::Read)
         .count();
     assert!(reads >= 8, "{reads} chunks");
-    // A PRDT shorter than the transfer moves what it covers.
+}
+
+#[test]
+fn prdt_shorter_than_the_transfer_overflows() {
+    // AHCI: more data than the PRDT describes is an overflow (PxIS.OFS)
+    // and the command fails; nothing is moved when the table is known
+    // short before the transfer starts.
+    let h = Hba::disk(0);
+    h.start(0);
+    let b = pbase(0);
     let tfd = h.run(0, 6, &fis(ata::READ_DMA48, 0, 8), &[], &[(DATA, 1024)]);
-    assert_eq!(tfd & 0xff, 0x50);
-    assert_eq!(h.prdbc(0, 6), 1024);
+    assert_eq!(tfd, ABORT);
+    assert_ne!(h.r(b + P_IS) & IS_OFS, 0);
+    assert_ne!(h.r(b + P_IS) & IS_TFES, 0);
+    assert!(h.disks[0].submitted().is_empty());
+    h.recover(0);
+    // Found short after a first chunk of MAX_SEGS entries: that chunk
+    // moved, PRDBC says so, the rest is not attempted.
+    let n = prdt::MAX_SEGS as u64 + 10;
+    let table: Vec<(u64, u32)> = (0..n).map(|i| (DATA + i * 512, 512)).collect();
+    let tfd = h.run(0, 7, &fis(ata::READ_DMA48, 0, n as u16 + 1), &[], &table);
+    assert_eq!(tfd, ABORT);
+    assert_ne!(h.r(b + P_IS) & IS_OFS, 0);
+    assert_eq!(h.disks[0].submitted().len(), 1);
+    assert_eq!(h.prdbc(0, 7), prdt::MAX_SEGS as u32 * 512);
+    h.recover(0);
+    // Writes fail too (no OFS: nothing was received), queued ones as NCQ
+    // errors.
+    let f = ncq_fis(ata::WRITE_FPDMA, 0, 2, 3);
+    h.prepare(0, 3, &f, &[], &[(DATA, 512)]);
+    h.w(b + P_SACT, 1 << 3);
+    h.w(b + P_CI, 1 << 3);
+    assert_eq!(h.r(b + P_TFD), ABORT);
+    assert_eq!(h.r(b + P_IS) & IS_OFS, 0);
+    assert_eq!(h.disks[0].submitted().len(), 1);
 }
 
 #[test]
