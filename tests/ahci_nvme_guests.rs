@@ -125,10 +125,10 @@ fn ahci_io_disk_and_cd() {
             "ncq read back {sectors:#x} sectors fnv1a {:#x} as expected",
             fnv1a(&after)
         )),
-        // bhyve's behaviour: no PRDT or an unmapped buffer is an aborted
-        // command; a PRDT shorter than the transfer moves what it covers.
+        // No PRDT or an unmapped buffer is an aborted command; so is a
+        // PRDT shorter than the transfer (an overflow, PxIS.OFS).
         p0("bad prdt empty: error tfd 0x441".into()),
-        p0("bad prdt short: ok prdbc 0x200".into()),
+        p0("bad prdt short: error tfd 0x441".into()),
         p0("bad prdt outside ram: error tfd 0x441".into()),
         p0("reads after bad prdts".into()),
     ]);
