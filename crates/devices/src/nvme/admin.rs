@@ -27,9 +27,12 @@ pub(super) fn execute(sh: &Shared, st: &mut State, cmd: &Command) -> Outcome {
         admin::SET_FEATURES => set_features(sh, st, cmd),
         admin::GET_FEATURES => get_features(sh, st, cmd),
         admin::ASYNC_EVENT => {
-            // Held until an event (none is generated yet) or a reset.
+            // Held until an event or a reset; one waiting completes it.
             if st.aers.len() > usize::from(AERL) {
                 return Outcome::status(Status::AER_LIMIT);
+            }
+            if let Some(dw0) = st.events.take() {
+                return Outcome::ok(dw0);
             }
             st.aers.push(cmd.cid);
             Outcome::Held
@@ -158,7 +161,7 @@ fn identify(sh: &Shared, cmd: &Command) -> Outcome {
     done(prp::copy_to(&sh.mem, cmd.prp1, cmd.prp2, &data))
 }
 
-fn get_log_page(sh: &Shared, st: &State, cmd: &Command) -> Outcome {
+fn get_log_page(sh: &Shared, st: &mut State, cmd: &Command) -> Outcome {
     let lid = cmd.cdw10 as u8;
     let numd = (((cmd.cdw11 & 0xffff) << 16) | (cmd.cdw10 >> 16)) as u64 + 1;
     let len = (numd * 4).min(MAX_TRANSFER);
@@ -166,19 +169,25 @@ fn get_log_page(sh: &Shared, st: &State, cmd: &Command) -> Outcome {
     if cmd.nsid != 0 && cmd.nsid != 1 && cmd.nsid != BROADCAST_NSID {
         return Outcome::status(Status::INVALID_NAMESPACE);
     }
-    let Some(page) = identify::log_page(lid, &st.smart) else {
+    // Retain Asynchronous Event: reading without it clears the events
+    // this page reports.
+    let rae = cmd.cdw10 & (1 << 15) != 0;
+    let page = match lid {
+        identify::LOG_ERROR => Some(st.events.error_log()),
+        _ => identify::log_page(lid, &st.smart),
+    };
+    let Some(page) = page else {
         return Outcome::status(Status::INVALID_LOG_PAGE);
     };
     if off % 4 != 0 || off >= page.len() as u64 {
         return Outcome::status(Status::INVALID_FIELD);
     }
     let end = (off + len).min(page.len() as u64) as usize;
-    done(prp::copy_to(
-        &sh.mem,
-        cmd.prp1,
-        cmd.prp2,
-        &page[off as usize..end],
-    ))
+    let r = prp::copy_to(&sh.mem, cmd.prp1, cmd.prp2, &page[off as usize..end]);
+    if r.is_ok() && !rae {
+        st.events.log_read(lid);
+    }
+    done(r)
 }
 
 /// Features we keep, and whether they are namespace specific.

@@ -12,6 +12,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::admin;
+use super::aen::{self, Events};
 use super::identify::{Identity, Smart, ONCS_DSM, ONCS_WRITE_ZEROES, WCTEMP};
 use super::io;
 use super::queues::{in_memory, Cq, Sq};
@@ -73,6 +74,7 @@ pub(super) struct State {
     pub temp_under: u16,
     /// Command IDs of held Asynchronous Event Requests.
     pub aers: Vec<u16>,
+    pub events: Events,
     /// Delete I/O SQ commands waiting for their queue to drain: (the
     /// queue's serial, where the Delete's completion goes).
     pub deletes: Vec<(u64, Target)>,
@@ -111,6 +113,7 @@ impl State {
             features: [0; 16],
             temp_under: 0,
             aers: Vec::new(),
+            events: Events::default(),
             deletes: Vec::new(),
             inflight: 0,
             inflight_io: 0,
@@ -153,6 +156,7 @@ impl State {
         self.nq_set = false;
         self.default_features();
         self.aers.clear();
+        self.events.reset();
         self.deletes.clear();
         self.rdy_pending = false;
         self.draining = false;
@@ -168,7 +172,7 @@ impl State {
 
     /// Posts a completion for a command of SQ `sqid` (serial `sq_serial`)
     /// to CQ `cqid` (serial `cq_serial`); returns the CQ to signal.
-    fn post(
+    pub(super) fn post(
         &mut self,
         mem: &GuestMemoryMmap,
         target: &Target,
@@ -297,6 +301,9 @@ impl Shared {
                     return;
                 }
                 st.stalled = false;
+                if st.deliver_events(&self.mem) {
+                    fire.push(0);
+                }
                 for qid in 0..st.sqs.len() {
                     for _ in 0..BURST {
                         if !self.step(&mut st, qid, &mut subs, &mut fire) {
@@ -361,7 +368,7 @@ impl Shared {
         match outcome {
             Outcome::Done { status, dw0 } => {
                 if qid != 0 {
-                    account(&mut st.smart, &cmd, status, 0);
+                    st.smart.account(&cmd, status, 0);
                 }
                 fire.extend(st.post(&self.mem, &target, status, dw0));
             }
@@ -454,7 +461,7 @@ impl Shared {
             st.inflight = st.inflight.saturating_sub(1);
             st.inflight_io = st.inflight_io.saturating_sub(u32::from(join.io));
             if join.io {
-                account(&mut st.smart, &join.cmd, status, 1 << self.lba_shift());
+                st.smart.account(&join.cmd, status, 1 << self.lba_shift());
             }
             if st.inflight == 0 {
                 if st.draining && !st.regs.enabled() {
@@ -484,27 +491,6 @@ impl Shared {
             self.shutdown_flush(id);
         }
         self.signal(&fire);
-    }
-}
-
-/// SMART counters for a finished read or write of `cmd`.
-fn account(smart: &mut Smart, cmd: &Command, status: Status, block: u64) {
-    let blocks = u128::from((cmd.cdw12 & 0xffff) + 1);
-    let sectors = blocks * u128::from(block) / 512;
-    match cmd.opc {
-        spec::io::READ => {
-            smart.read_commands += 1;
-            if status.is_success() {
-                smart.read_sectors += sectors;
-            }
-        }
-        spec::io::WRITE => {
-            smart.write_commands += 1;
-            if status.is_success() {
-                smart.write_sectors += sectors;
-            }
-        }
-        _ => {}
     }
 }
 
@@ -710,30 +696,41 @@ impl NvmePci {
         let (qid, is_cq) = ((idx / 2) as usize, idx % 2 == 1);
         let sh = self.shared.clone();
         let mut st = sh.lock();
-        if is_cq {
-            let Some(cq) = st.cqs.get_mut(qid).and_then(|q| q.as_mut()) else {
-                return;
-            };
-            if !cq.set_head(v) {
-                log::debug!("nvme: CQ {qid} head doorbell {v} ignored");
-                return;
+        let accepted = if is_cq {
+            st.cqs
+                .get_mut(qid)
+                .and_then(|q| q.as_mut())
+                .map(|q| q.set_head(v))
+        } else {
+            match st.sqs.get_mut(qid).and_then(|q| q.as_mut()) {
+                // Being deleted: tails are ignored, and no error.
+                Some(q) if q.deleting => return,
+                q => q.map(|q| q.set_tail(v)),
             }
-            let kick = st.stalled;
+        };
+        let error = match accepted {
+            Some(true) => None,
+            Some(false) => Some(aen::INVALID_DOORBELL_VALUE),
+            None => Some(aen::INVALID_DOORBELL_REGISTER),
+        };
+        if let Some(info) = error {
+            log::debug!("nvme: doorbell {idx} write {v} ignored");
+            // Only a ready controller has doorbells to get wrong.
+            let ready = st.regs.enabled() && st.regs.ready();
+            let kick = ready && st.events.error(info) && !st.aers.is_empty();
             drop(st);
             if kick {
                 sh.kick();
             }
+            return;
+        }
+        let kick = !is_cq || st.stalled;
+        drop(st);
+        if kick {
+            sh.kick();
+        }
+        if is_cq {
             self.sync_intx();
-        } else {
-            let Some(sq) = st.sqs.get_mut(qid).and_then(|q| q.as_mut()) else {
-                return;
-            };
-            if sq.set_tail(v) {
-                drop(st);
-                sh.kick();
-            } else {
-                log::debug!("nvme: SQ {qid} tail doorbell {v} ignored");
-            }
         }
     }
 

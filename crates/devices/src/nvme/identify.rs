@@ -1,7 +1,9 @@
 //! The data structures the admin commands return: Identify Controller,
 //! Identify Namespace, the namespace lists and descriptors, and the log
-//! pages (error information, SMART / health, firmware slot), with
+//! pages (SMART / health, firmware slot, changed namespaces), with
 //! bhyve's values (pci_nvme.c) where it has some.
+
+use super::spec::{io, Command, Status};
 
 /// PCI and controller identity (bhyve's: FreeBSD's NVMe vendor 0xfb5d).
 pub const VENDOR: u16 = 0xfb5d;
@@ -171,16 +173,39 @@ pub struct Smart {
     pub critical_warning: u8,
 }
 
+impl Smart {
+    /// Counts a finished read or write of `cmd` (`block` bytes per
+    /// block; 0 counts the command only, as for one that failed early).
+    pub fn account(&mut self, cmd: &Command, status: Status, block: u64) {
+        let blocks = u128::from((cmd.cdw12 & 0xffff) + 1);
+        let sectors = blocks * u128::from(block) / 512;
+        match cmd.opc {
+            io::READ => {
+                self.read_commands += 1;
+                if status.is_success() {
+                    self.read_sectors += sectors;
+                }
+            }
+            io::WRITE => {
+                self.write_commands += 1;
+                if status.is_success() {
+                    self.write_sectors += sectors;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 pub const LOG_ERROR: u8 = 0x01;
 pub const LOG_SMART: u8 = 0x02;
 pub const LOG_FIRMWARE: u8 = 0x03;
 pub const LOG_CHANGED_NS: u8 = 0x04;
 
-/// The log page `lid`, or None when it is not supported.
+/// The log page `lid`, or None when it is not supported here (the error
+/// information log is kept with the asynchronous events, `aen.rs`).
 pub fn log_page(lid: u8, smart: &Smart) -> Option<Vec<u8>> {
     Some(match lid {
-        // One entry, nothing logged.
-        LOG_ERROR => vec![0u8; 64],
         LOG_SMART => {
             let mut b = vec![0u8; 512];
             b[0] = smart.critical_warning;

@@ -19,6 +19,8 @@
 //!   SQ completes after its queue's commands, a reset (CC.EN = 0) keeps
 //!   CSTS.RDY until all finished, and the shutdown flush (CC.SHN)
 //!   follows them.
+//! - Asynchronous events: invalid doorbell writes are logged in the
+//!   Error Information log and reported as Error status events (`aen`).
 //!
 //! Not implemented (bhyve has none of them either): SGLs (SGLS = 0),
 //! fused commands, namespace management, firmware download, interrupt
@@ -26,6 +28,7 @@
 //! Config command.
 
 mod admin;
+mod aen;
 mod ctrl;
 pub mod identify;
 mod io;

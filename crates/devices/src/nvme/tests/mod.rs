@@ -1,6 +1,7 @@
 //! The controller driven through its PCI interface by a small NVMe
 //! driver over fake guest memory, as a host driver would.
 
+mod admin_features;
 mod driver;
 mod hostile;
 
@@ -778,51 +779,4 @@ fn enable_with_bad_admin_queues_is_fatal() {
     d.w32(regs::ACQ, ACQ as u32);
     d.w32(CC, 1 | (6 << 16) | (4 << 20));
     assert_eq!(d.r32(CSTS) & 3, 2, "CFS, not ready");
-}
-
-/// Temperature Threshold (FID 04h): separate over and under thresholds
-/// of the composite sensor, chosen by THSEL in CDW11 for Set and Get;
-/// a sensor the controller does not have is an invalid field.
-#[test]
-fn temperature_thresholds_follow_tmpsel_and_thsel() {
-    let mut d = Drv::default();
-    d.enable();
-    let feature = |d: &mut Drv, opc: u8, sel: u32, cdw11: u32| {
-        let c = d.admin(Command {
-            opc,
-            cdw10: u32::from(feat::TEMP_THRESHOLD) | (sel << 8),
-            cdw11,
-            ..Default::default()
-        });
-        (c.status, c.dw0 & 0xffff)
-    };
-    const OVER: u32 = 0;
-    const UNDER: u32 = 1 << 20;
-    let (_, c) = d.identify(1, 0);
-    let wctemp = u32::from(u16::from_le_bytes([c[266], c[267]]));
-    assert_eq!(wctemp, 0x157);
-    // Defaults: over = WCTEMP, under = 0 K.
-    let get = |d: &mut Drv, sel, th| feature(d, admin::GET_FEATURES, sel, th);
-    assert_eq!(get(&mut d, 0, OVER), (Status::SUCCESS, wctemp));
-    assert_eq!(get(&mut d, 0, UNDER), (Status::SUCCESS, 0));
-    let set = |d: &mut Drv, v| feature(d, admin::SET_FEATURES, 0, v).0;
-    assert_eq!(set(&mut d, OVER | 0x160), Status::SUCCESS);
-    assert_eq!(set(&mut d, UNDER | 0x105), Status::SUCCESS);
-    assert_eq!(get(&mut d, 0, OVER), (Status::SUCCESS, 0x160));
-    assert_eq!(get(&mut d, 0, UNDER), (Status::SUCCESS, 0x105));
-    // "All sensors" (TMPSEL Fh) in a Set means the composite one here.
-    assert_eq!(set(&mut d, (0xf << 16) | UNDER | 0x110), Status::SUCCESS);
-    assert_eq!(get(&mut d, 0, UNDER), (Status::SUCCESS, 0x110));
-    // Default and saved values stay the controller's.
-    assert_eq!(get(&mut d, 1, OVER), (Status::SUCCESS, wctemp));
-    assert_eq!(get(&mut d, 2, UNDER), (Status::SUCCESS, 0));
-    // Sensors 1-8 are not implemented; 9-Eh are reserved.
-    for tmpsel in [1u32, 8, 9] {
-        assert_eq!(set(&mut d, (tmpsel << 16) | 0x120), Status::INVALID_FIELD);
-        assert_eq!(get(&mut d, 0, tmpsel << 16).0, Status::INVALID_FIELD);
-    }
-    assert_eq!(get(&mut d, 0, 2 << 20).0, Status::INVALID_FIELD, "THSEL 2");
-    // Nothing above changed the composite thresholds.
-    assert_eq!(get(&mut d, 0, OVER), (Status::SUCCESS, 0x160));
-    assert_eq!(get(&mut d, 0, UNDER), (Status::SUCCESS, 0x110));
 }
