@@ -30,7 +30,9 @@ fn ipxe_probes_e1000_and_asks_for_a_lease() {
     });
     if let Some(l) = lease {
         assert!(
-            l.console.contains(&format!("net0 {}", l.mac_text)),
+            bhyve_lab::sercon::strip_escapes(&l.console)
+                .lines()
+                .any(|t| bhyve_lab::sercon::garbled_contains(t, &format!("net0 {}", l.mac_text))),
             "iPXE did not report our MAC\n{}",
             l.report
         );

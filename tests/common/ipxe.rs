@@ -15,6 +15,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use bhyve_devices::virtio::net::default_mac;
+use bhyve_lab::sercon::{garbled_contains, strip_escapes};
 
 use super::net::{is_root, mac_text, Netns};
 use super::seabios::{seabios_args, BIOS};
@@ -141,12 +142,15 @@ pub fn ipxe_dhcp(c: &IpxeCase) -> Option<Lease> {
         "COM1:\n{console}\nbhyve stderr:\n{stderr}\ndnsmasq:\n{}",
         std::fs::read_to_string(&dnslog).unwrap_or_default()
     );
+    // Through SeaBIOS's sercon, which can garble text (see the module).
+    let text = strip_escapes(&console.replace('\r', ""));
+    let printed = |want: &str| text.lines().any(|l| garbled_contains(l, want));
     assert!(
-        console.contains("iPXE (PCI 00:03.0)"),
+        printed("iPXE (PCI 00:03.0)"),
         "SeaBIOS did not run the iPXE ROM for 00:03.0\n{report}"
     );
     assert!(
-        console.contains("iPXE initialising devices...ok"),
+        printed("iPXE initialising devices...ok"),
         "iPXE did not initialise\n{report}"
     );
     match lease {

@@ -20,6 +20,7 @@ pub mod guest;
 pub mod kmod;
 pub mod l1;
 pub mod programs;
+pub mod sercon;
 pub mod tools;
 pub mod vmlinux;
 
