@@ -541,7 +541,18 @@ fn uart_pci_io_under_qemu() {
     if !qemu_available() {
         return;
     }
-    uart_run("uartpci-q", 4096, 4096, Vmm::Qemu);
+    // QEMU is the reference here (the guest's expectations are not ours
+    // alone), so one failure of it is retried; bhyve's run never is. In
+    // one CI run QEMU's pci-serial delivered none of the 4096 bytes the
+    // test had written to its socket within the guest's 15 s (a loaded
+    // host; 15 runs beside two CPU hogs did not repeat it).
+    if std::panic::catch_unwind(|| uart_run("uartpci-q", 4096, 4096, Vmm::Qemu)).is_err() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "uart_pci_io under QEMU failed (above); running it once more"
+        );
+        uart_run("uartpci-q2", 4096, 4096, Vmm::Qemu);
+    }
 }
 
 /// The test's own checksum code against a known IPv4 header.
