@@ -245,8 +245,10 @@ fn vcpu_thread_name_and_affinity() {
         .unwrap();
     let task_dir = format!("/proc/{}/task", child.id());
     let t0 = std::time::Instant::now();
+    // The thread is named as it starts and pins itself a moment later, so
+    // keep reading until the pin shows (or the deadline passes).
     let mut found = None;
-    while found.is_none() && t0.elapsed() < std::time::Duration::from_secs(10) {
+    while found.as_deref() != Some("1") && t0.elapsed() < std::time::Duration::from_secs(10) {
         for t in std::fs::read_dir(&task_dir).into_iter().flatten().flatten() {
             let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
             if comm.trim_end() == "vcpu 0" {
